@@ -1,0 +1,1 @@
+# Cython AF_PACKET responder: being written (issue 2).

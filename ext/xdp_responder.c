@@ -1,0 +1,1 @@
+/* XDP ARP/NDP responder: being written (issue 2). */

@@ -1,0 +1,72 @@
+"""The one interface every responder (xdp, ring, python) offers to the speaker.
+
+owned = {(address, interface_name): mac}: answer ARP (IPv4) / NDP (IPv6) for `address` only on `interface_name`,
+with `mac` (6 bytes) as the link-layer address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+OwnedKey = tuple[IPAddress, str]
+Owned = Mapping[OwnedKey, bytes]
+
+
+class Verdict(str, Enum):
+    """Why a frame was, or was not, answered. One counter per value, in every backend (MetalLB's drop reasons)."""
+
+    ANSWERED = "answered"
+    NOT_ARP_OR_NDP = "not_arp_or_ndp"
+    MALFORMED = "malformed"
+    NOT_REQUEST = "not_request"  # ARP reply, NA, other ICMPv6
+    GRATUITOUS = "gratuitous"  # ARP with sender == target, or DAD NS from ::
+    BAD_HOP_LIMIT = "bad_hop_limit"
+    NO_SOURCE_LLADDR = "no_source_lladdr"
+    NOT_OWNED = "not_owned"  # target address not in the map at all
+    WRONG_INTERFACE = "wrong_interface"  # owned, but on another interface
+    LIVENESS_EXPIRED = "liveness_expired"
+
+
+@dataclass(frozen=True)
+class AddressCounters:
+    requests: int = 0
+    replies: int = 0
+
+
+@dataclass(frozen=True)
+class ResponderStats:
+    backend: str
+    per_address: Mapping[OwnedKey, AddressCounters] = field(default_factory=dict)
+    declined: Mapping[Verdict, int] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.per_address.values())
+
+    @property
+    def replies(self) -> int:
+        return sum(c.replies for c in self.per_address.values())
+
+
+class ResponderError(Exception):
+    """A responder cannot load or run here; the message says why (used by the auto selector to fall back)."""
+
+
+class Responder(Protocol):
+    backend: str
+
+    def sync(self, owned: Owned) -> None:
+        """Make the set of answered (address, interface) pairs exactly `owned`."""
+
+    def stats(self) -> ResponderStats: ...
+
+    def announce(self, address: IPAddress, interface: str) -> None:
+        """Send the gratuitous burst (ARP) or unsolicited NA (IPv6) for an owned address, once."""
+
+    def close(self) -> None:
+        """Stop answering, release sockets and detach programs. Idempotent."""

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Bring a fresh Debian 12 machine (as root) to a working state for metallb-fast. Idempotent: every step checks
+# first and does only what is missing, so `make demo` and `make test` can always call it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+STAMP_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/metallb-fast"
+mkdir -p "$STAMP_DIR"
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+DEB_PACKAGES=(
+    python3-bpfcc libbpfcc linux-headers-amd64 bpftool
+    iproute2 iputils-arping ndisc6 ethtool tcpdump
+    gcc make rsync
+)
+
+install_debian_packages() {
+    local missing=()
+    for pkg in "${DEB_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        log "installing Debian packages: ${missing[*]}"
+        if [[ ! -f "$STAMP_DIR/apt-updated" ]] || [[ -n "$(find "$STAMP_DIR/apt-updated" -mmin +720)" ]]; then
+            apt-get update -qq
+            touch "$STAMP_DIR/apt-updated"
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# bcc looks for kernel sources at /lib/modules/$(uname -r)/{build,source}. This machine's kernel has no
+# packaged headers; Debian's newest linux-headers (generated -amd64 dir + -common sources) work for XDP code.
+arrange_kernel_headers() {
+    local kver moddir amd64 common
+    kver="$(uname -r)"
+    moddir="/lib/modules/$kver"
+    if [[ -e "$moddir/build/include/linux/kconfig.h" || -e "$moddir/source/include/linux/kconfig.h" ]]; then
+        return 0
+    fi
+    amd64="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)"
+    common="$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1)"
+    if [[ -z "$amd64" || -z "$common" ]]; then
+        log "no Debian linux-headers found under /usr/src"; return 1
+    fi
+    log "linking kernel headers for bcc: $moddir -> $amd64 + $common"
+    mkdir -p "$moddir"
+    ln -sfn "$amd64" "$moddir/build"
+    ln -sfn "$common" "$moddir/source"
+}
+
+make_venv() {
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating venv $VENV from $($PYTHON --version)"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # Debian's bcc is pure Python over libbcc.so (ctypes); link just that package into the venv so the venv
+    # does not see Debian's other modules. (The PyPI package named "bcc" is an unrelated project.)
+    local site
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    if [[ ! -e "$site/bcc" ]]; then
+        ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc"
+    fi
+}
+
+pip_install() {
+    local want have
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/ext/"* | sha256sum | cut -d' ' -f1)"
+    have="$(cat "$VENV/.metallb-fast-installed" 2>/dev/null || true)"
+    if [[ "$want" != "$have" ]] || ! "$VENV/bin/python" -c 'import metallb_fast.dataplane._ring' 2>/dev/null; then
+        log "pip install -e .[test]"
+        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+        echo "$want" >"$VENV/.metallb-fast-installed"
+    fi
+}
+
+install_debian_packages
+arrange_kernel_headers
+make_venv
+pip_install
+log "ready: $VENV"
