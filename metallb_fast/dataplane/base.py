@@ -68,5 +68,8 @@ class Responder(Protocol):
     def announce(self, address: IPAddress, interface: str) -> None:
         """Send the gratuitous burst (ARP) or unsolicited NA (IPv6) for an owned address, once."""
 
+    def set_liveness_deadline(self, deadline_ns: int | None) -> None:
+        """Answer nothing once CLOCK_MONOTONIC (time.monotonic_ns) passes deadline_ns; None = no deadline."""
+
     def close(self) -> None:
         """Stop answering, release sockets and detach programs. Idempotent."""

@@ -1,0 +1,188 @@
+"""Frozen views of the core Kubernetes objects the decision code reads: Service, Node, EndpointSlice, Namespace.
+
+Built from the JSON dicts the API server (or a manifest) gives; only the fields MetalLB's logic reads are kept.
+Shared by the controller, the speaker and `plan`, so every component reads a Service the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ANNOTATION_PREFIX = "metallb.io/"
+DEPRECATED_ANNOTATION_PREFIX = "metallb.universe.tf/"
+
+
+def _labels(obj: Mapping[str, Any], key: str = "labels") -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(((obj.get("metadata") or {}).get(key) or {}).items()))
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    protocol: str  # TCP | UDP | SCTP
+    port: int
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    cluster_ips: tuple[str, ...] = ()
+    ip_family_policy: str | None = None  # SingleStack | PreferDualStack | RequireDualStack
+    load_balancer_ip: str = ""
+    load_balancer_class: str | None = None
+    external_traffic_policy: str = "Cluster"
+    selector: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    ingress_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip, in order
+    uid: str = ""
+    resource_version: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    @property
+    def annotation_map(self) -> dict[str, str]:
+        return dict(self.annotations)
+
+    def metallb_annotation(self, suffix: str) -> tuple[str | None, bool]:
+        """Value of `metallb.io/<suffix>`, else of the deprecated `metallb.universe.tf/<suffix>`.
+
+        Returns (value, deprecated_used); the current prefix wins when both are present.
+        """
+        annotations = self.annotation_map
+        current = annotations.get(ANNOTATION_PREFIX + suffix)
+        if current is not None:
+            return current, False
+        old = annotations.get(DEPRECATED_ANNOTATION_PREFIX + suffix)
+        return old, old is not None
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Service:
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        cluster_ips = tuple(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
+        ingress = ((status.get("loadBalancer") or {}).get("ingress")) or []
+        return cls(
+            namespace=meta.get("namespace") or "default",
+            name=meta.get("name") or "",
+            type=spec.get("type") or "ClusterIP",
+            labels=_labels(obj),
+            annotations=_labels(obj, "annotations"),
+            cluster_ips=tuple(ip for ip in cluster_ips if ip and ip != "None"),
+            ip_family_policy=spec.get("ipFamilyPolicy"),
+            load_balancer_ip=spec.get("loadBalancerIP") or "",
+            load_balancer_class=spec.get("loadBalancerClass"),
+            external_traffic_policy=spec.get("externalTrafficPolicy") or "Cluster",
+            selector=tuple(sorted((spec.get("selector") or {}).items())),
+            ports=tuple(
+                ServicePort(protocol=p.get("protocol") or "TCP", port=int(p.get("port") or 0))
+                for p in spec.get("ports") or []
+            ),
+            ingress_ips=tuple(i["ip"] for i in ingress if i.get("ip")),
+            uid=meta.get("uid") or "",
+            resource_version=meta.get("resourceVersion") or "",
+        )
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Namespace:
+        return cls(name=(obj.get("metadata") or {}).get("name") or "", labels=_labels(obj))
+
+
+@dataclass(frozen=True)
+class NodeCondition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    conditions: tuple[NodeCondition, ...] = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def condition_is_true(self, condition_type: str) -> bool:
+        return any(c.type == condition_type and c.status == "True" for c in self.conditions)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Node:
+        conditions = ((obj.get("status") or {}).get("conditions")) or []
+        return cls(
+            name=(obj.get("metadata") or {}).get("name") or "",
+            labels=_labels(obj),
+            conditions=tuple(
+                NodeCondition(type=c.get("type") or "", status=str(c.get("status") or "Unknown"))
+                for c in conditions
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    node_name: str | None
+    ready: bool | None  # None = unset (which counts as ready)
+    serving: bool | None
+
+    @property
+    def can_serve(self) -> bool:
+        """MetalLB: an endpoint serves when `ready` is unset or true, or when `serving` is true."""
+        return self.ready is None or self.ready or bool(self.serving)
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service_name: str  # label kubernetes.io/service-name
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def service_key(self) -> str:
+        return f"{self.namespace}/{self.service_name}"
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> EndpointSlice:
+        """Accepts discovery.k8s.io/v1 (`nodeName`) and v1beta1 (`topology["kubernetes.io/hostname"]`)."""
+        meta = obj.get("metadata") or {}
+        endpoints = []
+        for ep in obj.get("endpoints") or []:
+            conditions = ep.get("conditions") or {}
+            node_name = ep.get("nodeName") or (ep.get("topology") or {}).get("kubernetes.io/hostname")
+            endpoints.append(
+                Endpoint(
+                    addresses=tuple(ep.get("addresses") or ()),
+                    node_name=node_name,
+                    ready=conditions.get("ready"),
+                    serving=conditions.get("serving"),
+                )
+            )
+        return cls(
+            namespace=meta.get("namespace") or "default",
+            name=meta.get("name") or "",
+            service_name=(meta.get("labels") or {}).get("kubernetes.io/service-name") or "",
+            endpoints=tuple(endpoints),
+        )
