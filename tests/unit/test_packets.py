@@ -1,0 +1,446 @@
+"""packets.py, the oracle: every verdict of the decision order, exact reply bytes, and never an exception.
+
+Request frames are built by hand here (struct, offsets from the RFCs) rather than with packets.py's own builders,
+so the codec is checked against an independent reading of the wire format.
+"""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import Verdict
+from metallb_fast.dataplane.packets import Answer, answer, format_mac, parse_mac
+
+VIP4 = IPv4Address("192.0.2.200")
+VIP6 = IPv6Address("2001:db8::200")
+OTHER4 = IPv4Address("192.0.2.201")
+OTHER6 = IPv6Address("2001:db8::201")
+CLIENT4 = IPv4Address("192.0.2.10")
+CLIENT6 = IPv6Address("2001:db8::10")
+OWNED_MAC = bytes.fromhex("02aabbccdd01")
+CLIENT_MAC = bytes.fromhex("02112233aa01")
+STRANGER_MAC = bytes.fromhex("02deadbeef01")
+BCAST = b"\xff" * 6
+OWNED = {VIP4: OWNED_MAC, VIP6: OWNED_MAC}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hand-built frames
+
+
+def arp(
+    op: int = 1,
+    spa: IPv4Address = CLIENT4,
+    tpa: IPv4Address = VIP4,
+    eth_dst: bytes = BCAST,
+    htype: int = 1,
+    ptype: int = 0x0800,
+    hlen: int = 6,
+    plen: int = 4,
+    pad: bytes = b"",
+) -> bytes:
+    eth = eth_dst + CLIENT_MAC + b"\x08\x06"
+    body = struct.pack("!HHBBH", htype, ptype, hlen, plen, op)
+    body += CLIENT_MAC + spa.packed + b"\x00" * 6 + tpa.packed
+    return eth + body + pad
+
+
+def csum(data: bytes) -> int:
+    """Independent one's complement sum (32-bit accumulation, folded once at the end)."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = 0
+    for i in range(0, len(data), 2):
+        total += int.from_bytes(data[i : i + 2], "big")
+    while total > 0xFFFF:
+        total = (total >> 16) + (total & 0xFFFF)
+    return total
+
+
+def icmp6_sum_ok(src: bytes, dst: bytes, message: bytes) -> bool:
+    pseudo = src + dst + len(message).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
+    return csum(pseudo + message) == 0xFFFF
+
+
+def ns(
+    target: IPv6Address = VIP6,
+    src: IPv6Address = CLIENT6,
+    eth_dst: bytes | None = None,
+    hop_limit: int = 255,
+    icmp_type: int = 135,
+    code: int = 0,
+    options: bytes | None = None,
+    next_header: int = 58,
+    version: int = 6,
+    payload_len: int | None = None,
+    trailer: bytes = b"",
+) -> bytes:
+    group = b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + target.packed[13:]
+    if eth_dst is None:
+        eth_dst = b"\x33\x33" + group[12:]
+    if options is None:
+        options = b"\x01\x01" + CLIENT_MAC
+    icmp = struct.pack("!BBHI", icmp_type, code, 0, 0) + target.packed + options
+    plen = len(icmp) if payload_len is None else payload_len
+    ip6 = struct.pack("!IHBB", version << 28, plen, next_header, hop_limit) + src.packed + group
+    return eth_dst + CLIENT_MAC + b"\x86\xdd" + ip6 + icmp + trailer
+
+
+def decide(frame: bytes, alive: bool = True, elsewhere: frozenset = frozenset()) -> Answer:
+    return answer(frame, OWNED, elsewhere, alive)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ARP
+
+
+def test_arp_request_for_owned_address_is_answered_in_place() -> None:
+    request = arp(pad=b"\xa5" * 18)
+    result = decide(request)
+    assert result.verdict is Verdict.ANSWERED
+    assert result.target == VIP4
+    reply = result.reply
+    assert reply is not None and len(reply) == len(request) == 60
+    assert reply[0:6] == CLIENT_MAC
+    assert reply[6:12] == OWNED_MAC
+    assert reply[12:14] == b"\x08\x06"
+    assert reply[14:20] == request[14:20]
+    assert reply[20:22] == b"\x00\x02"
+    assert reply[22:28] == OWNED_MAC
+    assert reply[28:32] == VIP4.packed
+    assert reply[32:38] == CLIENT_MAC
+    assert reply[38:42] == CLIENT4.packed
+    assert reply[42:] == b"\xa5" * 18, "trailing padding must be carried over unchanged"
+
+
+def test_arp_unicast_to_owned_mac_is_answered_to_another_mac_is_not() -> None:
+    assert decide(arp(eth_dst=OWNED_MAC)).verdict is Verdict.ANSWERED
+    assert decide(arp(eth_dst=STRANGER_MAC)).verdict is Verdict.NOT_OWNED
+
+
+def test_arp_probe_from_unspecified_sender_is_answered() -> None:
+    result = decide(arp(spa=IPv4Address("0.0.0.0")))
+    assert result.verdict is Verdict.ANSWERED
+    assert result.reply is not None and result.reply[38:42] == b"\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("frame", "verdict"),
+    [
+        (b"", Verdict.MALFORMED),
+        (b"\xff" * 13, Verdict.MALFORMED),
+        (arp()[:41], Verdict.MALFORMED),
+        (arp(htype=6), Verdict.MALFORMED),
+        (arp(ptype=0x86DD), Verdict.MALFORMED),
+        (arp(hlen=8), Verdict.MALFORMED),
+        (arp(plen=16), Verdict.MALFORMED),
+        (arp(op=2), Verdict.NOT_REQUEST),
+        (arp(op=3), Verdict.NOT_REQUEST),
+        (arp(spa=VIP4), Verdict.GRATUITOUS),
+        (arp(tpa=OTHER4), Verdict.NOT_OWNED),
+        (BCAST + CLIENT_MAC + b"\x81\x00\x00\x01\x08\x06" + arp()[14:], Verdict.NOT_ARP_OR_NDP),
+        (BCAST + CLIENT_MAC + b"\x08\x00" + b"\x45" + bytes(45), Verdict.NOT_ARP_OR_NDP),
+    ],
+    ids=[
+        "empty",
+        "short-eth",
+        "short-arp",
+        "htype",
+        "ptype",
+        "hlen",
+        "plen",
+        "reply",
+        "op3",
+        "gratuitous",
+        "not-owned",
+        "vlan",
+        "ipv4",
+    ],
+)
+def test_arp_declines(frame: bytes, verdict: Verdict) -> None:
+    result = decide(frame)
+    assert result.verdict is verdict
+    assert result.reply is None
+
+
+def test_arp_owned_elsewhere_is_wrong_interface() -> None:
+    assert decide(arp(tpa=OTHER4), elsewhere=frozenset({OTHER4})).verdict is Verdict.WRONG_INTERFACE
+
+
+def test_arp_liveness_expired_comes_after_ownership_checks() -> None:
+    assert decide(arp(), alive=False).verdict is Verdict.LIVENESS_EXPIRED
+    assert decide(arp(tpa=OTHER4), alive=False).verdict is Verdict.NOT_OWNED
+    assert decide(arp(spa=VIP4), alive=False).verdict is Verdict.GRATUITOUS
+
+
+def test_arp_minimum_42_bytes_is_answered_with_42_bytes() -> None:
+    result = decide(arp())
+    assert result.verdict is Verdict.ANSWERED
+    assert result.reply is not None and len(result.reply) == 42
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NDP
+
+
+def test_neighbor_solicitation_gets_exact_advertisement() -> None:
+    result = decide(ns())
+    assert result.verdict is Verdict.ANSWERED
+    assert result.target == VIP6
+    na = result.reply
+    assert na is not None and len(na) == 86
+    assert na[0:6] == CLIENT_MAC
+    assert na[6:12] == OWNED_MAC
+    assert na[12:14] == b"\x86\xdd"
+    assert na[14:18] == b"\x60\x00\x00\x00"
+    assert struct.unpack("!HBB", na[18:22]) == (32, 58, 255)
+    assert na[22:38] == VIP6.packed
+    assert na[38:54] == CLIENT6.packed
+    assert na[54:56] == b"\x88\x00"
+    assert na[58:62] == b"\x60\x00\x00\x00"
+    assert na[62:78] == VIP6.packed
+    assert na[78:86] == b"\x02\x01" + OWNED_MAC
+    assert icmp6_sum_ok(na[22:38], na[38:54], na[54:86])
+
+
+def test_ns_with_padding_and_several_options_still_gives_86_byte_na() -> None:
+    nonce = b"\x0e\x01" + b"\x11" * 6
+    result = decide(ns(options=nonce + b"\x01\x01" + CLIENT_MAC, trailer=b"\x00" * 10))
+    assert result.verdict is Verdict.ANSWERED
+    assert result.reply is not None and len(result.reply) == 86
+
+
+def test_ns_unicast_to_owned_mac_is_answered_to_another_mac_is_not() -> None:
+    assert decide(ns(eth_dst=OWNED_MAC)).verdict is Verdict.ANSWERED
+    assert decide(ns(eth_dst=STRANGER_MAC)).verdict is Verdict.NOT_OWNED
+
+
+def test_ns_scan_stops_after_eight_options() -> None:
+    filler = b"\x0e\x01" + b"\x00" * 6
+    assert decide(ns(options=filler * 7 + b"\x01\x01" + CLIENT_MAC)).verdict is Verdict.ANSWERED
+    assert decide(ns(options=filler * 8 + b"\x01\x01" + CLIENT_MAC)).verdict is Verdict.NO_SOURCE_LLADDR
+
+
+@pytest.mark.parametrize(
+    ("frame", "verdict"),
+    [
+        (ns()[:53], Verdict.MALFORMED),
+        (ns(version=4), Verdict.MALFORMED),
+        (ns(next_header=6), Verdict.NOT_ARP_OR_NDP),
+        (ns(next_header=0), Verdict.NOT_ARP_OR_NDP),
+        (ns(payload_len=23), Verdict.MALFORMED),
+        (ns(payload_len=33), Verdict.MALFORMED),
+        (ns()[:-1], Verdict.MALFORMED),
+        (ns(icmp_type=136), Verdict.NOT_REQUEST),
+        (ns(icmp_type=128), Verdict.NOT_ARP_OR_NDP),
+        (ns(icmp_type=133), Verdict.NOT_ARP_OR_NDP),
+        (ns(code=1), Verdict.MALFORMED),
+        (ns(hop_limit=254), Verdict.BAD_HOP_LIMIT),
+        (ns(hop_limit=64, code=1), Verdict.MALFORMED),
+        (ns(target=IPv6Address("ff02::1")), Verdict.MALFORMED),
+        (ns(src=IPv6Address("::")), Verdict.GRATUITOUS),
+        (ns(src=IPv6Address("::"), options=b""), Verdict.GRATUITOUS),
+        (ns(options=b""), Verdict.NO_SOURCE_LLADDR),
+        (ns(options=b"\x02\x01" + CLIENT_MAC), Verdict.NO_SOURCE_LLADDR),
+        (ns(options=b"\x01\x02" + CLIENT_MAC + bytes(8)), Verdict.NO_SOURCE_LLADDR),
+        (ns(options=b"\x01\x00" + CLIENT_MAC), Verdict.MALFORMED),
+        (ns(options=b"\x01\x02" + CLIENT_MAC), Verdict.MALFORMED),
+        (ns(options=b"\x01"), Verdict.MALFORMED),
+        (ns(options=b"\x0e\x00" + bytes(6) + b"\x01\x01" + CLIENT_MAC), Verdict.MALFORMED),
+        (ns(target=OTHER6), Verdict.NOT_OWNED),
+        (BCAST + CLIENT_MAC + b"\x81\x00\x00\x01\x86\xdd" + ns()[14:], Verdict.NOT_ARP_OR_NDP),
+    ],
+    ids=[
+        "short",
+        "version",
+        "tcp",
+        "hop-by-hop",
+        "payload-short",
+        "payload-past-end",
+        "truncated",
+        "na",
+        "echo",
+        "rs",
+        "code",
+        "hop-limit",
+        "hop-limit-before-code",
+        "multicast-target",
+        "dad",
+        "dad-no-opt",
+        "no-options",
+        "target-lla-only",
+        "slla-len2",
+        "opt-len0",
+        "opt-past-end",
+        "opt-1-byte",
+        "len0-before-slla",
+        "not-owned",
+        "vlan",
+    ],
+)
+def test_ns_declines(frame: bytes, verdict: Verdict) -> None:
+    result = decide(frame)
+    assert result.verdict is verdict
+    assert result.reply is None
+
+
+def test_ns_owned_elsewhere_and_liveness() -> None:
+    assert decide(ns(target=OTHER6), elsewhere=frozenset({OTHER6})).verdict is Verdict.WRONG_INTERFACE
+    assert decide(ns(), alive=False).verdict is Verdict.LIVENESS_EXPIRED
+    assert decide(ns(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.NOT_OWNED
+
+
+def test_bytes_like_input_is_accepted() -> None:
+    assert decide(bytearray(arp())).verdict is Verdict.ANSWERED  # type: ignore[arg-type]
+    assert decide(memoryview(ns())).verdict is Verdict.ANSWERED  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Announcements and client-side builders
+
+
+def test_gratuitous_arp_pair_is_metallbs() -> None:
+    request, reply = packets.gratuitous_arp(VIP4, OWNED_MAC)
+    for frame, op in ((request, 1), (reply, 2)):
+        assert len(frame) == 60
+        assert frame[0:6] == BCAST and frame[6:12] == OWNED_MAC and frame[12:14] == b"\x08\x06"
+        assert struct.unpack("!HHBBH", frame[14:22]) == (1, 0x0800, 6, 4, op)
+        assert frame[22:28] == OWNED_MAC and frame[28:32] == VIP4.packed
+        assert frame[32:38] == BCAST and frame[38:42] == VIP4.packed
+        assert frame[42:] == bytes(18)
+    assert decide(request).verdict is Verdict.GRATUITOUS
+    assert decide(reply).verdict is Verdict.NOT_REQUEST
+
+
+def test_unsolicited_na() -> None:
+    na = packets.unsolicited_na(VIP6, OWNED_MAC)
+    assert len(na) == 86
+    assert na[0:6] == b"\x33\x33\x00\x00\x00\x01" and na[6:12] == OWNED_MAC
+    assert struct.unpack("!IHBB", na[14:22]) == (0x60000000, 32, 58, 255)
+    assert na[22:38] == VIP6.packed and na[38:54] == IPv6Address("ff02::1").packed
+    assert na[54:56] == b"\x88\x00" and na[58:62] == b"\x20\x00\x00\x00"
+    assert na[62:78] == VIP6.packed and na[78:86] == b"\x02\x01" + OWNED_MAC
+    assert icmp6_sum_ok(na[22:38], na[38:54], na[54:86])
+    assert decide(na).verdict is Verdict.NOT_REQUEST
+
+
+def test_request_builders_match_hand_built_frames() -> None:
+    assert packets.arp_request(CLIENT_MAC, CLIENT4, VIP4) == arp(pad=bytes(18))
+    built = packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, VIP6)
+    hand = ns()
+    assert built[:56] == hand[:56] and built[58:] == hand[58:]  # hand-built one has a zero checksum
+    assert icmp6_sum_ok(built[22:38], built[38:54], built[54:])
+    assert decide(built).verdict is Verdict.ANSWERED
+
+
+@given(src=st.binary(min_size=16, max_size=16), dst=st.binary(min_size=16, max_size=16), body=st.binary(max_size=64))
+def test_checksum_agrees_with_independent_sum(src: bytes, dst: bytes, body: bytes) -> None:
+    message = b"\x87\x00\x00\x00" + body
+    checksum = packets.icmpv6_checksum(src, dst, message)
+    filled = message[:2] + checksum.to_bytes(2, "big") + message[4:]
+    assert icmp6_sum_ok(src, dst, filled)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MAC text
+
+
+def test_mac_round_trip_and_errors() -> None:
+    assert parse_mac("02:AA:bb:cc:dd:01") == OWNED_MAC
+    assert parse_mac("02-aa-bb-cc-dd-01") == OWNED_MAC
+    assert format_mac(OWNED_MAC) == "02:aa:bb:cc:dd:01"
+    for bad in ("", "02:aa:bb:cc:dd", "02:aa:bb:cc:dd:01:02", "02:aa-bb:cc:dd:01", "zz:aa:bb:cc:dd:01", "2:a:b:c:d:e"):
+        with pytest.raises(ValueError, match="MAC address"):
+            parse_mac(bad)
+    with pytest.raises(ValueError, match="6 bytes"):
+        format_mac(b"\x01\x02")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Properties
+
+owned_maps = st.dictionaries(
+    st.one_of(
+        st.builds(IPv4Address, st.integers(0, 2**32 - 1)),
+        st.builds(IPv6Address, st.integers(0, 2**128 - 1)),
+    ),
+    st.binary(min_size=6, max_size=6),
+    max_size=4,
+)
+
+
+@settings(max_examples=500)
+@given(frame=st.binary(max_size=200), owned=owned_maps, alive=st.booleans())
+def test_random_bytes_never_raise(frame: bytes, owned: dict, alive: bool) -> None:
+    result = answer(frame, owned, frozenset(), alive)
+    assert isinstance(result.verdict, Verdict)
+    assert (result.reply is not None) == (result.verdict is Verdict.ANSWERED)
+
+
+@settings(max_examples=500)
+@given(
+    ethertype=st.sampled_from([b"\x08\x06", b"\x86\xdd"]),
+    head=st.binary(min_size=12, max_size=12),
+    body=st.binary(max_size=120),
+    alive=st.booleans(),
+)
+def test_random_arp_and_ipv6_bodies_never_raise(ethertype: bytes, head: bytes, body: bytes, alive: bool) -> None:
+    result = decide(head + ethertype + body, alive=alive)
+    assert (result.reply is not None) == (result.verdict is Verdict.ANSWERED)
+
+
+@settings(max_examples=300)
+@given(index=st.integers(0, 85), value=st.integers(0, 255), which=st.sampled_from(["arp", "ns"]))
+def test_one_byte_mutations_of_valid_requests_never_raise(index: int, value: int, which: str) -> None:
+    frame = bytearray(arp(pad=bytes(44)) if which == "arp" else ns())
+    frame[index % len(frame)] = value
+    result = decide(bytes(frame))
+    assert (result.reply is not None) == (result.verdict is Verdict.ANSWERED)
+
+
+@given(
+    client_mac=st.binary(min_size=6, max_size=6),
+    owned_mac=st.binary(min_size=6, max_size=6),
+    client=st.integers(1, 2**32 - 1),
+    target=st.integers(1, 2**32 - 1),
+    pad=st.integers(0, 40),
+)
+def test_built_arp_reply_parses_back(client_mac: bytes, owned_mac: bytes, client: int, target: int, pad: int) -> None:
+    vip, sender = IPv4Address(target), IPv4Address(client)
+    if vip == sender:
+        return
+    request = packets.arp_request(client_mac, sender, vip) + bytes(pad)
+    result = answer(request, {vip: owned_mac})
+    assert result.verdict is Verdict.ANSWERED and result.reply is not None
+    reply = result.reply
+    assert len(reply) == len(request)
+    back = answer(reply, {sender: client_mac})
+    assert back.verdict is Verdict.NOT_REQUEST and back.target == sender
+    assert reply[22:28] == owned_mac and IPv4Address(reply[28:32]) == vip and reply[0:6] == client_mac
+
+
+@given(
+    client_mac=st.binary(min_size=6, max_size=6),
+    owned_mac=st.binary(min_size=6, max_size=6),
+    client=st.integers(1, 2**64 - 1),
+    target=st.integers(1, 2**64 - 1),
+)
+def test_built_na_parses_back_with_valid_checksum(
+    client_mac: bytes, owned_mac: bytes, client: int, target: int
+) -> None:
+    vip = IPv6Address(int(IPv6Address("2001:db8::")) + target)
+    sender = IPv6Address(int(IPv6Address("2001:db8:1::")) + client)
+    request = packets.neighbor_solicitation(client_mac, sender, vip)
+    result = answer(request, {vip: owned_mac})
+    assert result.verdict is Verdict.ANSWERED and result.reply is not None
+    na = result.reply
+    assert icmp6_sum_ok(na[22:38], na[38:54], na[54:86])
+    back = answer(na, {})
+    assert back.verdict is Verdict.NOT_REQUEST
+    assert IPv6Address(na[62:78]) == vip and na[80:86] == owned_mac and na[0:6] == client_mac
