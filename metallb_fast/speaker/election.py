@@ -1,0 +1,197 @@
+"""Layer-2 election: which node announces a Service's addresses, decided exactly as MetalLB's speaker does.
+
+Every speaker runs the same pure computation over the same inputs and so agrees on one winner without talking
+to the others (MetalLB speaker/layer2_controller.go ShouldAnnounce, with the service-selector candidate set,
+the allow-shared-ip guard and preferredNodeSelectors scoring of its newest releases).
+The election is per Service, keyed on the text of its first ingress address, so every address of a dual-stack
+Service lands on the same node, and Services sharing an address agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
+
+from metallb_fast.config.model import Config, IPAddress, L2Advertisement, Pool, any_selector_matches
+from metallb_fast.resources import EndpointSlice, Node, Service
+
+NOT_OWNER = "notOwner"
+SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
+NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+IP_NOT_ALLOWED = "ipNotAllowed"  # the address is in no pool: MetalLB withdraws with this reason
+
+EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+NETWORK_UNAVAILABLE = "NetworkUnavailable"
+ALLOW_SHARED_IP = "allow-shared-ip"
+
+
+def pool_for(config: Config, addresses: Iterable[IPAddress]) -> Pool | None:
+    """The pool holding every one of a Service's addresses (MetalLB's poolFor); None when there is none."""
+    wanted = tuple(addresses)
+    if not wanted:
+        return None
+    return next((p for p in config.pools if all(p.contains(ip) for ip in wanted)), None)
+
+
+def applying_advertisements(config: Config, pool: Pool, service: Service) -> tuple[L2Advertisement, ...]:
+    """The L2Advertisements that apply to `service`: they select its pool and their serviceSelectors match it."""
+    labels = service.label_map
+    return tuple(
+        adv
+        for adv in config.l2_advertisements
+        if config.advertisement_selects_pool(adv, pool) and any_selector_matches(adv.service_selectors, labels)
+    )
+
+
+def advertisement_selects_node(adv: L2Advertisement, node: Node | None) -> bool:
+    """MetalLB resolves nodeSelectors against the Node objects it knows: an unknown node is never selected."""
+    return node is not None and any_selector_matches(adv.node_selectors, node.label_map)
+
+
+def shares_address(service: Service) -> bool:
+    """The Service carries a non-empty allow-shared-ip key under either annotation prefix."""
+    annotations = service.annotation_map
+    return any(annotations.get(prefix + ALLOW_SHARED_IP) for prefix in ("metallb.io/", "metallb.universe.tf/"))
+
+
+def has_serving_endpoint(endpoint_slices: Iterable[EndpointSlice]) -> bool:
+    return any(ep.can_serve for s in endpoint_slices for ep in s.endpoints)
+
+
+def nodes_with_serving_endpoint(endpoint_slices: Iterable[EndpointSlice]) -> frozenset[str]:
+    return frozenset(ep.node_name for s in endpoint_slices for ep in s.endpoints if ep.can_serve and ep.node_name)
+
+
+def election_key(service: Service, ip: IPAddress) -> str:
+    """The text hashed with each node name: the Service's first ingress address, canonicalised like Go's
+    net.IP.String(); `ip` only stands in when the Service has no parsable ingress yet."""
+    if service.ingress_ips:
+        try:
+            return str(ipaddress.ip_address(service.ingress_ips[0]))
+        except ValueError:
+            pass
+    return str(ip)
+
+
+def node_hash(node_name: str, key: str) -> bytes:
+    return hashlib.sha256(f"{node_name}#{key}".encode()).digest()
+
+
+def preference_scores(
+    advertisements: Iterable[L2Advertisement], nodes: Mapping[str, Node]
+) -> dict[str, int]:
+    """Summed preferredNodeSelectors weights. An advertisement only scores nodes its own nodeSelectors select."""
+    scores: dict[str, int] = {}
+    for adv in advertisements:
+        if not adv.preferred_node_selectors:
+            continue
+        for name, node in nodes.items():
+            if not advertisement_selects_node(adv, node):
+                continue
+            labels = node.label_map
+            weight = sum(p.weight for p in adv.preferred_node_selectors if p.preference.matches(labels))
+            if weight:
+                scores[name] = scores.get(name, 0) + weight
+    return scores
+
+
+@dataclass(frozen=True)
+class Election:
+    """The outcome for one Service, the same on every node; `reason_for(node)` gives one node's verdict."""
+
+    pool: Pool | None
+    advertisements: tuple[L2Advertisement, ...]  # the ones that apply to the Service
+    order: tuple[str, ...]  # candidates, best first
+    blocked: str | None = None  # a reason that holds for every node (no endpoint, shared IP guard, no pool)
+    selected_nodes: frozenset[str] = frozenset()  # nodes some applying advertisement selects
+
+    @property
+    def winner(self) -> str | None:
+        if self.blocked is not None or not self.order:
+            return None
+        return self.order[0]
+
+    def reason_for(self, node_name: str) -> str | None:
+        """None when `node_name` announces, else MetalLB's reason string for withdrawing there."""
+        if self.blocked is not None:
+            return self.blocked
+        if node_name not in self.selected_nodes:
+            return NO_MATCHING_ADVERTISEMENT
+        return None if self.winner == node_name else NOT_OWNER
+
+
+def elect(
+    service: Service,
+    ip: IPAddress,
+    config: Config,
+    pool_name: str | None,
+    nodes: Mapping[str, Node],
+    endpoint_slices: Iterable[EndpointSlice],
+    live_nodes: Set[str] | None = None,
+    ignore_exclude_lb: bool = False,
+) -> Election:
+    """Run the election for `service` (whose address `ip` lies in pool `pool_name`).
+
+    live_nodes: the speakers membership reports alive; None (no membership) means every known Node.
+    """
+    slices = tuple(endpoint_slices)
+    pool = config.pool(pool_name) if pool_name else None
+    if pool is None:
+        return Election(pool=None, advertisements=(), order=(), blocked=IP_NOT_ALLOWED)
+    # Step 1 comes first in MetalLB too: without a serving endpoint no node announces, whatever the config says.
+    if not has_serving_endpoint(slices):
+        return Election(pool=pool, advertisements=(), order=(), blocked=NOT_OWNER)
+    advertisements = applying_advertisements(config, pool, service)
+    # Siblings sharing an address could match different service-scoped advertisements and elect different
+    # nodes, so two MACs would answer: MetalLB refuses the combination outright.
+    if shares_address(service) and any(adv.service_selectors for adv in advertisements):
+        return Election(pool=pool, advertisements=advertisements, order=(), blocked=SHARED_IP_WITH_SERVICE_SELECTOR)
+    selected = frozenset(
+        name for name, node in nodes.items() if any(advertisement_selects_node(a, node) for a in advertisements)
+    )
+    live = set(nodes) if live_nodes is None else set(live_nodes)
+    candidates = set()
+    for name in live:
+        node = nodes.get(name)
+        if node is not None and node.condition_is_true(NETWORK_UNAVAILABLE):
+            continue
+        if not ignore_exclude_lb and node is not None and EXCLUDE_FROM_LB_LABEL in node.label_map:
+            continue
+        if name in selected:
+            candidates.add(name)
+    if service.external_traffic_policy == "Local":
+        candidates &= nodes_with_serving_endpoint(slices)
+    key = election_key(service, ip)
+    scores = preference_scores(advertisements, nodes)
+    order = tuple(sorted(candidates, key=lambda n: (-scores.get(n, 0), node_hash(n, key))))
+    return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected)
+
+
+@dataclass(frozen=True)
+class Decision:
+    node: str
+    announce: bool
+    reason: str | None  # None when announcing
+    winner: str | None  # the node every speaker agrees announces (None = nobody)
+    order: tuple[str, ...]
+
+
+def decide(
+    node_name: str,
+    service: Service,
+    ip: IPAddress,
+    config: Config,
+    pool_name: str | None,
+    nodes: Mapping[str, Node],
+    endpoint_slices: Iterable[EndpointSlice],
+    live_nodes: Set[str] | None = None,
+    ignore_exclude_lb: bool = False,
+) -> Decision:
+    """Does `node_name` announce `ip` of `service`? The speaker's one question, with MetalLB's reason if not."""
+    election = elect(service, ip, config, pool_name, nodes, endpoint_slices, live_nodes, ignore_exclude_lb)
+    reason = election.reason_for(node_name)
+    return Decision(
+        node=node_name, announce=reason is None, reason=reason, winner=election.winner, order=election.order
+    )
