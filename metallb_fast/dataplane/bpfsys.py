@@ -1,0 +1,184 @@
+"""The few bpf(2) commands bcc does not wrap: test runs, program lookup by id, and a two-instruction XDP_PASS.
+
+Raw syscalls through ctypes; the attribute layouts are the kernel's `union bpf_attr` members (uapi/linux/bpf.h).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+from dataclasses import dataclass
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+
+BPF_PROG_LOAD = 5
+BPF_PROG_TEST_RUN = 10
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_TYPE_XDP = 6
+BPF_OBJ_NAME_LEN = 16
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class BpfSyscallError(OSError):
+    """A bpf(2) command failed; errno and the command are in the message."""
+
+
+def _bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    number = _SYS_BPF.get(platform.machine())
+    if number is None:
+        raise BpfSyscallError(errno.ENOSYS, f"bpf(2): unknown syscall number on {platform.machine()}")
+    result = _libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), ctypes.byref(attr),
+                           ctypes.c_uint(ctypes.sizeof(attr)))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise BpfSyscallError(err, f"bpf({what}): {os.strerror(err)}")
+    return int(result)
+
+
+class _TestRunAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64),
+        ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32),
+        ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64),
+        ("ctx_out", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class _XdpMd(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_uint32),
+        ("data_end", ctypes.c_uint32),
+        ("data_meta", ctypes.c_uint32),
+        ("ingress_ifindex", ctypes.c_uint32),
+        ("rx_queue_index", ctypes.c_uint32),
+        ("egress_ifindex", ctypes.c_uint32),
+    ]
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    action: int  # XDP_* return code
+    frame: bytes  # the frame after the program ran (rewritten, trimmed)
+    duration_ns: int  # kernel-measured mean time per repeat
+
+
+def xdp_test_run(prog_fd: int, frame: bytes, *, ingress_ifindex: int = 0, repeat: int = 1) -> TestRunResult:
+    """Run an XDP program on `frame` (BPF_PROG_TEST_RUN); ingress_ifindex must name a device in this netns.
+
+    The kernel does not restore the frame between repeats: use repeat=1 to check what a program writes.
+    """
+    data_in = ctypes.create_string_buffer(bytes(frame), len(frame))
+    # Output may grow by at most the tailroom the kernel allows; a page is plenty for an Ethernet frame.
+    data_out = ctypes.create_string_buffer(max(4096, len(frame) + 256))
+    attr = _TestRunAttr(prog_fd=prog_fd, data_size_in=len(frame), data_size_out=len(data_out),
+                        data_in=ctypes.addressof(data_in), data_out=ctypes.addressof(data_out), repeat=repeat)
+    ctx = _XdpMd(data=0, data_end=len(frame), ingress_ifindex=ingress_ifindex)
+    if ingress_ifindex:
+        attr.ctx_size_in = ctypes.sizeof(ctx)
+        attr.ctx_in = ctypes.addressof(ctx)
+    _bpf(BPF_PROG_TEST_RUN, attr, f"PROG_TEST_RUN prog fd {prog_fd}, ifindex {ingress_ifindex}")
+    return TestRunResult(action=attr.retval, frame=data_out.raw[: attr.data_size_out],
+                         duration_ns=attr.duration)
+
+
+class _GetFdByIdAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_id", ctypes.c_uint32),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+    ]
+
+
+class _InfoByFdAttr(ctypes.Structure):
+    _fields_ = [
+        ("bpf_fd", ctypes.c_uint32),
+        ("info_len", ctypes.c_uint32),
+        ("info", ctypes.c_uint64),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    """The head of struct bpf_prog_info, up to the name (the kernel fills only what we ask for)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+
+
+def prog_info_by_fd(fd: int) -> ProgInfo:
+    info = _ProgInfo()
+    attr = _InfoByFdAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"OBJ_GET_INFO_BY_FD fd {fd}")
+    return ProgInfo(id=info.id, type=info.type, name=info.name.decode(errors="replace"))
+
+
+def prog_info_by_id(prog_id: int) -> ProgInfo:
+    """Name and type of a loaded program (e.g. the one netlink reports attached to an interface)."""
+    fd = _bpf(BPF_PROG_GET_FD_BY_ID, _GetFdByIdAttr(prog_id=prog_id), f"PROG_GET_FD_BY_ID id {prog_id}")
+    try:
+        return prog_info_by_fd(fd)
+    finally:
+        os.close(fd)
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+# r0 = XDP_PASS; exit. (BPF_ALU64|BPF_MOV|BPF_K = 0xb7, BPF_JMP|BPF_EXIT = 0x95)
+_XDP_PASS_INSNS = (ctypes.c_uint64 * 2)(0xB7 | (XDP_PASS << 32), 0x95)
+
+
+def load_xdp_pass(name: str) -> int:
+    """Load `return XDP_PASS` as an XDP program called `name`; returns its fd (the caller closes it)."""
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = _ProgLoadAttr(prog_type=BPF_PROG_TYPE_XDP, insn_cnt=2, insns=ctypes.addressof(_XDP_PASS_INSNS),
+                         license=ctypes.addressof(license_), prog_name=name.encode()[: BPF_OBJ_NAME_LEN - 1])
+    return _bpf(BPF_PROG_LOAD, attr, f"PROG_LOAD {name!r}")
