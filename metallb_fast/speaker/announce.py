@@ -69,6 +69,34 @@ def _next_time(pair: _Pair, policy: GratuitousPolicy) -> float | None:
     return pair.next_refresh
 
 
+def _first_refresh(started: float, policy: GratuitousPolicy) -> float | None:
+    return None if policy.refresh_every is None else started + policy.duration + policy.refresh_every
+
+
+def _advance(pair: _Pair, now: float, policy: GratuitousPolicy) -> tuple[_Pair, bool]:
+    """Move one pair to `now`; True when a frame is due."""
+    if pair.sent < policy.burst_frames:
+        if now > pair.started + policy.duration + _EPSILON_S:
+            # Woken after the burst window closed: like MetalLB, the burst is over without a late frame.
+            pair = _Pair(pair.started, policy.burst_frames, _first_refresh(pair.started, policy))
+        elif pair.started + pair.sent * policy.interval <= now + _EPSILON_S:
+            # Late wake-ups skip the missed slots rather than sending them back to back.
+            elapsed = math.floor((now - pair.started) / policy.interval + _EPSILON_S) + 1
+            sent = min(policy.burst_frames, max(pair.sent + 1, elapsed))
+            done = sent >= policy.burst_frames
+            return _Pair(pair.started, sent, _first_refresh(pair.started, policy) if done else None), True
+        else:
+            return pair, False
+    if policy.refresh_every is None:
+        return _Pair(pair.started, pair.sent, None), False
+    if pair.next_refresh is None:  # refresh switched on after this burst ended
+        return _Pair(pair.started, pair.sent, _first_refresh(pair.started, policy)), False
+    if pair.next_refresh <= now + _EPSILON_S:
+        periods = math.floor((now - pair.next_refresh) / policy.refresh_every + _EPSILON_S) + 1
+        return _Pair(pair.started, pair.sent, pair.next_refresh + periods * policy.refresh_every), True
+    return pair, False
+
+
 def schedule(
     state: GratuitousState,
     owned: Iterable[OwnedKey],
@@ -77,35 +105,14 @@ def schedule(
 ) -> Schedule:
     """Advance the schedule to `now` given the pairs this node answers for now."""
     policy = policy or GratuitousPolicy()
-    current = set(owned)
     pairs: dict[OwnedKey, _Pair] = {}
     due: list[OwnedKey] = []
-    for key in sorted(current, key=lambda k: (k[0].version, int(k[0]), k[1])):
-        pair = state.pairs.get(key)
-        if pair is None:
-            # Newly answered (first time, or regained after a loss): a fresh burst starting now.
-            pair = _Pair(started=now, sent=0, next_refresh=None)
-        if pair.sent < policy.burst_frames:
-            slot = pair.started + pair.sent * policy.interval
-            if slot <= now + _EPSILON_S:
-                # Late wake-ups skip the missed slots rather than sending them back to back.
-                elapsed = math.floor((now - pair.started) / policy.interval + _EPSILON_S) + 1
-                sent = min(policy.burst_frames, max(pair.sent + 1, elapsed))
-                refresh = (
-                    pair.started + policy.duration + policy.refresh_every
-                    if policy.refresh_every is not None and sent >= policy.burst_frames
-                    else None
-                )
-                pair = _Pair(started=pair.started, sent=sent, next_refresh=refresh)
-                due.append(key)
-        elif pair.next_refresh is not None and pair.next_refresh <= now + _EPSILON_S:
-            assert policy.refresh_every is not None
-            periods = math.floor((now - pair.next_refresh) / policy.refresh_every + _EPSILON_S) + 1
-            pair = _Pair(pair.started, pair.sent, pair.next_refresh + periods * policy.refresh_every)
-            due.append(key)
-        elif pair.next_refresh is None and policy.refresh_every is not None:
-            pair = _Pair(pair.started, pair.sent, pair.started + policy.duration + policy.refresh_every)
+    for key in sorted(set(owned), key=lambda k: (k[0].version, int(k[0]), k[1])):
+        # A pair not in the state is newly answered (first time, or regained after a loss): a fresh burst.
+        pair, send = _advance(state.pairs.get(key) or _Pair(started=now, sent=0, next_refresh=None), now, policy)
         pairs[key] = pair
+        if send:
+            due.append(key)
     times = [t for t in (_next_time(p, policy) for p in pairs.values()) if t is not None]
     return Schedule(state=GratuitousState(pairs=pairs), due=tuple(due), wake_at=min(times) if times else None)
 
