@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# The Kubernetes fixtures (kube_env, kube_controller_manager, kubectl, kube_client, kube_namespace) for every test
+# directory; they start nothing until a test asks for them.
+pytest_plugins = ("tests.k8s.fixtures",)
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
