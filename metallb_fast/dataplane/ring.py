@@ -1,0 +1,218 @@
+"""The ring backend: the Cython AF_PACKET loop (ext/ring.pyx) behind the Responder protocol.
+
+One RingLoop (socket + table + counters) per interface, each answering in its own thread with the GIL released.
+sync() builds one table per interface (owned here -> MAC, owned only elsewhere -> WRONG_INTERFACE) and swaps it
+into the running loop; counters of a replaced table are folded into totals kept here, so stats() never goes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import ModuleType
+from typing import Any
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import (
+    AddressCounters,
+    IPAddress,
+    Owned,
+    OwnedKey,
+    ResponderError,
+    ResponderStats,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 2.0  # the loop notices stop() within its 100 ms receive timeout
+
+
+def load_extension() -> ModuleType:
+    """The compiled loop, or ResponderError saying how to get it."""
+    try:
+        from metallb_fast.dataplane import _ring
+    except ImportError as exc:
+        raise ResponderError(
+            f"ring backend: the Cython extension metallb_fast.dataplane._ring is not built ({exc}); "
+            "run `bash scripts/install.sh`"
+        ) from exc
+    return _ring
+
+
+@dataclass(frozen=True)
+class _Interface:
+    name: str
+    ifindex: int
+    loop: Any  # _ring.RingLoop
+    thread: threading.Thread
+
+
+Entry = tuple[int, bytes, bytes | None]  # (family, packed address, MAC or None = owned only elsewhere)
+
+
+def table_for(interface: str, owned: Owned) -> list[Entry]:
+    """The lookup table of one interface: what it answers, and what it must call WRONG_INTERFACE."""
+    here = {address: mac for (address, name), mac in owned.items() if name == interface}
+    elsewhere = {address for (address, name) in owned if name != interface and address not in here}
+    entries: list[Entry] = [(address.version, address.packed, bytes(mac)) for address, mac in here.items()]
+    entries += [(address.version, address.packed, None) for address in elsewhere]
+    return entries
+
+
+def _validate(owned: Owned) -> None:
+    for key, mac in owned.items():
+        address, interface = key
+        if not isinstance(address, IPv4Address | IPv6Address):
+            raise ResponderError(f"ring backend: owned key {key!r}: address must be an IPv4Address/IPv6Address")
+        if not isinstance(interface, str) or not interface:
+            raise ResponderError(f"ring backend: owned key {key!r}: interface must be a non-empty name")
+        if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
+            raise ResponderError(f"ring backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
+
+
+class RingResponder:
+    """Answers ARP/NDP from userspace with the Cython loop; for machines where XDP cannot run."""
+
+    backend = "ring"
+
+    def __init__(self, interfaces: Iterable[str] = ()) -> None:
+        self._ring = load_extension()
+        self._lock = threading.Lock()  # serialises sync/close/stats against each other
+        self._fixed = tuple(dict.fromkeys(interfaces))
+        self._interfaces: dict[str, _Interface] = {}
+        self._owned: dict[OwnedKey, bytes] = {}
+        self._deadline_ns = -1
+        self._folded: dict[OwnedKey, AddressCounters] = {}
+        self._folded_verdicts: Counter[Verdict] = Counter()
+        self._closed = False
+        try:
+            for name in self._fixed:
+                self._open(name)
+        except ResponderError:
+            self.close()
+            raise
+
+    # --- Responder protocol -------------------------------------------------------------------------------
+
+    def sync(self, owned: Owned) -> None:
+        _validate(owned)
+        with self._lock:
+            if self._closed:
+                raise ResponderError("ring backend: sync() after close()")
+            wanted = dict.fromkeys(self._fixed) | dict.fromkeys(name for _, name in owned)
+            for name in wanted:
+                if name not in self._interfaces:
+                    self._open(name)
+            for name, interface in self._interfaces.items():
+                self._fold(name, interface.loop.replace_table(table_for(name, owned)))
+            for name in [n for n in self._interfaces if n not in wanted]:
+                self._shut(name)
+            self._owned = {key: bytes(mac) for key, mac in owned.items()}
+
+    def stats(self) -> ResponderStats:
+        with self._lock:
+            per_address = dict(self._folded)
+            verdicts = Counter(self._folded_verdicts)
+            for name, interface in self._interfaces.items():
+                live, counts, _ = interface.loop.counters()
+                _add(per_address, self._keyed(name, live))
+                verdicts.update(self._verdicts(counts))
+            for key in self._owned:
+                per_address.setdefault(key, AddressCounters())
+        declined = {verdict: verdicts[verdict] for verdict in Verdict if verdict is not Verdict.ANSWERED}
+        return ResponderStats(backend=self.backend, per_address=per_address, declined=declined)
+
+    def announce(self, address: IPAddress, interface: str) -> None:
+        with self._lock:
+            mac = self._owned.get((address, interface))
+            running = self._interfaces.get(interface)
+        if mac is None or running is None:
+            raise ResponderError(f"ring backend: cannot announce {address} on {interface}: not owned there (sync)")
+        if isinstance(address, IPv4Address):
+            frames = packets.gratuitous_arp(address, mac)
+        else:
+            frames = [packets.unsolicited_na(address, mac)]
+        for frame in frames:
+            try:
+                running.loop.send(frame)
+            except OSError as exc:
+                raise ResponderError(f"ring backend: announcing {address} on {interface}: {exc}") from exc
+
+    def set_liveness_deadline(self, deadline_ns: int | None) -> None:
+        with self._lock:
+            self._deadline_ns = -1 if deadline_ns is None else max(0, int(deadline_ns))
+            for interface in self._interfaces.values():
+                interface.loop.set_deadline(self._deadline_ns)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for name in list(self._interfaces):
+                self._shut(name)
+
+    def __enter__(self) -> RingResponder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _open(self, name: str) -> None:
+        try:
+            ifindex = socket.if_nametoindex(name)
+        except OSError:
+            raise ResponderError(
+                f"ring backend: interface {name!r} does not exist in this network namespace"
+            ) from None
+        try:
+            loop = self._ring.RingLoop(ifindex)
+        except OSError as exc:
+            raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
+        loop.set_deadline(self._deadline_ns)
+        thread = threading.Thread(target=_serve, args=(name, loop), name=f"ring-{name}", daemon=True)
+        self._interfaces[name] = _Interface(name, ifindex, loop, thread)
+        thread.start()
+
+    def _shut(self, name: str) -> None:
+        interface = self._interfaces.pop(name)
+        interface.loop.stop()
+        interface.thread.join(STOP_TIMEOUT_S)
+        live, counts, _ = interface.loop.counters()
+        self._fold(name, live)
+        self._folded_verdicts.update(self._verdicts(counts))
+        if interface.thread.is_alive():  # never free a socket a running loop still reads
+            log.error("ring loop on %s did not stop within %.1f s; leaving its socket open", name, STOP_TIMEOUT_S)
+            return
+        interface.loop.close()
+
+    def _fold(self, name: str, counters: list[tuple[int, bytes, int, int]]) -> None:
+        _add(self._folded, self._keyed(name, counters))
+
+    @staticmethod
+    def _keyed(name: str, counters: list[tuple[int, bytes, int, int]]) -> dict[OwnedKey, AddressCounters]:
+        return {
+            (ip_address(packed), name): AddressCounters(requests, replies)
+            for _, packed, requests, replies in counters
+        }
+
+    def _verdicts(self, counts: list[int]) -> Counter[Verdict]:
+        return Counter({Verdict(name): count for name, count in zip(self._ring.VERDICTS, counts, strict=True)})
+
+
+def _add(total: dict[OwnedKey, AddressCounters], more: dict[OwnedKey, AddressCounters]) -> None:
+    for key, counters in more.items():
+        seen = total.get(key, AddressCounters())
+        total[key] = AddressCounters(seen.requests + counters.requests, seen.replies + counters.replies)
+
+
+def _serve(name: str, loop: Any) -> None:
+    err = loop.run()
+    if err:
+        log.error("ring loop on %s stopped: %s", name, OSError(err, "").strerror or err)

@@ -1,0 +1,419 @@
+"""The ring backend (Cython AF_PACKET loop) against the oracle, packets.answer().
+
+Two levels: the C decision on single frames (no root needed), and the running responder in a veth pair between
+two network namespaces this test creates: a peer sends a corpus with AF_PACKET and captures what comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import AddressCounters, IPAddress, ResponderError, Verdict
+from metallb_fast.dataplane.ring import RingResponder, table_for
+from tests.conftest import IN_CI, require, require_root
+
+try:
+    from metallb_fast.dataplane import _ring as ring_ext
+except ImportError:  # in CI a missing extension is a failure, not a skip
+    if IN_CI:
+        raise
+    pytest.skip("the Cython extension metallb_fast.dataplane._ring is not built", allow_module_level=True)
+
+VIP4 = IPv4Address("192.0.2.10")
+VIP4_B = IPv4Address("192.0.2.11")
+ELSEWHERE4 = IPv4Address("192.0.2.20")
+STRANGER4 = IPv4Address("192.0.2.99")
+VIP6 = IPv6Address("2001:db8::10")
+ELSEWHERE6 = IPv6Address("2001:db8::20")
+STRANGER6 = IPv6Address("2001:db8::99")
+CLIENT4 = IPv4Address("198.51.100.7")
+CLIENT6 = IPv6Address("2001:db8:1::7")
+OWNED_MAC = bytes.fromhex("02aabbccdd01")
+OTHER_MAC = bytes.fromhex("02aabbccdd02")
+CLIENT_MAC = bytes.fromhex("02112233aa01")
+STRANGER_MAC = bytes.fromhex("02deadbeef01")
+BCAST = b"\xff" * 6
+IFACE = "rg0"
+PEER_IFACE = "rg1"
+OTHER_IFACE = "eth9"  # owns ELSEWHERE*, never opened by the decision tests
+
+OWNED = {(VIP4, IFACE): OWNED_MAC, (VIP6, IFACE): OWNED_MAC, (ELSEWHERE4, OTHER_IFACE): OTHER_MAC,
+         (ELSEWHERE6, OTHER_IFACE): OTHER_MAC}
+HERE = {address: mac for (address, name), mac in OWNED.items() if name == IFACE}
+ELSEWHERE = frozenset(address for (address, name) in OWNED if name != IFACE)
+
+
+def arp(target: IPv4Address = VIP4, *, sender: IPv4Address = CLIENT4, op: int = 1, dst: bytes = BCAST,
+        pad: int = 60) -> bytes:
+    frame = bytearray(packets.arp_request(CLIENT_MAC, sender, target, eth_dst=dst))
+    frame[20:22] = op.to_bytes(2, "big")
+    return bytes(frame[:42]).ljust(pad, b"\x00")
+
+
+def ns(target: IPv6Address = VIP6, **changes: int | bytes) -> bytes:
+    frame = bytearray(packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, target))
+    for field, value in changes.items():
+        offset = {"hop": 21, "type": 54, "code": 55, "next": 20}[field]
+        frame[offset] = int(value)
+    return bytes(frame)
+
+
+def ns_options(options: bytes, target: IPv6Address = VIP6) -> bytes:
+    frame = bytearray(packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, target)[:78]) + options
+    frame[18:20] = (24 + len(options)).to_bytes(2, "big")
+    return bytes(frame)
+
+
+def corpus() -> list[bytes]:
+    """Every decision branch of FASTPATH.md at least once, plus padding and boundary lengths."""
+    vlan = BCAST + CLIENT_MAC + b"\x81\x00\x00\x05" + arp()[12:]
+    dad = bytearray(ns())
+    dad[22:38] = bytes(16)
+    multicast_target = bytearray(ns())
+    multicast_target[62] = 0xFF
+    bad_version = bytearray(ns())
+    bad_version[14] = 0x40
+    long_payload = bytearray(ns())
+    long_payload[18:20] = (200).to_bytes(2, "big")
+    short_payload = bytearray(ns())
+    short_payload[18:20] = (16).to_bytes(2, "big")
+    bad_htype = bytearray(arp())
+    bad_htype[15] = 6
+    bad_plen = bytearray(arp())
+    bad_plen[19] = 16
+    return [
+        arp(), arp(pad=42), arp(pad=64), arp(pad=300), arp(VIP4, sender=IPv4Address("0.0.0.0")),
+        arp(dst=OWNED_MAC), arp(dst=STRANGER_MAC), arp(op=2), arp(op=3), arp(sender=VIP4),
+        arp(ELSEWHERE4), arp(STRANGER4), arp()[:41], arp()[:30], arp()[:20], bytes(bad_htype), bytes(bad_plen),
+        vlan, BCAST + CLIENT_MAC + b"\x08\x00" + bytes(46),
+        ns(), ns(hop=64), ns(type=136), ns(type=128), ns(code=1), ns(next=17), ns(ELSEWHERE6), ns(STRANGER6),
+        bytes(dad), bytes(multicast_target), bytes(bad_version), bytes(long_payload), bytes(short_payload),
+        ns()[:60], ns()[:53], ns() + bytes(40),
+        ns_options(b""), ns_options(b"\x0e\x01" + bytes(6)), ns_options(b"\x01\x00" + bytes(6)),
+        ns_options(b"\x01\x02" + bytes(6)), ns_options(b"\x05\x01" + bytes(6) + b"\x01\x01" + CLIENT_MAC),
+        ns_options(b"\x05\x01" + bytes(6) * 9 + b"\x01\x01" + CLIENT_MAC),
+        ns_options((b"\x05\x01" + bytes(6)) * 8 + b"\x01\x01" + CLIENT_MAC),
+        ns_options(b"\x01"), ns_options(b"\x01\x01" + CLIENT_MAC + b"\x00\x00" + bytes(6)),
+        ns()[:-2] + bytes(2),
+        bytes(13), b"",
+    ]
+
+
+def entries() -> list:
+    return table_for(IFACE, OWNED)
+
+
+def ring_decides(frame: bytes, alive: bool = True) -> tuple[Verdict, bytes | None]:
+    name, reply = ring_ext.decide(frame, entries(), alive)
+    return Verdict(name), reply
+
+
+def oracle(frame: bytes, alive: bool = True) -> tuple[Verdict, bytes | None]:
+    answer = packets.answer(frame, HERE, ELSEWHERE, alive)
+    return answer.verdict, answer.reply
+
+
+# --- the C decision, frame by frame --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index", range(len(corpus())))
+@pytest.mark.parametrize("alive", [True, False])
+def test_c_decision_equals_oracle_on_corpus(index: int, alive: bool) -> None:
+    frame = corpus()[index]
+    assert ring_decides(frame, alive) == oracle(frame, alive)
+
+
+def test_corpus_reaches_every_verdict() -> None:
+    seen = {oracle(frame)[0] for frame in corpus()} | {oracle(arp(), alive=False)[0]}
+    assert seen == set(Verdict)
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.sampled_from(corpus()[:40]), edits=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)),
+                                                           max_size=4), cut=st.integers(0, 140), alive=st.booleans())
+def test_c_decision_equals_oracle_on_mutations(base: bytes, edits: list[tuple[int, int]], cut: int,
+                                                alive: bool) -> None:
+    frame = bytearray(base[:cut] if cut < len(base) else base)
+    for offset, value in edits:
+        if offset < len(frame):
+            frame[offset] = value
+    assert ring_decides(bytes(frame), alive) == oracle(bytes(frame), alive)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.binary(max_size=120), alive=st.booleans())
+def test_c_decision_equals_oracle_on_random_bytes(frame: bytes, alive: bool) -> None:
+    assert ring_decides(frame, alive) == oracle(frame, alive)
+
+
+def test_table_rejects_duplicates_and_bad_lengths() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        ring_ext.decide(arp(), [(4, VIP4.packed, OWNED_MAC), (4, VIP4.packed, None)])
+    with pytest.raises(ValueError, match="MAC length"):
+        ring_ext.decide(arp(), [(4, VIP4.packed, b"\x01")])
+
+
+# --- the running responder in a namespace pair -----------------------------------------------------------------
+
+PREFIX = "mlbf-ringtest-"
+PACKET_OUTGOING = 4
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True, text=True)
+
+
+def _remove_stale() -> None:
+    """Namespaces from an earlier crashed run: the name carries the pid that made them."""
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir("/run/netns"):
+            if not name.startswith(PREFIX):
+                continue
+            pid = int(name[len(PREFIX):].split("-")[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 0)
+                continue
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@dataclass(frozen=True)
+class Pair:
+    node: str  # namespace of the responder, interface IFACE
+    peer: str  # namespace of the client, interface PEER_IFACE
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    require_root()
+    require(os.path.isdir("/proc/sys/net"), "network namespaces")
+    _remove_stale()
+    tag = f"{PREFIX}{os.getpid()}-{time.monotonic_ns() % 100000}"
+    names = Pair(node=f"{tag}-n", peer=f"{tag}-p")
+    try:
+        for ns_name in (names.node, names.peer):
+            _ip("netns", "add", ns_name)
+            for scope in ("all", "default"):  # no IPv6 chatter (DAD, RS) in the capture
+                _ip("netns", "exec", ns_name, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
+        _ip("link", "add", IFACE, "netns", names.node, "type", "veth", "peer", "name", PEER_IFACE,
+            "netns", names.peer)
+        _ip("-n", names.node, "link", "set", IFACE, "up")
+        _ip("-n", names.peer, "link", "set", PEER_IFACE, "up")
+        yield names
+    finally:
+        for ns_name in (names.node, names.peer):
+            subprocess.run(["ip", "netns", "del", ns_name], capture_output=True)
+
+
+@contextlib.contextmanager
+def in_ns(name: str) -> Iterator[None]:
+    from metallb_fast.dataplane.netns import in_netns
+
+    with in_netns(name):
+        yield
+
+
+class Peer:
+    """The client end: sends frames and collects what arrives, with AF_PACKET."""
+
+    def __init__(self, netns: str) -> None:
+        with in_ns(netns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+            self.sock.bind((PEER_IFACE, 0))
+        self.sock.settimeout(0.05)
+
+    def send(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.sock.send(frame)
+
+    def collect(self, expected: int, wait_s: float = 3.0, quiet_s: float = 0.3) -> list[bytes]:
+        """Frames from the node, until `expected` arrived (or wait_s passed), then quiet_s more for extras."""
+        got: list[bytes] = []
+        deadline = time.monotonic() + wait_s
+        extra_until: float | None = None
+        while True:
+            now = time.monotonic()
+            if extra_until is None and len(got) >= expected:
+                extra_until = now + quiet_s
+            if now > (extra_until if extra_until is not None else deadline):
+                return got
+            try:
+                frame, address = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if address[2] != PACKET_OUTGOING:
+                got.append(frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def running(pair: Pair, owned: dict, interfaces: tuple[str, ...] = ()) -> Iterator[tuple[RingResponder, Peer]]:
+    with in_ns(pair.node):
+        responder = RingResponder(interfaces)
+        try:
+            responder.sync(owned)
+        except BaseException:
+            responder.close()
+            raise
+    peer = Peer(pair.peer)
+    try:
+        yield responder, peer
+    finally:
+        peer.close()
+        responder.close()
+
+
+def sendable(frames: list[bytes]) -> list[bytes]:
+    return [frame for frame in frames if len(frame) >= 14]  # AF_PACKET refuses to send less than a header
+
+
+LOCAL_OWNED = {(VIP4, IFACE): OWNED_MAC, (VIP6, IFACE): OWNED_MAC, (ELSEWHERE4, "lo"): OTHER_MAC,
+               (ELSEWHERE6, "lo"): OTHER_MAC}
+
+
+def test_answers_exactly_what_the_oracle_answers(pair: Pair) -> None:
+    frames = sendable(corpus())
+    here = {address: mac for (address, name), mac in LOCAL_OWNED.items() if name == IFACE}
+    elsewhere = frozenset(address for (address, name) in LOCAL_OWNED if name != IFACE)
+    answers = [packets.answer(frame, here, elsewhere) for frame in frames]
+    expected = [a.reply for a in answers if a.reply is not None]
+    with running(pair, LOCAL_OWNED) as (responder, peer):
+        peer.send(frames)
+        replies = peer.collect(len(expected))
+        stats = responder.stats()
+    assert replies == expected  # same bytes, same order: one loop, batches processed in arrival order
+    assert stats.backend == "ring"
+    for key in ((VIP4, IFACE), (VIP6, IFACE)):
+        # For an owned target, NOT_OWNED means "Ethernet dst is another MAC": the lookup matched, so it counts.
+        requests = sum(1 for a in answers if a.target == key[0] and a.verdict in
+                       (Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED))
+        replied = sum(1 for a in answers if a.target == key[0] and a.verdict is Verdict.ANSWERED)
+        assert stats.per_address[key] == AddressCounters(requests, replied), key
+    oracle_declined = Counter(a.verdict for a in answers)
+    for verdict in (Verdict.GRATUITOUS, Verdict.BAD_HOP_LIMIT, Verdict.NO_SOURCE_LLADDR, Verdict.NOT_OWNED,
+                    Verdict.WRONG_INTERFACE):
+        assert stats.declined[verdict] == oracle_declined[verdict], verdict
+    # The socket filter keeps replies, other EtherTypes, VLAN-tagged frames and other ICMPv6 in the kernel.
+    assert stats.declined[Verdict.NOT_REQUEST] == 0
+    assert stats.declined[Verdict.NOT_ARP_OR_NDP] == 0
+
+
+def test_table_replaced_while_running(pair: Pair) -> None:
+    first = {(VIP4, IFACE): OWNED_MAC}
+    second = {(VIP4_B, IFACE): OTHER_MAC}
+    with running(pair, first) as (responder, peer):
+        peer.send([arp(VIP4), arp(VIP4_B)])
+        assert peer.collect(1) == [packets.answer(arp(VIP4), {VIP4: OWNED_MAC}).reply]
+
+        # Swap tables many times while a sender keeps requests flowing: the loop must never stall or crash,
+        # and every counted request for an owned target is either answered or declined, never lost.
+        stop = threading.Event()
+
+        def flood() -> None:
+            while not stop.is_set():
+                peer.send([arp(VIP4), arp(VIP4_B)] * 16)
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        try:
+            for i in range(100_000):  # bounded; normally ends after a few hundred swaps
+                responder.sync(first if i % 2 else second)
+                if i % 50 == 49 and i >= 300 and all(
+                    responder.stats().per_address.get(key, AddressCounters()).replies > 100
+                    for key in ((VIP4, IFACE), (VIP4_B, IFACE))
+                ):
+                    break
+        finally:
+            stop.set()
+            sender.join()
+        responder.sync(second)
+        time.sleep(0.2)  # let frames already queued drain before the final check
+        peer.sock.settimeout(0.01)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                peer.sock.recv(65535)
+        peer.sock.settimeout(0.05)
+
+        peer.send([arp(VIP4), arp(VIP4_B)])
+        assert peer.collect(1) == [packets.answer(arp(VIP4_B), {VIP4_B: OTHER_MAC}).reply]
+        stats = responder.stats()
+    a, b = stats.per_address[(VIP4, IFACE)], stats.per_address[(VIP4_B, IFACE)]
+    assert a.requests == a.replies > 1
+    assert b.requests == b.replies > 1
+
+
+def test_liveness_deadline(pair: Pair) -> None:
+    with running(pair, {(VIP4, IFACE): OWNED_MAC}) as (responder, peer):
+        responder.set_liveness_deadline(time.monotonic_ns() - 1)
+        peer.send([arp()])
+        assert peer.collect(0, quiet_s=0.5) == []
+        responder.set_liveness_deadline(time.monotonic_ns() + 60 * 10**9)
+        peer.send([arp()])
+        assert peer.collect(1) == [packets.answer(arp(), {VIP4: OWNED_MAC}).reply]
+        responder.set_liveness_deadline(None)
+        peer.send([arp()])
+        assert len(peer.collect(1)) == 1
+        stats = responder.stats()
+    assert stats.declined[Verdict.LIVENESS_EXPIRED] == 1
+    assert stats.per_address[(VIP4, IFACE)] == AddressCounters(requests=3, replies=2)
+
+
+def test_announce_sends_metallbs_gratuitous_frames(pair: Pair) -> None:
+    owned: dict[tuple[IPAddress, str], bytes] = {(VIP4, IFACE): OWNED_MAC, (VIP6, IFACE): OWNED_MAC}
+    with running(pair, owned) as (responder, peer):
+        responder.announce(VIP4, IFACE)
+        responder.announce(VIP6, IFACE)
+        seen = peer.collect(3)
+        with pytest.raises(ResponderError, match="not owned"):
+            responder.announce(STRANGER4, IFACE)
+        stats = responder.stats()
+    assert seen == [*packets.gratuitous_arp(VIP4, OWNED_MAC), packets.unsolicited_na(VIP6, OWNED_MAC)]
+    assert stats.declined[Verdict.GRATUITOUS] == 0  # our own transmissions are not read back
+
+
+def test_dropped_address_stops_replies_and_keeps_counters(pair: Pair) -> None:
+    # IFACE given at construction: the loop keeps listening (and counting) with nothing owned on it.
+    with running(pair, {(VIP4, IFACE): OWNED_MAC}, interfaces=(IFACE,)) as (responder, peer):
+        peer.send([arp()])
+        assert len(peer.collect(1)) == 1
+        responder.sync({})
+        peer.send([arp()])
+        assert peer.collect(0, quiet_s=0.5) == []
+        stats = responder.stats()
+    assert stats.per_address[(VIP4, IFACE)] == AddressCounters(requests=1, replies=1)
+    assert stats.declined[Verdict.NOT_OWNED] == 1
+
+
+def test_unknown_interface_is_a_responder_error(pair: Pair) -> None:
+    with in_ns(pair.node):
+        with pytest.raises(ResponderError, match="'nope0' does not exist"):
+            RingResponder(["nope0"])
+        responder = RingResponder()
+        try:
+            with pytest.raises(ResponderError, match="nope0"):
+                responder.sync({(VIP4, "nope0"): OWNED_MAC})
+        finally:
+            responder.close()
+        responder.close()  # idempotent
+
+
+def test_frame_layout_helpers_are_what_they_claim() -> None:
+    # Guards the corpus builders themselves: the NS edits land on the fields they name.
+    frame = ns(hop=64, type=135, code=0)
+    assert frame[21] == 64 and struct.unpack_from("!BB", frame, 54) == (135, 0)
+    assert arp(op=2)[20:22] == b"\x00\x02" and len(arp(pad=42)) == 42
