@@ -1,1 +1,7 @@
+"""metallb.io configuration: parse_config turns manifest dicts into one validated, immutable Config."""
 
+from metallb_fast.config.errors import ConfigError, ConfigProblem
+from metallb_fast.config.model import Config
+from metallb_fast.config.parse import parse_config
+
+__all__ = ["Config", "ConfigError", "ConfigProblem", "parse_config"]

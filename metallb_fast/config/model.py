@@ -172,6 +172,7 @@ class BGPPeer:
     enable_graceful_restart: bool = False
     disable_mp: bool = False
     dual_stack_address_family: bool = False
+    local_asn: int | None = None  # v1beta2 localASN (FRR "local-as ... no-prepend replace-as")
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,13 @@ class Config:
         self, adv: L2Advertisement | BGPAdvertisement, pool: Pool
     ) -> bool:
         """MetalLB: an advertisement with neither pool names nor pool selectors applies to every pool."""
-        if not adv.ip_address_pools and not adv.ip_address_pool_selectors:
-            return True
-        if pool.name in adv.ip_address_pools:
-            return True
-        return any(s.matches(pool.label_map) for s in adv.ip_address_pool_selectors)
+        return advertisement_selects_pool(adv, pool)
+
+
+def advertisement_selects_pool(adv: L2Advertisement | BGPAdvertisement, pool: Pool) -> bool:
+    """MetalLB: an advertisement with neither pool names nor pool selectors applies to every pool."""
+    if not adv.ip_address_pools and not adv.ip_address_pool_selectors:
+        return True
+    if pool.name in adv.ip_address_pools:
+        return True
+    return any(s.matches(pool.label_map) for s in adv.ip_address_pool_selectors)

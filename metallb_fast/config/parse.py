@@ -1,0 +1,165 @@
+"""parse_config: manifest dicts of every metallb.io kind -> one validated, immutable Config (pure, no I/O).
+
+Accepts what MetalLB accepts and rejects what its admission webhooks, CRD schemas and config parsing reject,
+collecting every problem before raising one ConfigError. Objects of other kinds are ignored, so a whole manifest
+can be passed; `List` objects are unwrapped, and v1 Nodes (if any) make the localPref check use real node labels
+as MetalLB's webhook does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from metallb_fast.config.advertisements import parse_bgp_advertisement, parse_l2_advertisement
+from metallb_fast.config.bgp import parse_bfd_profile, parse_community_object, parse_peer
+from metallb_fast.config.errors import ConfigError, ConfigProblem
+from metallb_fast.config.fields import ObjectFields, Parsed
+from metallb_fast.config.model import Community, Config
+from metallb_fast.config.pools import parse_pool
+from metallb_fast.config.validate import (
+    NodeView,
+    check_bgp_advertisements,
+    check_overlaps,
+    check_peer_references,
+    check_unique_names,
+)
+
+GROUP = "metallb.io"
+# The versions the CRDs serve, per kind.
+SERVED_VERSIONS: dict[str, tuple[str, ...]] = {
+    "IPAddressPool": ("v1beta1",),
+    "L2Advertisement": ("v1beta1",),
+    "BGPAdvertisement": ("v1beta1",),
+    "BGPPeer": ("v1beta1", "v1beta2"),
+    "Community": ("v1beta1",),
+    "BFDProfile": ("v1beta1",),
+}
+
+
+@dataclass(frozen=True)
+class _Document:
+    kind: str
+    version: str
+    obj: Mapping[str, Any]
+    fields: ObjectFields
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        metadata = self.obj.get("metadata")
+        return metadata if isinstance(metadata, Mapping) else {}
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.obj.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+
+def _flatten(objects: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
+    for obj in objects:
+        if not isinstance(obj, Mapping):
+            continue  # empty YAML documents and the like
+        kind = obj.get("kind")
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list):
+            yield from _flatten(obj["items"])
+        else:
+            yield obj
+
+
+def _node(obj: Mapping[str, Any]) -> NodeView | None:
+    if obj.get("apiVersion") != "v1" or obj.get("kind") != "Node":
+        return None
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
+    return NodeView(str(metadata.get("name", "")), {str(k): str(v) for k, v in labels.items()})
+
+
+def _documents(
+    objects: Iterable[Any], problems: list[ConfigProblem], nodes: list[NodeView]
+) -> Iterator[_Document]:
+    for position, obj in enumerate(_flatten(objects)):
+        node = _node(obj)
+        if node is not None:
+            nodes.append(node)
+            continue
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind, str) or kind not in SERVED_VERSIONS:
+            continue
+        group, _, version = api_version.rpartition("/")
+        if group != GROUP:
+            continue
+        metadata = obj.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        fields = ObjectFields(kind, name if isinstance(name, str) else "", position, problems)
+        if version not in SERVED_VERSIONS[kind]:
+            served = " or ".join(f"{GROUP}/{v}" for v in SERVED_VERSIONS[kind])
+            fields.report("apiVersion", api_version, f"not served for {kind} (use {served})")
+            continue
+        if not fields.name:
+            fields.report("metadata.name", name, "is required")
+        if obj.get("spec") is not None and not isinstance(obj.get("spec"), Mapping):
+            fields.report("spec", obj.get("spec"), "must be an object")
+        yield _Document(kind, version, obj, fields)
+
+
+def parse_config(objects: Iterable[Mapping[str, Any]]) -> Config:
+    """Parse and validate metallb.io objects; raises ConfigError listing every problem found."""
+    problems: list[ConfigProblem] = []
+    nodes: list[NodeView] = []
+    by_kind: dict[str, list[_Document]] = {kind: [] for kind in SERVED_VERSIONS}
+    for document in _documents(objects, problems, nodes):
+        by_kind[document.kind].append(document)
+
+    communities = [parse_community_object(d.fields, d.spec) for d in by_kind["Community"]]
+    aliases = _community_aliases(communities)
+    pools = [parse_pool(d.fields, d.metadata, d.spec) for d in by_kind["IPAddressPool"]]
+    l2_advertisements = [parse_l2_advertisement(d.fields, d.spec) for d in by_kind["L2Advertisement"]]
+    bgp_advertisements = [
+        parse_bgp_advertisement(d.fields, d.spec, aliases) for d in by_kind["BGPAdvertisement"]
+    ]
+    peers = [parse_peer(d.fields, d.spec, d.version) for d in by_kind["BGPPeer"]]
+    bfd_profiles = [parse_bfd_profile(d.fields, d.spec) for d in by_kind["BFDProfile"]]
+
+    for kind, parsed in (
+        ("IPAddressPool", pools),
+        ("L2Advertisement", l2_advertisements),
+        ("BGPAdvertisement", bgp_advertisements),
+        ("BGPPeer", peers),
+        ("Community", communities),
+        ("BFDProfile", bfd_profiles),
+    ):
+        check_unique_names(parsed, kind)
+    check_overlaps(pools)
+    check_bgp_advertisements(bgp_advertisements, pools, nodes)
+    check_peer_references(peers, bfd_profiles, bgp_advertisements, pools)
+
+    if problems:
+        # Manifest order, then the order the checks found them in (sorted() is stable).
+        raise ConfigError(sorted(problems, key=lambda p: -1 if p.position is None else p.position))
+    return Config(
+        pools=tuple(p.value for p in pools),
+        l2_advertisements=tuple(a.value for a in l2_advertisements),
+        bgp_advertisements=tuple(a.value for a in bgp_advertisements),
+        bgp_peers=tuple(p.value for p in peers),
+        communities=tuple(c.value for c in communities),
+        bfd_profiles=tuple(b.value for b in bfd_profiles),
+    )
+
+
+def _community_aliases(communities: list[Parsed[Community]]) -> dict[str, str]:
+    """Alias name -> value over every Community object; an alias defined twice is an error (MetalLB)."""
+    aliases: dict[str, str] = {}
+    defined_in: dict[str, str] = {}
+    for community in communities:
+        for i, alias in enumerate(community.value.communities):
+            if alias.name in aliases:
+                community.fields.report(
+                    f"{community.paths[i]}.name",
+                    alias.name,
+                    f'duplicate community alias (already defined in Community "{defined_in[alias.name]}")',
+                )
+                continue
+            aliases[alias.name] = alias.value
+            defined_in[alias.name] = community.value.name
+    return aliases
