@@ -48,13 +48,17 @@ private_apt() {
         "$@"
 }
 
+BUILD_DIR=""
+
 build_kube() {
     local started work
     started=$SECONDS
     mkdir -p "$CACHE"
     work="$(mktemp -d "$CACHE/kube-build.XXXXXX")"
-    # The build tree is ~3 GB; never leave it behind, even when the build fails.
-    trap 'rm -rf "$work"' EXIT
+    # The build tree is ~3 GB; never leave it behind, even when the build fails (the trap outlives this function,
+    # so it names a global).
+    BUILD_DIR="$work"
+    trap '[[ -n "$BUILD_DIR" ]] && rm -rf "$BUILD_DIR"' EXIT
     APT_DIR="$work/apt"
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache" "$APT_DIR/archives/partial" "$APT_DIR/sources.list.d"
     local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
@@ -116,6 +120,8 @@ EOF
         cp "$out/$b" "$BIN_DIR/.$b.tmp"
         mv -f "$BIN_DIR/.$b.tmp" "$BIN_DIR/$b"
     done
+    rm -rf "$work"
+    BUILD_DIR=""
     log "built in $((SECONDS - started)) s: $("$BIN_DIR/kube-apiserver" --version)"
 }
 
