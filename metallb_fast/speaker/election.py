@@ -9,6 +9,7 @@ Service lands on the same node, and Services sharing an address agree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Set
@@ -68,10 +69,11 @@ def election_key(service: Service, ip: IPAddress) -> str:
     """The text hashed with each node name: the Service's first ingress address, canonicalised like Go's
     net.IP.String(); `ip` only stands in when the Service has no parsable ingress yet."""
     if service.ingress_ips:
-        try:
-            return str(ipaddress.ip_address(service.ingress_ips[0]))
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(service.ingress_ips[0])
+    # Go keeps IPv4 in 16-byte form and prints an IPv4-mapped IPv6 address as plain IPv4.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
     return str(ip)
 
 

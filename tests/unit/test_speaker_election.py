@@ -149,6 +149,13 @@ def test_ipv6_ingress_is_hashed_in_canonical_text() -> None:
     assert list(result.order) == hash_order(NODE_NAMES, "2001:db8::5")
 
 
+def test_ipv4_mapped_ingress_is_hashed_as_go_prints_it() -> None:
+    nodes = make_nodes(*NODE_NAMES)
+    service = make_service(ips=["::ffff:192.0.2.9"])
+    result = elect(service, ipaddress.ip_address("192.0.2.9"), ALL, "default", nodes, [make_slice(service, *nodes)])
+    assert list(result.order) == hash_order(NODE_NAMES, "192.0.2.9")
+
+
 # ---- endpoints ---------------------------------------------------------------------------------------------------
 
 
