@@ -18,6 +18,12 @@ extensions = [
         sources=["ext/ring.pyx"],
         extra_compile_args=["-O2"],
     ),
+    # The benchmarks' C-speed ARP flood sender (bench/arp_flood.py); never imported by the speaker.
+    Extension(
+        "metallb_fast.testing._flood",
+        sources=["ext/flood.pyx"],
+        extra_compile_args=["-O2"],
+    ),
 ]
 
 setup(
