@@ -169,10 +169,10 @@ class XdpProgram:
             ) from exc
         self.fd: int = self._function.fd
         self.prog_id: int = bpfsys.prog_info_by_fd(self.fd).id
-        self._tables = {4: self._bpf["vips_v4"], 6: self._bpf["vips_v6"]}
-        self._counters = {4: self._bpf["counters_v4"], 6: self._bpf["counters_v6"]}
-        self._verdicts = self._bpf["verdicts"]
-        self._config = self._bpf["config"]
+        self._tables = {4: self._bpf[b"vips_v4"], 6: self._bpf[b"vips_v6"]}
+        self._counters = {4: self._bpf[b"counters_v4"], 6: self._bpf[b"counters_v6"]}
+        self._verdicts = self._bpf[b"verdicts"]
+        self._config = self._bpf[b"config"]
         self._entries: dict[MapKey, bytes] = {}
         self._closed = False
 
