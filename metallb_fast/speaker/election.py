@@ -154,15 +154,13 @@ def elect(
         name for name, node in nodes.items() if any(advertisement_selects_node(a, node) for a in advertisements)
     )
     live = set(nodes) if live_nodes is None else set(live_nodes)
-    candidates = set()
-    for name in live:
-        node = nodes.get(name)
-        if node is not None and node.condition_is_true(NETWORK_UNAVAILABLE):
-            continue
-        if not ignore_exclude_lb and node is not None and EXCLUDE_FROM_LB_LABEL in node.label_map:
-            continue
-        if name in selected:
-            candidates.add(name)
+    # `selected` only holds known Nodes, so nodes[name] below always exists.
+    candidates = {
+        name
+        for name in live & selected
+        if not nodes[name].condition_is_true(NETWORK_UNAVAILABLE)
+        and (ignore_exclude_lb or EXCLUDE_FROM_LB_LABEL not in nodes[name].label_map)
+    }
     if service.external_traffic_policy == "Local":
         candidates &= nodes_with_serving_endpoint(slices)
     key = election_key(service, ip)

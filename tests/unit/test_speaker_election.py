@@ -7,6 +7,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metallb_fast.config.model import (
     AddressRange,
@@ -373,3 +375,41 @@ def test_preferred_node_going_away_fails_over_by_hash() -> None:
     service = make_service()
     assert run(service, config, nodes).winner == "c"
     assert run(service, config, nodes, live_nodes={"a", "b"}).winner == hash_order(set(names) - {"c"}, "192.0.2.10")[0]
+
+
+# ---- every node agrees: at most one announcer --------------------------------------------------------------------
+
+node_names = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True), min_size=1, max_size=8, unique=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=node_names,
+    last_octet=st.integers(min_value=0, max_value=255),
+    excluded=st.sets(st.integers(min_value=0, max_value=7)),
+    east=st.sets(st.integers(min_value=0, max_value=7)),
+    endpoints=st.sets(st.integers(min_value=0, max_value=7)),
+    local=st.booleans(),
+)
+def test_exactly_the_first_eligible_node_in_hash_order_announces(
+    names: list[str], last_octet: int, excluded: set[int], east: set[int], endpoints: set[int], local: bool
+) -> None:
+    address = f"192.0.2.{last_octet}"
+    nodes = {}
+    for i, n in enumerate(names):
+        labels = {"zone": "east"} if i in east else {}
+        if i in excluded:
+            labels[election.EXCLUDE_FROM_LB_LABEL] = ""
+        nodes[n] = make_node(n, **labels)
+    with_endpoint = [n for i, n in enumerate(names) if i in endpoints]
+    service = make_service(ips=[address], policy="Local" if local else "Cluster")
+    config = make_config(L2Advertisement(name="east", node_selectors=(selector(zone="east"),)))
+    slices = [make_slice(service, *with_endpoint)]
+    eligible = [
+        n for i, n in enumerate(names) if i in east and i not in excluded and (not local or n in with_endpoint)
+    ]
+    expected = hash_order(eligible, address)[0] if eligible and with_endpoint else None
+    announcers = [
+        n for n in names if decide(n, service, ipaddress.ip_address(address), config, "default", nodes, slices).announce
+    ]
+    assert announcers == ([expected] if expected else [])
