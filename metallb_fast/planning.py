@@ -1,0 +1,210 @@
+"""The offline planner behind `metallb-fast plan`: what the controller would do at startup, from manifests alone.
+
+Runs the same decision code as the controller (controller/decide.py) against an allocator loaded with the
+manifests' configuration, processing Services the way MetalLB's controller does after a restart: all of them,
+those that already have an address first (then manifest order), again while a pass freed addresses, then each
+Service whose status changed once more (its own update event), until nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metallb_fast.allocator import Allocator
+from metallb_fast.config import Config, ConfigError, parse_config
+from metallb_fast.controller.decide import Decision, SyncResult, decide
+from metallb_fast.controller.events import Event
+from metallb_fast.resources import Namespace, Service
+
+# Every Namespace carries this label, set by the API server; selectors may use it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Each round processes every Service at most once; real configurations settle in two or three.
+MAX_ROUNDS = 20
+# Manifests rarely carry spec.clusterIPs (the API server fills them in); the plan fills in stand-ins whose only
+# use is to tell the Service's families, as the API server of a cluster with these families would.
+DEFAULT_CLUSTER_FAMILIES = ("IPv4", "IPv6")
+_STAND_IN = {"IPv4": "10.96.{}.{}", "IPv6": "fd00:10:96::{:x}:{:x}"}
+
+
+@dataclass
+class PlannedService:
+    """One Service after the plan: its final state, every distinct event it got, whether we handle it."""
+
+    service: Service
+    handled: bool
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def pool(self) -> str | None:
+        return self.service.annotation_map.get("metallb.io/ip-allocated-from-pool")
+
+
+@dataclass
+class Plan:
+    valid: bool
+    errors: list[str]
+    config: Config | None = None
+    services: list[PlannedService] = field(default_factory=list)
+    allocator: Allocator | None = None
+
+
+def is_service(obj: Mapping[str, Any]) -> bool:
+    return obj.get("apiVersion") == "v1" and obj.get("kind") == "Service"
+
+
+def is_namespace(obj: Mapping[str, Any]) -> bool:
+    return obj.get("apiVersion") == "v1" and obj.get("kind") == "Namespace"
+
+
+def namespace_labels(objects: Iterable[Mapping[str, Any]], services: Iterable[Service]) -> dict[str, dict[str, str]]:
+    """Labels of every namespace the cluster would have: those in the manifests, plus each Service's own."""
+    labels: dict[str, dict[str, str]] = {}
+    for obj in objects:
+        if is_namespace(obj):
+            namespace = Namespace.from_dict(obj)
+            labels[namespace.name] = dict(namespace.labels)
+    for service in services:
+        labels.setdefault(service.namespace, {})
+    for name, found in labels.items():
+        found.setdefault(NAMESPACE_NAME_LABEL, name)
+    return labels
+
+
+def cluster_ip_families(spec: Mapping[str, Any], cluster_families: tuple[str, ...]) -> list[str]:
+    """The families the API server gives a new Service: spec.ipFamilies the cluster serves, else the cluster's
+    primary; PreferDualStack and RequireDualStack add the cluster's other family when it has one."""
+    wanted = [f for f in spec.get("ipFamilies") or () if f in cluster_families]
+    families = wanted[:1] or [cluster_families[0]]
+    policy = spec.get("ipFamilyPolicy") or "SingleStack"
+    if policy in ("PreferDualStack", "RequireDualStack"):
+        rest = [f for f in (wanted[1:] or cluster_families) if f not in families]
+        families.extend(rest[:1])
+    return families
+
+
+def with_cluster_ips(obj: Mapping[str, Any], number: int, cluster_families: tuple[str, ...]) -> Mapping[str, Any]:
+    """The Service with stand-in spec.clusterIPs when the manifest has none (headless Services keep theirs)."""
+    spec = obj.get("spec") or {}
+    if spec.get("clusterIPs") or spec.get("clusterIP"):
+        return obj
+    high, low = divmod(number + 1, 250)
+    ips = [_STAND_IN[f].format(high, low + 1) for f in cluster_ip_families(spec, cluster_families)]
+    return {**obj, "spec": {**spec, "clusterIPs": ips}}
+
+
+def _apply(service: Service, decision: Decision) -> Service:
+    """The Service as the API server holds it once the decision's status and annotations are written."""
+    return dataclasses.replace(service, ingress_ips=decision.ingress_ips, annotations=decision.annotations)
+
+
+def _startup_order(keys: list[str], current: Mapping[str, Service]) -> list[str]:
+    """reprocessAll: Services with more addresses first, manifest order otherwise (a stable sort)."""
+    return sorted(keys, key=lambda k: -len(current[k].ingress_ips))
+
+
+def build_plan(
+    objects: Iterable[Mapping[str, Any] | None],
+    lb_class: str | None = None,
+    cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES,
+) -> Plan:
+    documents = [o for o in objects if isinstance(o, Mapping)]
+    try:
+        config = parse_config(documents)
+    except ConfigError as err:
+        return Plan(valid=False, errors=[str(p) for p in err.problems])
+
+    current: dict[str, Service] = {}
+    for obj in documents:
+        if is_service(obj):
+            service = Service.from_dict(with_cluster_ips(obj, len(current), cluster_families))
+            current[service.key] = service  # a later document replaces an earlier one, as kubectl apply does
+    allocator = Allocator()
+    allocator.set_config(config, namespace_labels(documents, current.values()))
+    planned = {key: PlannedService(service, handled=True) for key, service in current.items()}
+
+    def process(key: str) -> Decision:
+        decision = decide(allocator, current[key], lb_class)
+        entry = planned[key]
+        entry.handled = decision.handled
+        for event in decision.events:
+            if event not in entry.events:  # the API server aggregates repeats into one event with a count
+                entry.events.append(event)
+        if decision.changed:
+            current[key] = _apply(current[key], decision)
+        return decision
+
+    keys = list(current)
+    queue: list[str] = []
+    full_pass = True
+    for _ in range(MAX_ROUNDS):
+        if not full_pass and not queue:
+            break
+        batch = _startup_order(keys, current) if full_pass else queue
+        full_pass, queue = False, []
+        for key in batch:
+            decision = process(key)
+            if decision.result is SyncResult.REPROCESS_ALL:
+                full_pass = True
+            if decision.changed and key not in queue:
+                queue.append(key)
+    else:
+        return Plan(
+            valid=False,
+            errors=[f"the controller would not settle: Services still changing after {MAX_ROUNDS} rounds"],
+        )
+
+    for key, entry in planned.items():
+        entry.service = current[key]
+    return Plan(valid=True, errors=[], config=config, services=list(planned.values()), allocator=allocator)
+
+
+def reported(entry: PlannedService) -> bool:
+    """LoadBalancer Services, and any other whose state the controller changed or commented on."""
+    return entry.service.type == "LoadBalancer" or bool(entry.events) or bool(entry.service.ingress_ips)
+
+
+def service_entry(entry: PlannedService) -> dict[str, Any]:
+    """One Service in `plan`'s JSON; later data (announcements, reasons) is added to this dict by callers."""
+    return {
+        "namespace": entry.service.namespace,
+        "name": entry.service.name,
+        "ips": list(entry.service.ingress_ips),
+        "pool": entry.pool,
+        "events": [e.as_dict() for e in entry.events],
+    }
+
+
+def pool_entries(plan: Plan) -> list[dict[str, Any]]:
+    if plan.config is None or plan.allocator is None:
+        return []
+    entries = []
+    for pool in plan.config.pools:
+        counters = plan.allocator.counters(pool.name)
+        entries.append(
+            {
+                "name": pool.name,
+                "assignedIPv4": counters.assigned_ipv4,
+                "availableIPv4": counters.available_ipv4,
+                "assignedIPv6": counters.assigned_ipv6,
+                "availableIPv6": counters.available_ipv6,
+            }
+        )
+    return entries
+
+
+def plan_json(
+    plan: Plan, extend: Callable[[PlannedService, dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """The documented JSON shape; `extend` may add keys to each service entry."""
+    services = []
+    for entry in plan.services:
+        if not reported(entry):
+            continue
+        item = service_entry(entry)
+        if extend is not None:
+            extend(entry, item)
+        services.append(item)
+    return {"valid": plan.valid, "errors": list(plan.errors), "services": services, "pools": pool_entries(plan)}
