@@ -2,6 +2,6 @@
 
 from metallb_fast.config.errors import ConfigError, ConfigProblem
 from metallb_fast.config.model import Config
-from metallb_fast.config.parse import parse_config
+from metallb_fast.config.parse import config_problems, parse_config
 
-__all__ = ["Config", "ConfigError", "ConfigProblem", "parse_config"]
+__all__ = ["Config", "ConfigError", "ConfigProblem", "config_problems", "parse_config"]

@@ -16,6 +16,7 @@ class ConfigProblem:
     value: str | None
     rule: str
     position: int | None = None  # index of the object in the input; identifies objects without a name
+    quote: bool = True  # False when `value` is JSON of a non-string (a number, a list), shown as is
 
     def __str__(self) -> str:
         if self.name:
@@ -24,7 +25,12 @@ class ConfigProblem:
             who = f"{self.kind} (unnamed, object #{self.position + 1})"
         else:
             who = f"{self.kind} (unnamed)"
-        where = self.field if self.value is None else f'{self.field} "{self.value}"'
+        if self.value is None:
+            where = self.field
+        elif self.quote:
+            where = f'{self.field} "{self.value}"'
+        else:
+            where = f"{self.field} {self.value}"
         return f"{who}: {where}: {self.rule}"
 
 

@@ -44,7 +44,8 @@ class ObjectFields:
 
     def report(self, field: str, value: object, rule: str) -> None:
         shown = None if value is None else show(value)
-        self.problems.append(ConfigProblem(self.kind, self.name, field, shown, rule, self.position))
+        problem = ConfigProblem(self.kind, self.name, field, shown, rule, self.position, isinstance(value, str))
+        self.problems.append(problem)
 
     def _typed(self, obj: Mapping[str, Any], key: str, path: str, ok: bool, what: str) -> Any:
         value = obj.get(key)

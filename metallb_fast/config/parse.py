@@ -163,3 +163,12 @@ def _community_aliases(communities: list[Parsed[Community]]) -> dict[str, str]:
             aliases[alias.name] = alias.value
             defined_in[alias.name] = community.value.name
     return aliases
+
+
+def config_problems(objects: Iterable[Mapping[str, Any]]) -> list[ConfigProblem]:
+    """Every problem parse_config would raise, or [] for a valid configuration (for dry runs and reports)."""
+    try:
+        parse_config(objects)
+    except ConfigError as err:
+        return err.problems
+    return []
