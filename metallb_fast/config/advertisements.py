@@ -83,9 +83,7 @@ def parse_bgp_advertisement(
         for key, default in (("aggregationLength", 32), ("aggregationLengthV6", 128)):
             value = spec.get(key)
             if value is not None and value != default:
-                fields.report(
-                    f"spec.{key}", value, f"must stay {default} (the default) when serviceSelectors are set"
-                )
+                fields.report(f"spec.{key}", value, f"must stay {default} (the default) when serviceSelectors are set")
     adv = BGPAdvertisement(
         name=fields.name,
         aggregation_length=32 if length is None else length,

@@ -220,9 +220,7 @@ class Config:
     def pool_containing(self, ip: IPAddress) -> Pool | None:
         return next((p for p in self.pools if p.contains(ip)), None)
 
-    def advertisement_selects_pool(
-        self, adv: L2Advertisement | BGPAdvertisement, pool: Pool
-    ) -> bool:
+    def advertisement_selects_pool(self, adv: L2Advertisement | BGPAdvertisement, pool: Pool) -> bool:
         """MetalLB: an advertisement with neither pool names nor pool selectors applies to every pool."""
         return advertisement_selects_pool(adv, pool)
 

@@ -75,9 +75,7 @@ def _node(obj: Mapping[str, Any]) -> NodeView | None:
     return NodeView(str(metadata.get("name", "")), {str(k): str(v) for k, v in labels.items()})
 
 
-def _documents(
-    objects: Iterable[Any], problems: list[ConfigProblem], nodes: list[NodeView]
-) -> Iterator[_Document]:
+def _documents(objects: Iterable[Any], problems: list[ConfigProblem], nodes: list[NodeView]) -> Iterator[_Document]:
     for position, obj in enumerate(_flatten(objects)):
         node = _node(obj)
         if node is not None:
@@ -115,9 +113,7 @@ def parse_config(objects: Iterable[Mapping[str, Any]]) -> Config:
     aliases = _community_aliases(communities)
     pools = [parse_pool(d.fields, d.metadata, d.spec) for d in by_kind["IPAddressPool"]]
     l2_advertisements = [parse_l2_advertisement(d.fields, d.spec) for d in by_kind["L2Advertisement"]]
-    bgp_advertisements = [
-        parse_bgp_advertisement(d.fields, d.spec, aliases) for d in by_kind["BGPAdvertisement"]
-    ]
+    bgp_advertisements = [parse_bgp_advertisement(d.fields, d.spec, aliases) for d in by_kind["BGPAdvertisement"]]
     peers = [parse_peer(d.fields, d.spec, d.version) for d in by_kind["BGPPeer"]]
     bfd_profiles = [parse_bfd_profile(d.fields, d.spec) for d in by_kind["BFDProfile"]]
 

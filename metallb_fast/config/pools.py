@@ -23,16 +23,12 @@ def _service_allocation(fields: ObjectFields, spec: Mapping[str, Any]) -> Servic
         # MetalLB's Priority is a plain int where 0 means "not set".
         priority=priority or None,
         namespaces=tuple(dict.fromkeys(namespaces)),
-        namespace_selectors=parse_selector_list(
-            fields, allocation, "namespaceSelectors", f"{path}.namespaceSelectors"
-        ),
+        namespace_selectors=parse_selector_list(fields, allocation, "namespaceSelectors", f"{path}.namespaceSelectors"),
         service_selectors=parse_selector_list(fields, allocation, "serviceSelectors", f"{path}.serviceSelectors"),
     )
 
 
-def parse_pool(
-    fields: ObjectFields, metadata: Mapping[str, Any], spec: Mapping[str, Any]
-) -> Parsed[Pool]:
+def parse_pool(fields: ObjectFields, metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> Parsed[Pool]:
     labels = fields.string_map(metadata, "labels", "metadata.labels")
     entries = fields.texts(spec, "addresses", "spec.addresses")
     if spec.get("addresses") in (None, []):

@@ -120,9 +120,7 @@ def _nodes_overlap(a: BGPAdvertisement, b: BGPAdvertisement, nodes: Sequence[Nod
     return selector_lists_can_both_match(a.node_selectors, b.node_selectors)
 
 
-def _local_prefs_compatible(
-    a: BGPAdvertisement, b: BGPAdvertisement, pool: Pool, nodes: Sequence[NodeView]
-) -> bool:
+def _local_prefs_compatible(a: BGPAdvertisement, b: BGPAdvertisement, pool: Pool, nodes: Sequence[NodeView]) -> bool:
     """MetalLB's BGPAdvertisementsHaveCompatibleLocalPref (an unset localPref is 0)."""
     if (a.local_pref or 0) == (b.local_pref or 0):
         return True
@@ -155,7 +153,7 @@ def check_bgp_advertisements(
                     adv.fields.report(
                         "spec.localPref",
                         adv.value.local_pref or 0,
-                        f'conflicts with localPref {earlier.value.local_pref or 0} of BGPAdvertisement '
+                        f"conflicts with localPref {earlier.value.local_pref or 0} of BGPAdvertisement "
                         f'"{earlier.value.name}" for IPAddressPool "{pool.value.name}": both announce the same '
                         "routes (same aggregation length, overlapping peers and nodes)",
                     )
