@@ -84,7 +84,11 @@ class AddressRange:
 
 @dataclass(frozen=True)
 class ServiceAllocation:
-    """IPAddressPool.spec.serviceAllocation. priority None means unset (MetalLB treats 0 as unset too)."""
+    """IPAddressPool.spec.serviceAllocation. priority None means unset (MetalLB treats 0 as unset too).
+
+    As in MetalLB's parsed config, an allocation that names no namespace and no selector at all (only a
+    priority) is given one empty service selector: it selects every Service.
+    """
 
     priority: int | None = None
     namespaces: tuple[str, ...] = ()

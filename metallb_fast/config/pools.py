@@ -7,7 +7,7 @@ from typing import Any
 
 from metallb_fast.config.addresses import EntryError, parse_address_entry
 from metallb_fast.config.fields import ObjectFields, Parsed
-from metallb_fast.config.model import AddressRange, Pool, ServiceAllocation
+from metallb_fast.config.model import AddressRange, LabelSelector, Pool, ServiceAllocation
 from metallb_fast.config.selectors import parse_selector_list
 
 
@@ -19,12 +19,17 @@ def _service_allocation(fields: ObjectFields, spec: Mapping[str, Any]) -> Servic
     priority = fields.integer(allocation, "priority", f"{path}.priority")
     namespaces = fields.texts(allocation, "namespaces", f"{path}.namespaces")
     fields.duplicates(f"{path}.namespaces", namespaces, "namespace")
+    namespace_selectors = parse_selector_list(fields, allocation, "namespaceSelectors", f"{path}.namespaceSelectors")
+    service_selectors = parse_selector_list(fields, allocation, "serviceSelectors", f"{path}.serviceSelectors")
+    if not namespaces and not namespace_selectors and not service_selectors:
+        # MetalLB's config stores an allocation that restricts nothing as "select every Service".
+        service_selectors = (LabelSelector(),)
     return ServiceAllocation(
         # MetalLB's Priority is a plain int where 0 means "not set".
         priority=priority or None,
         namespaces=tuple(dict.fromkeys(namespaces)),
-        namespace_selectors=parse_selector_list(fields, allocation, "namespaceSelectors", f"{path}.namespaceSelectors"),
-        service_selectors=parse_selector_list(fields, allocation, "serviceSelectors", f"{path}.serviceSelectors"),
+        namespace_selectors=namespace_selectors,
+        service_selectors=service_selectors,
     )
 
 

@@ -185,7 +185,8 @@ BGP_OBJECTS = [
 def test_bgp_objects_defaults_and_community_aliases() -> None:
     config = parse_config(BGP_OBJECTS)
     (pool,) = config.pools
-    assert pool.service_allocation == ServiceAllocation(priority=None)  # MetalLB treats priority 0 as unset
+    # MetalLB treats priority 0 as unset, and an allocation restricting nothing as selecting every Service.
+    assert pool.service_allocation == ServiceAllocation(priority=None, service_selectors=(LabelSelector(),))
     aggregated, defaults = config.bgp_advertisements
     assert aggregated == BGPAdvertisement(
         name="aggregated",
