@@ -11,6 +11,8 @@ KUBE_DIR="$CACHE/kube"
 BIN_DIR="$KUBE_DIR/bin"
 BINARIES=(kube-apiserver kube-controller-manager kubectl)
 JOBS=2
+# Bump when the build recipe changes (a new source fix): cached binaries of an older recipe are rebuilt.
+RECIPE=2
 
 log() { printf '[install-kube] %s\n' "$*" >&2; }
 
@@ -19,6 +21,7 @@ have_binaries() {
     for b in "${BINARIES[@]}"; do
         [[ -x "$BIN_DIR/$b" ]] || return 1
     done
+    [[ "$(cat "$BIN_DIR/.recipe" 2>/dev/null)" == "$RECIPE" ]]
 }
 
 install_etcd() {
@@ -93,6 +96,15 @@ EOF
     cp -a "$work/root/usr/share/gocode/src/github.com/modern-go/reflect2" "$vendor/modern-go/reflect2"
     cp -a "$work/root/usr/share/gocode/src/github.com/json-iterator/go" "$vendor/json-iterator/go"
 
+    # Since Go 1.16, reflect.Zero shares one zero value, so go-openapi's "zero value means null" test in the
+    # vendored validator turns true for "" and 0: the apiserver rejects `field: ""` in custom resources as null
+    # (kubernetes#99804). Upstream's fix (kube-openapi#230) keeps only the nil test; apply the same.
+    local typego="$vendor/go-openapi/validate/type.go"
+    local zero_test='if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {'
+    grep -qF "$zero_test" "$typego" || { log "expected zero-value test not found in $typego"; exit 1; }
+    sed -i "s/$(printf '%s' "$zero_test" | sed 's/[][\\.*^$/]/\\&/g')/if data == nil {/" "$typego"
+    grep -qF 'if data == nil {' "$typego" || { log "patching $typego failed"; exit 1; }
+
     local goroot="$work/root/usr/lib/go-1.19"
     local version
     version="v$(dpkg-parsechangelog -l "$work/kubernetes/debian/changelog" -S Version 2>/dev/null \
@@ -120,6 +132,7 @@ EOF
         cp "$out/$b" "$BIN_DIR/.$b.tmp"
         mv -f "$BIN_DIR/.$b.tmp" "$BIN_DIR/$b"
     done
+    echo "$RECIPE" >"$BIN_DIR/.recipe"
     rm -rf "$work"
     BUILD_DIR=""
     log "built in $((SECONDS - started)) s: $("$BIN_DIR/kube-apiserver" --version)"

@@ -9,6 +9,7 @@ dir on its command line, which is how a later run recognises (and kills, by pid)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -246,8 +247,6 @@ def token_file(users: Iterable[Identity]) -> str:
 
 def kubeconfig(server: str, ca_cert: Path, user: Identity) -> str:
     """A kubeconfig (JSON is YAML) for one identity."""
-    import json
-
     return json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
@@ -424,6 +423,57 @@ class KubeEnv:
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig_path(user)))
+
+    def request(self, method: str, path: str, body: object | None = None,
+                content_type: str = "application/json") -> dict[str, object]:
+        """One raw API call as admin (e.g. a status subresource, which kubectl 1.20 cannot address); returns the
+        decoded response and raises KubeEnvError with the server's message on an error status."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.server}{path}", data=data, method=method, headers={
+            "Authorization": f"Bearer {self.admin_token}", "Content-Type": content_type,
+            "Accept": "application/json"})
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        try:
+            with urllib.request.urlopen(req, context=context, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise KubeEnvError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
+        except OSError as e:
+            raise KubeEnvError(f"{method} {path}: {e}") from e
+
+    def patch_status(self, path: str, status: dict[str, object]) -> dict[str, object]:
+        """Merge-patch `status` into the object at API `path` (e.g. /api/v1/nodes/n1) through /status."""
+        return self.request("PATCH", f"{path}/status", {"status": status}, "application/merge-patch+json")
+
+    def create_node(self, name: str, labels: dict[str, str] | None = None, internal_ip: str | None = None) -> None:
+        """A Node that looks like a healthy kubelet registered it: Ready, with an InternalIP when given."""
+        self.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                               "metadata": {"name": name, "labels": labels or {}}})
+        status: dict[str, object] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                                     "message": "test node"}]}
+        if internal_ip:
+            status["addresses"] = [{"type": "InternalIP", "address": internal_ip}]
+        self.patch_status(f"/api/v1/nodes/{name}", status)
+
+    def create_ready_pod(self, namespace: str, name: str, node: str, labels: dict[str, str],
+                         pod_ips: Sequence[str]) -> None:
+        """A Pod bound to `node` and marked Running + Ready, as the kubelet would; with kube-controller-manager
+        running it becomes a ready endpoint of every Service that selects it."""
+        self.request("POST", f"/api/v1/namespaces/{namespace}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "example.invalid/none"}]}})
+        self.set_pod_ready(namespace, name, True, pod_ips)
+
+    def set_pod_ready(self, namespace: str, name: str, ready: bool, pod_ips: Sequence[str] = ()) -> None:
+        flag = "True" if ready else "False"
+        status: dict[str, object] = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": flag}, {"type": "ContainersReady", "status": flag}],
+        }
+        if pod_ips:
+            status["podIP"] = pod_ips[0]
+            status["podIPs"] = [{"ip": ip} for ip in pod_ips]
+        self.patch_status(f"/api/v1/namespaces/{namespace}/pods/{name}", status)
 
     def apply_crds(self, directory: Path, timeout: float = 60.0) -> list[str]:
         """Apply every CRD in `directory` and wait until all are Established; returns their names."""

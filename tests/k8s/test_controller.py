@@ -1,0 +1,181 @@
+"""The controller program against a real kube-apiserver: addresses, annotation, events, config errors, restarts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from metallb_fast.controller.loop import Controller
+from metallb_fast.k8s.client import KubeClient
+from metallb_fast.testing.kubeenv import KubeEnv
+
+POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def get_json(kube_env: KubeEnv, *args: str) -> Any:
+    return orjson.loads(kube_env.kubectl("get", "-o", "json", *args).stdout)
+
+
+def pool(name: str, *addresses: str) -> str:
+    entries = "\n".join(f"    - {a}" for a in addresses)
+    return f"""apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: {name}, namespace: metallb-system}}
+spec:
+  addresses:
+{entries}
+"""
+
+
+def service(namespace: str, name: str, port: int = 80, annotations: str = "{}") -> str:
+    return f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}, annotations: {annotations}}}
+spec:
+  type: LoadBalancer
+  selector: {{app: {name}}}
+  ports: [{{port: {port}, protocol: TCP}}]
+"""
+
+
+def ingress(kube_env: KubeEnv, namespace: str, name: str) -> list[str]:
+    svc = get_json(kube_env, "service", "-n", namespace, name)
+    return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+
+
+@pytest.fixture
+def metallb_namespace(kube_env: KubeEnv) -> Iterator[str]:
+    kube_env.kubectl("create", "namespace", "metallb-system", check=False)
+    kube_env.kubectl("delete", "ipaddresspools,l2advertisements,configurationstates", "--all", "-n", "metallb-system",
+                     check=False)
+    yield "metallb-system"
+    kube_env.kubectl("delete", "ipaddresspools,l2advertisements,configurationstates", "--all", "-n", "metallb-system",
+                     check=False)
+
+
+class RunningController:
+    def __init__(self, kube_env: KubeEnv) -> None:
+        self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("admin")))
+        self.controller = Controller(self.client, namespace="metallb-system")
+        self.thread = threading.Thread(target=self.controller.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "controller did not stop"
+        self.client.close()
+
+
+@pytest.fixture
+def run_controller(kube_env: KubeEnv) -> Iterator[Callable[[], RunningController]]:
+    started: list[RunningController] = []
+
+    def start() -> RunningController:
+        running = RunningController(kube_env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()
+
+
+def test_service_gets_address_annotation_and_event(
+    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+) -> None:
+    kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.10-192.0.2.12"))
+    run_controller()
+    kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, "web"))
+    assert wait_for(lambda: ingress(kube_env, kube_namespace, "web"), what="web's address") == ["192.0.2.10"]
+    svc = get_json(kube_env, "service", "-n", kube_namespace, "web")
+    assert svc["metadata"]["annotations"][POOL_ANNOTATION] == "lab"
+
+    def allocated_event() -> list[dict[str, Any]]:
+        events = get_json(kube_env, "events", "-n", kube_namespace)["items"]
+        return [e for e in events if e["reason"] == "IPAllocated" and e["involvedObject"]["name"] == "web"]
+
+    event = wait_for(allocated_event, what="IPAllocated event")[0]
+    assert event["message"] == 'Assigned IP ["192.0.2.10"]'
+    assert event["source"]["component"] == "metallb-controller"
+
+
+def test_pool_shrink_delete_and_waiting_service(
+    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+) -> None:
+    kube_env.kubectl("apply", "-f", "-", input=pool("small", "192.0.2.20-192.0.2.21"))
+    run_controller()
+    for name in ("a", "b", "c"):
+        kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, name))
+    wait_for(lambda: ingress(kube_env, kube_namespace, "a") and ingress(kube_env, kube_namespace, "b"), what="a, b")
+    assigned = {n: ingress(kube_env, kube_namespace, n) for n in ("a", "b", "c")}
+    assert sorted(assigned["a"] + assigned["b"]) == ["192.0.2.20", "192.0.2.21"]
+    assert assigned["c"] == []  # the pool is full: c waits
+
+    # Deleting a Service gives its address to the one waiting.
+    freed = assigned["a"]
+    kube_env.kubectl("delete", "service", "-n", kube_namespace, "a")
+    assert wait_for(lambda: ingress(kube_env, kube_namespace, "c"), what="c's address") == freed
+
+    # Shrinking the pool re-assigns the Service whose address left it.
+    kube_env.kubectl("apply", "-f", "-", input=pool("small", "192.0.2.20/32"))
+    wait_for(
+        lambda: sorted(ingress(kube_env, kube_namespace, "b") + ingress(kube_env, kube_namespace, "c"))
+        == ["192.0.2.20"],
+        what="only one Service left in the shrunk pool",
+    )
+
+    # Deleting the pool clears every status.
+    kube_env.kubectl("delete", "ipaddresspool", "-n", "metallb-system", "small")
+    wait_for(
+        lambda: not ingress(kube_env, kube_namespace, "b") and not ingress(kube_env, kube_namespace, "c"),
+        what="statuses cleared",
+    )
+
+
+def test_restart_keeps_addresses_and_invalid_pool_changes_nothing(
+    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+) -> None:
+    kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.30-192.0.2.39"))
+    first = run_controller()
+    names = [f"s{i}" for i in range(5)]
+    for name in names:
+        kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, name))
+    wait_for(lambda: all(ingress(kube_env, kube_namespace, n) for n in names), what="all addresses")
+    before = {n: ingress(kube_env, kube_namespace, n) for n in names}
+    first.stop()
+
+    # A Service created while the controller is down must not take an address from the others on restart.
+    kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, "late"))
+    run_controller()
+    wait_for(lambda: ingress(kube_env, kube_namespace, "late"), what="late's address")
+    assert {n: ingress(kube_env, kube_namespace, n) for n in names} == before
+
+    # An overlapping pool is reported and changes nothing.
+    kube_env.kubectl("apply", "-f", "-", input=pool("overlap", "192.0.2.35/32"))
+
+    def invalid_state() -> dict[str, Any] | None:
+        states = get_json(kube_env, "configurationstates", "-n", "metallb-system")["items"]
+        return next((s for s in states if (s.get("status") or {}).get("result") == "Invalid"), None)
+
+    state = wait_for(invalid_state, what="ConfigurationState Invalid")
+    assert "overlap" in state["status"]["errorSummary"]
+    assert {n: ingress(kube_env, kube_namespace, n) for n in names} == before
+    events = get_json(kube_env, "events", "-n", "metallb-system")["items"]
+    assert any(e["type"] == "Warning" and "overlap" in e["message"] for e in events)
