@@ -16,6 +16,7 @@ from metallb_fast.config.advertisements import parse_bgp_advertisement, parse_l2
 from metallb_fast.config.bgp import parse_bfd_profile, parse_community_object, parse_peer
 from metallb_fast.config.errors import ConfigError, ConfigProblem
 from metallb_fast.config.fields import ObjectFields, Parsed
+from metallb_fast.config.k8snames import label_key_error, label_value_error, object_name_error
 from metallb_fast.config.model import Community, Config
 from metallb_fast.config.pools import parse_pool
 from metallb_fast.config.validate import (
@@ -44,11 +45,7 @@ class _Document:
     version: str
     obj: Mapping[str, Any]
     fields: ObjectFields
-
-    @property
-    def metadata(self) -> Mapping[str, Any]:
-        metadata = self.obj.get("metadata")
-        return metadata if isinstance(metadata, Mapping) else {}
+    labels: Mapping[str, str]
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -96,9 +93,24 @@ def _documents(objects: Iterable[Any], problems: list[ConfigProblem], nodes: lis
             continue
         if not fields.name:
             fields.report("metadata.name", name, "is required")
+        elif (err := object_name_error(fields.name)) is not None:
+            fields.report("metadata.name", fields.name, err)
         if obj.get("spec") is not None and not isinstance(obj.get("spec"), Mapping):
             fields.report("spec", obj.get("spec"), "must be an object")
-        yield _Document(kind, version, obj, fields)
+        yield _Document(kind, version, obj, fields, _labels(fields, metadata))
+
+
+def _labels(fields: ObjectFields, metadata: object) -> dict[str, str]:
+    """metadata.labels, checked as the API server checks every object's labels."""
+    labels = fields.string_map(metadata, "labels", "metadata.labels") if isinstance(metadata, Mapping) else {}
+    valid: dict[str, str] = {}
+    for key, value in labels.items():
+        err = label_key_error(key) or label_value_error(value)
+        if err is None:
+            valid[key] = value
+        else:
+            fields.report(f"metadata.labels.{key}", value, err)
+    return valid
 
 
 def parse_config(objects: Iterable[Mapping[str, Any]]) -> Config:
@@ -111,7 +123,7 @@ def parse_config(objects: Iterable[Mapping[str, Any]]) -> Config:
 
     communities = [parse_community_object(d.fields, d.spec) for d in by_kind["Community"]]
     aliases = _community_aliases(communities)
-    pools = [parse_pool(d.fields, d.metadata, d.spec) for d in by_kind["IPAddressPool"]]
+    pools = [parse_pool(d.fields, d.labels, d.spec) for d in by_kind["IPAddressPool"]]
     l2_advertisements = [parse_l2_advertisement(d.fields, d.spec) for d in by_kind["L2Advertisement"]]
     bgp_advertisements = [parse_bgp_advertisement(d.fields, d.spec, aliases) for d in by_kind["BGPAdvertisement"]]
     peers = [parse_peer(d.fields, d.spec, d.version) for d in by_kind["BGPPeer"]]

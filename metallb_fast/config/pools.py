@@ -33,8 +33,7 @@ def _service_allocation(fields: ObjectFields, spec: Mapping[str, Any]) -> Servic
     )
 
 
-def parse_pool(fields: ObjectFields, metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> Parsed[Pool]:
-    labels = fields.string_map(metadata, "labels", "metadata.labels")
+def parse_pool(fields: ObjectFields, labels: Mapping[str, str], spec: Mapping[str, Any]) -> Parsed[Pool]:
     entries = fields.texts(spec, "addresses", "spec.addresses")
     if spec.get("addresses") in (None, []):
         fields.report("spec.addresses", None, "is required: at least one CIDR or a-b range")

@@ -734,6 +734,22 @@ CASES: list[tuple[str, list[Obj], list[str]]] = [
     ),
     # ---------------------------------------------------------------- documents
     (
+        "object-name-syntax",
+        [pool("Pool_A", "192.0.2.0/24")],
+        [
+            'IPAddressPool "Pool_A": metadata.name "Pool_A": not a valid object name: lowercase letters, digits, '
+            "'-' and '.', starting and ending alphanumeric, at most 253 characters"
+        ],
+    ),
+    (
+        "object-label-syntax",
+        [obj("IPAddressPool", "p", {"addresses": ["192.0.2.0/24"]}, labels={"tier": "prod!"})],
+        [
+            'IPAddressPool "p": metadata.labels.tier "prod!": not a valid label value: it must be at most 63 '
+            "characters of A-Z, a-z, 0-9, '-', '_' or '.', starting and ending alphanumeric"
+        ],
+    ),
+    (
         "apiversion-not-served",
         [obj("IPAddressPool", "p", {"addresses": ["192.0.2.0/24"]}, version="v1beta2")],
         ['IPAddressPool "p": apiVersion "metallb.io/v1beta2": not served for IPAddressPool (use metallb.io/v1beta1)'],
