@@ -33,6 +33,7 @@ from metallb_fast.dataplane.base import (
     ResponderStats,
     Verdict,
 )
+from metallb_fast.dataplane.netns import in_netns
 
 log = logging.getLogger(__name__)
 
@@ -338,23 +339,21 @@ def _open_ipr(netns: str | None = None) -> Any:
         from pyroute2 import IPRoute
     except ImportError as exc:
         raise ResponderError(f"xdp: pyroute2 is not importable ({exc})") from None
-    return IPRoute(netns=netns) if netns else IPRoute()
+    if netns is None:
+        return IPRoute()
+    # Not IPRoute(netns=...): that forks a helper, which inherits the parent's signal handlers and state.
+    with in_netns(netns):
+        return IPRoute()
 
 
 # -------------------------------------------------------------------------------------------------- responder
 
 
-def _send_frames(interface: str, frames: Iterable[bytes]) -> None:
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
-        sock.bind((interface, 0))
-        for frame in frames:
-            sock.send(frame)
-
-
 class XdpResponder:
     """Answers ARP/NDP in XDP on the interfaces that appear in `owned` (and those given here).
 
-    Works in the network namespace of the thread that creates it: interface names resolve there.
+    Lives in the network namespace of the thread that creates it: its netlink and packet sockets are opened
+    there, so interface names resolve there whichever thread calls it later.
     """
 
     backend = "xdp"
@@ -375,6 +374,8 @@ class XdpResponder:
         except BaseException:
             self._program.close()
             raise
+        # Protocol 0: this socket only sends (sendto resolves the interface name in its own namespace).
+        self._packet_socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         atexit.register(self.close)
         try:
             self._reconcile({})
@@ -432,7 +433,8 @@ class XdpResponder:
             frames = packets.gratuitous_arp(address, mac)
         else:
             frames = [packets.unsolicited_na(address, mac)]
-        _send_frames(interface, frames)
+        for frame in frames:
+            self._packet_socket.sendto(frame, (interface, 0))
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._program.set_deadline(deadline_ns)
@@ -450,6 +452,7 @@ class XdpResponder:
                     except Exception:
                         log.exception("xdp: could not detach from %s", name)
             finally:
+                self._packet_socket.close()
                 self._ipr.close()
                 self._program.close()
 

@@ -1,0 +1,189 @@
+"""XdpResponder in real namespaces: real arping / ndisc6 clients see our MAC; attach, detach and stale cleanup.
+
+Topology (metallb_fast.lab): node0 has eth0 on LAN 0 and eth1 on LAN 1; client0 has eth0 on LAN 0 only.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import ResponderError, Verdict
+from metallb_fast.dataplane.xdp import FUNCTION_NAME, PASS_PROGRAM_NAME, XdpPassProgram, XdpResponder
+from metallb_fast.lab import Lab, in_netns
+from tests.conftest import require, require_root
+
+pytestmark = pytest.mark.root
+
+MAC = bytes.fromhex("02005e0000aa")
+MAC_TEXT = packets.format_mac(MAC)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    require_root()
+    for tool in ("arping", "ndisc6", "ip"):
+        require(shutil.which(tool) is not None, f"the {tool} tool")
+    with Lab(nodes=1, clients=1, lans=2) as lab:
+        yield lab
+
+
+def responder(netns: str, *args: object, **kwargs: object) -> XdpResponder:
+    with in_netns(netns):
+        try:
+            return XdpResponder(*args, **kwargs)  # type: ignore[arg-type]
+        except ResponderError as exc:
+            require(False, f"a loadable XDP responder ({exc})")
+            raise
+
+
+def arping(lab: Lab, address: IPv4Address, count: int = 2) -> list[str]:
+    """MACs in the replies the real arping (iputils) gets from client0's eth0."""
+    out = lab.run(lab.clients[0].netns, ["arping", "-c", str(count), "-w", "2", "-I", "eth0", str(address)],
+                  check=False).stdout
+    return [m.lower() for m in re.findall(r"reply from \S+ \[([0-9A-Fa-f:]{17})\]", out)]
+
+
+def ndisc6(lab: Lab, address: IPv6Address) -> list[str]:
+    """Target link-layer addresses in the Neighbor Advertisements ndisc6 receives on client0's eth0."""
+    out = lab.run(lab.clients[0].netns, ["ndisc6", "-1", "-r", "2", "-w", "700", str(address), "eth0"],
+                  check=False).stdout
+    return [m.lower() for m in re.findall(r"Target link-layer address: ([0-9A-Fa-f:]{17})", out)]
+
+
+def xdp_on(lab: Lab, netns: str, ifname: str) -> str:
+    """What `ip -d link show` reports about XDP on an interface ('' when nothing is attached)."""
+    out = lab.run(netns, ["ip", "-d", "link", "show", "dev", ifname]).stdout
+    return " ".join(line.strip() for line in out.splitlines() if "xdp" in line)
+
+
+def test_clients_get_our_mac_only_where_owned_and_until_dropped(lab: Lab) -> None:
+    node = lab.nodes[0]
+    vip4, vip6, vip4_lan1 = lab.vip_v4(0), lab.vip_v6(0), lab.vip_v4(1)
+    r = responder(node.netns)
+    try:
+        r.sync({(vip4, "eth0"): MAC, (vip6, "eth0"): MAC, (vip4_lan1, "eth1"): MAC})
+        assert {name: a.mode for name, a in r.attachments.items()} == {"eth0": "generic", "eth1": "generic"}
+        assert FUNCTION_NAME in xdp_on(lab, node.netns, "eth0")
+
+        assert arping(lab, vip4) == [MAC_TEXT, MAC_TEXT]
+        assert ndisc6(lab, vip6) == [MAC_TEXT]
+        assert arping(lab, IPv4Address("192.0.2.250"), count=1) == []  # owned by nobody
+        assert arping(lab, vip4_lan1, count=1) == []  # owned, but only on eth1 (LAN 1)
+
+        stats = r.stats()
+        assert stats.backend == "xdp"
+        assert stats.per_address[(vip4, "eth0")].replies == 2
+        assert stats.per_address[(vip6, "eth0")].replies >= 1
+        assert stats.per_address[(vip4_lan1, "eth1")].requests == 0
+        assert stats.declined[Verdict.WRONG_INTERFACE] >= 1
+        assert stats.declined[Verdict.NOT_OWNED] >= 1
+        assert Verdict.ANSWERED not in stats.declined
+
+        with pytest.raises(ResponderError, match="nosuch0"):
+            r.sync({(vip4, "nosuch0"): MAC})
+        assert arping(lab, vip4, count=1) == [MAC_TEXT]  # a failed sync changed nothing
+
+        r.sync({(vip6, "eth0"): MAC})
+        assert arping(lab, vip4, count=1) == []
+        assert ndisc6(lab, vip6) == [MAC_TEXT]
+        assert set(r.attachments) == {"eth0"}
+        assert xdp_on(lab, node.netns, "eth1") == ""
+    finally:
+        r.close()
+    r.close()  # idempotent
+    assert xdp_on(lab, node.netns, "eth0") == ""
+    assert ndisc6(lab, vip6) == []
+
+
+def test_announce_sends_the_gratuitous_burst(lab: Lab) -> None:
+    node, client = lab.nodes[0], lab.clients[0]
+    vip4, vip6 = lab.vip_v4(2), lab.vip_v6(2)
+    r = responder(node.netns)
+    try:
+        r.sync({(vip4, "eth0"): MAC, (vip6, "eth0"): MAC})
+        with in_netns(client.netns):
+            sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        with sniffer:
+            sniffer.bind(("eth0", 0))
+            sniffer.settimeout(0.2)
+            r.announce(vip4, "eth0")  # from this thread, outside the node namespace: the responder's own
+            r.announce(vip6, "eth0")
+            expected = [*packets.gratuitous_arp(vip4, MAC), packets.unsolicited_na(vip6, MAC)]
+            seen: list[bytes] = []
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not all(f in seen for f in expected):
+                try:
+                    seen.append(sniffer.recv(2048))
+                except TimeoutError:
+                    continue
+        assert [f for f in seen if f in expected] == expected
+        with pytest.raises(ValueError, match="not in the owned table"):
+            r.announce(lab.vip_v4(3), "eth0")
+    finally:
+        r.close()
+
+
+def test_stale_attachment_of_a_crashed_run_is_replaced_and_others_are_respected(lab: Lab) -> None:
+    node = lab.nodes[0]
+    crash = (
+        "import os; from metallb_fast.dataplane.xdp import XdpResponder; "
+        "XdpResponder(['eth1']); os._exit(0)"  # no close(), no atexit: what a SIGKILL leaves behind
+    )
+    lab.run(node.netns, [sys.executable, "-c", crash])
+    stale = xdp_on(lab, node.netns, "eth1")
+    assert FUNCTION_NAME in stale
+    stale_id = int(re.search(r"prog/xdp id (\d+)", stale).group(1))  # type: ignore[union-attr]
+
+    r = responder(node.netns, ["eth1"])
+    try:
+        assert r.attachments["eth1"].prog_id != stale_id
+        assert f"id {r.attachments['eth1'].prog_id} " in xdp_on(lab, node.netns, "eth1")
+    finally:
+        r.close()
+    assert xdp_on(lab, node.netns, "eth1") == ""
+
+    foreign = XdpPassProgram("eth1", netns=node.netns)  # somebody else's program
+    try:
+        with in_netns(node.netns), pytest.raises(ResponderError, match="another XDP program"):
+            XdpResponder(["eth1"])
+        assert PASS_PROGRAM_NAME in xdp_on(lab, node.netns, "eth1")
+    finally:
+        foreign.close()
+    assert xdp_on(lab, node.netns, "eth1") == ""
+
+
+def test_native_mode_delivers_when_the_veth_peer_runs_a_pass_program() -> None:
+    require_root()
+    require(shutil.which("arping") is not None, "the arping tool")
+    with Lab(direct=True) as lab:
+        node, client = lab.nodes[0], lab.clients[0]
+        vip4 = lab.vip_v4(0)
+        with XdpPassProgram("eth0", netns=client.netns) as peer:
+            assert PASS_PROGRAM_NAME in xdp_on(lab, client.netns, "eth0")
+            r = responder(node.netns, mode="native")
+            try:
+                r.sync({(vip4, "eth0"): MAC})
+                assert r.attachments["eth0"].mode == "native"
+                attached = xdp_on(lab, node.netns, "eth0")
+                assert " xdp " in attached and "xdpgeneric" not in attached
+                assert arping(lab, vip4) == [MAC_TEXT, MAC_TEXT]
+            finally:
+                r.close()
+            peer.close()  # idempotent with the context exit
+        assert xdp_on(lab, client.netns, "eth0") == ""
+        assert xdp_on(lab, node.netns, "eth0") == ""
+
+
+def test_bad_mode_is_refused_before_compiling() -> None:
+    with pytest.raises(ValueError, match="attach mode 'turbo'"):
+        XdpResponder(mode="turbo")
+
