@@ -95,6 +95,15 @@ def _address(fields: ObjectFields, spec: Mapping[str, Any], key: str) -> str | N
     return text
 
 
+def _password(fields: ObjectFields, spec: Mapping[str, Any]) -> str | None:
+    """spec.password, never echoing the value into a message."""
+    value = spec.get("password")
+    if value is not None and not isinstance(value, str):
+        fields.report("spec.password", "<hidden>", "must be a string")
+        return None
+    return value or None
+
+
 def parse_peer(fields: ObjectFields, spec: Mapping[str, Any], version: str) -> Parsed[BGPPeer]:
     v1beta2 = version == "v1beta2"
     my_asn = fields.integer(spec, "myASN", "spec.myASN", 0, UINT32_MAX)
@@ -123,7 +132,7 @@ def parse_peer(fields: ObjectFields, spec: Mapping[str, Any], version: str) -> P
     source_address = _address(fields, spec, "sourceAddress")
     router_id = _address(fields, spec, "routerID")
 
-    password = fields.text(spec, "password", "spec.password") or None
+    password = _password(fields, spec)
     _no_line_breaks(fields, "spec.password", password, shown="<hidden>")
     password_secret = None
     secret = fields.mapping(spec, "passwordSecret", "spec.passwordSecret") if v1beta2 else None

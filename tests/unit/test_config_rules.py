@@ -653,6 +653,11 @@ CASES: list[tuple[str, list[Obj], list[str]]] = [
         ['BGPPeer "r": spec.password "<hidden>": must not contain line breaks'],
     ),
     (
+        "peer-password-never-shown",
+        [peer("r", password=123456)],
+        ['BGPPeer "r": spec.password "<hidden>": must be a string'],
+    ),
+    (
         "peer-connect-time-fraction",
         [peer("r", connectTime="1500ms")],
         ['BGPPeer "r": spec.connectTime "1500ms": must be a whole number of seconds'],
