@@ -121,6 +121,15 @@ class Informer:
         with self._lock:
             return self.cache.get(key)
 
+    def remember_write(self, obj: Json) -> None:
+        """Put the object a write returned into the cache, so the next decision does not read a stale copy
+        before the watch catches up. Older versions never replace newer ones."""
+        key = object_key(obj)
+        with self._lock:
+            cached = self.cache.get(key)
+            if cached is None or _newer_or_equal(obj, cached):
+                self.cache[key] = obj
+
     def _run(self) -> None:
         backoff = Backoff()
         resource_version: str | None = None
@@ -216,6 +225,12 @@ class Informer:
             self._response = None
             response.release_conn()
         return resource_version
+
+
+def _newer_or_equal(a: Json, b: Json) -> bool:
+    """resourceVersions are opaque, but etcd's are integers; when they are not, trust the watch instead."""
+    ra, rb = _resource_version(a), _resource_version(b)
+    return ra.isdigit() and rb.isdigit() and int(ra) >= int(rb)
 
 
 def _resource_version(obj: Json) -> str:

@@ -136,7 +136,10 @@ def write_configuration_state(
 ) -> None:
     """Create or update a ConfigurationState object (MetalLB >= 0.15) with result Valid/Invalid."""
     path = f"{METALLB_GROUP_PATH}/namespaces/{namespace}/configurationstates"
-    status = {"result": "Valid" if valid else "Invalid", "errorSummary": error_summary}
+    status: Json = {"result": "Valid" if valid else "Invalid"}
+    if error_summary:
+        # Omitted rather than "" when valid: the 1.20 apiserver decodes an empty string in a CR as null.
+        status["errorSummary"] = error_summary
     try:
         client.get(f"{path}/{name}")
     except ApiError as error:
@@ -148,7 +151,9 @@ def write_configuration_state(
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
         }
         client.create(path, body)
-    retry_on_conflict(lambda: client.merge_patch(f"{path}/{name}/status", {"status": status}))
+    # "add" replaces the whole status, so a stale errorSummary does not survive a now-valid configuration.
+    operations = [{"op": "add", "path": "/status", "value": status}]
+    retry_on_conflict(lambda: client.json_patch(f"{path}/{name}/status", operations))
 
 
 class ServiceL2StatusWriter:

@@ -59,6 +59,14 @@ def ingress(kube_env: KubeEnv, namespace: str, name: str) -> list[str]:
 
 
 @pytest.fixture
+def lb_namespace(kube_env: KubeEnv, kube_namespace: str) -> Iterator[str]:
+    """A namespace whose Services are gone before the next test starts (namespace deletion is asynchronous, and a
+    leftover LoadBalancer Service would compete for the next test's addresses)."""
+    yield kube_namespace
+    kube_env.kubectl("delete", "services", "--all", "-n", kube_namespace, "--wait=true", check=False)
+
+
+@pytest.fixture
 def metallb_namespace(kube_env: KubeEnv) -> Iterator[str]:
     kube_env.kubectl("create", "namespace", "metallb-system", check=False)
     kube_env.kubectl("delete", "ipaddresspools,l2advertisements,configurationstates", "--all", "-n", "metallb-system",
@@ -98,17 +106,17 @@ def run_controller(kube_env: KubeEnv) -> Iterator[Callable[[], RunningController
 
 
 def test_service_gets_address_annotation_and_event(
-    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+    kube_env: KubeEnv, lb_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
 ) -> None:
     kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.10-192.0.2.12"))
     run_controller()
-    kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, "web"))
-    assert wait_for(lambda: ingress(kube_env, kube_namespace, "web"), what="web's address") == ["192.0.2.10"]
-    svc = get_json(kube_env, "service", "-n", kube_namespace, "web")
+    kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, "web"))
+    assert wait_for(lambda: ingress(kube_env, lb_namespace, "web"), what="web's address") == ["192.0.2.10"]
+    svc = get_json(kube_env, "service", "-n", lb_namespace, "web")
     assert svc["metadata"]["annotations"][POOL_ANNOTATION] == "lab"
 
     def allocated_event() -> list[dict[str, Any]]:
-        events = get_json(kube_env, "events", "-n", kube_namespace)["items"]
+        events = get_json(kube_env, "events", "-n", lb_namespace)["items"]
         return [e for e in events if e["reason"] == "IPAllocated" and e["involvedObject"]["name"] == "web"]
 
     event = wait_for(allocated_event, what="IPAllocated event")[0]
@@ -117,26 +125,26 @@ def test_service_gets_address_annotation_and_event(
 
 
 def test_pool_shrink_delete_and_waiting_service(
-    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+    kube_env: KubeEnv, lb_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
 ) -> None:
     kube_env.kubectl("apply", "-f", "-", input=pool("small", "192.0.2.20-192.0.2.21"))
     run_controller()
     for name in ("a", "b", "c"):
-        kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, name))
-    wait_for(lambda: ingress(kube_env, kube_namespace, "a") and ingress(kube_env, kube_namespace, "b"), what="a, b")
-    assigned = {n: ingress(kube_env, kube_namespace, n) for n in ("a", "b", "c")}
+        kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, name))
+    wait_for(lambda: ingress(kube_env, lb_namespace, "a") and ingress(kube_env, lb_namespace, "b"), what="a, b")
+    assigned = {n: ingress(kube_env, lb_namespace, n) for n in ("a", "b", "c")}
     assert sorted(assigned["a"] + assigned["b"]) == ["192.0.2.20", "192.0.2.21"]
     assert assigned["c"] == []  # the pool is full: c waits
 
     # Deleting a Service gives its address to the one waiting.
     freed = assigned["a"]
-    kube_env.kubectl("delete", "service", "-n", kube_namespace, "a")
-    assert wait_for(lambda: ingress(kube_env, kube_namespace, "c"), what="c's address") == freed
+    kube_env.kubectl("delete", "service", "-n", lb_namespace, "a")
+    assert wait_for(lambda: ingress(kube_env, lb_namespace, "c"), what="c's address") == freed
 
     # Shrinking the pool re-assigns the Service whose address left it.
     kube_env.kubectl("apply", "-f", "-", input=pool("small", "192.0.2.20/32"))
     wait_for(
-        lambda: sorted(ingress(kube_env, kube_namespace, "b") + ingress(kube_env, kube_namespace, "c"))
+        lambda: sorted(ingress(kube_env, lb_namespace, "b") + ingress(kube_env, lb_namespace, "c"))
         == ["192.0.2.20"],
         what="only one Service left in the shrunk pool",
     )
@@ -144,28 +152,28 @@ def test_pool_shrink_delete_and_waiting_service(
     # Deleting the pool clears every status.
     kube_env.kubectl("delete", "ipaddresspool", "-n", "metallb-system", "small")
     wait_for(
-        lambda: not ingress(kube_env, kube_namespace, "b") and not ingress(kube_env, kube_namespace, "c"),
+        lambda: not ingress(kube_env, lb_namespace, "b") and not ingress(kube_env, lb_namespace, "c"),
         what="statuses cleared",
     )
 
 
 def test_restart_keeps_addresses_and_invalid_pool_changes_nothing(
-    kube_env: KubeEnv, kube_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+    kube_env: KubeEnv, lb_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
 ) -> None:
     kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.30-192.0.2.39"))
     first = run_controller()
     names = [f"s{i}" for i in range(5)]
     for name in names:
-        kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, name))
-    wait_for(lambda: all(ingress(kube_env, kube_namespace, n) for n in names), what="all addresses")
-    before = {n: ingress(kube_env, kube_namespace, n) for n in names}
+        kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, name))
+    wait_for(lambda: all(ingress(kube_env, lb_namespace, n) for n in names), what="all addresses")
+    before = {n: ingress(kube_env, lb_namespace, n) for n in names}
     first.stop()
 
     # A Service created while the controller is down must not take an address from the others on restart.
-    kube_env.kubectl("apply", "-f", "-", input=service(kube_namespace, "late"))
+    kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, "late"))
     run_controller()
-    wait_for(lambda: ingress(kube_env, kube_namespace, "late"), what="late's address")
-    assert {n: ingress(kube_env, kube_namespace, n) for n in names} == before
+    wait_for(lambda: ingress(kube_env, lb_namespace, "late"), what="late's address")
+    assert {n: ingress(kube_env, lb_namespace, n) for n in names} == before
 
     # An overlapping pool is reported and changes nothing.
     kube_env.kubectl("apply", "-f", "-", input=pool("overlap", "192.0.2.35/32"))
@@ -176,6 +184,34 @@ def test_restart_keeps_addresses_and_invalid_pool_changes_nothing(
 
     state = wait_for(invalid_state, what="ConfigurationState Invalid")
     assert "overlap" in state["status"]["errorSummary"]
-    assert {n: ingress(kube_env, kube_namespace, n) for n in names} == before
+    assert {n: ingress(kube_env, lb_namespace, n) for n in names} == before
     events = get_json(kube_env, "events", "-n", "metallb-system")["items"]
     assert any(e["type"] == "Warning" and "overlap" in e["message"] for e in events)
+
+
+def test_controller_catches_up_after_apiserver_outage(
+    kube_env: KubeEnv, lb_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+) -> None:
+    kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.40-192.0.2.40"))
+    running = run_controller()
+    kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, "first"))
+    assert wait_for(lambda: ingress(kube_env, lb_namespace, "first"), what="first's address") == ["192.0.2.40"]
+    kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, "second"))
+    reconnects_before = running.controller.services.reconnects
+
+    kube_env.restart_apiserver(down_for=3.0)
+    # Changes made as soon as the server is back, while the controller's watches are still reconnecting.
+    kube_env.kubectl("delete", "service", "-n", lb_namespace, "first")
+    kube_env.kubectl("apply", "-f", "-", input=pool("lab", "192.0.2.40-192.0.2.41"))
+    kube_env.kubectl("apply", "-f", "-", input=service(lb_namespace, "third"))
+
+    assigned = wait_for(
+        lambda: sorted(ingress(kube_env, lb_namespace, "second") + ingress(kube_env, lb_namespace, "third")),
+        what="second and third assigned after the outage",
+    )
+    wait_for(lambda: len(sorted(ingress(kube_env, lb_namespace, "second") + ingress(kube_env, lb_namespace, "third")))
+             == 2, what="both assigned")
+    assigned = sorted(ingress(kube_env, lb_namespace, "second") + ingress(kube_env, lb_namespace, "third"))
+    assert assigned == ["192.0.2.40", "192.0.2.41"]
+    assert running.controller.services.reconnects > reconnects_before
+    assert running.thread.is_alive()

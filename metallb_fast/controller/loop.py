@@ -1,0 +1,214 @@
+"""The controller program: watch Services, Namespaces and the metallb.io config; apply decide() through k8s/.
+
+Watch threads only enqueue; one reconcile thread owns the allocator and does every write, so decisions are made
+in one order and never race. After a new Config (or a freed address) every Service is processed again, the ones
+that already have an address first, so a restart never moves an address.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from metallb_fast.allocator.allocator import Allocator
+from metallb_fast.allocator.service_keys import (
+    ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
+)
+from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget
+from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
+from metallb_fast.k8s.informer import EventType, Informer, Resource
+from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_status
+from metallb_fast.obs import metrics
+from metallb_fast.resources import Service
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config"
+OWNED_ANNOTATIONS = (ANNOTATION_IP_ALLOCATED_FROM_POOL, DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL)
+
+
+@dataclass(order=True)
+class _Retry:
+    due: float
+    key: str = field(compare=False)
+
+
+class Controller:
+    def __init__(self, client: KubeClient, namespace: str = "metallb-system", lb_class: str | None = None) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.lb_class = lb_class
+        self.allocator = Allocator()
+        self.recorder = EventRecorder(client, "metallb-controller")
+        self.queue: queue.Queue[str] = queue.Queue()
+        self._retries: list[_Retry] = []
+        self._stop = threading.Event()
+        self.services = Informer(client, Resource("/api/v1", "services"), self._on_service, name="services")
+        self.namespaces = Informer(client, Resource("/api/v1", "namespaces"), self._on_config, name="namespaces")
+        self.config = ConfigSource(
+            client, namespace, self._on_config, self.recorder, ConfigStateTarget("controller", "controller")
+        )
+        self.processed = 0  # reconciles done; read by tests and the benchmark
+
+    # ------------------------------------------------------------------ watch threads: enqueue only
+    def _on_service(self, _: EventType, obj: Json) -> None:
+        meta = obj.get("metadata") or {}
+        self.queue.put(f"{meta.get('namespace')}/{meta.get('name')}")
+
+    def _on_config(self, _: EventType, __: Json) -> None:
+        self.queue.put(CONFIG)
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask the loop to end after the write in flight (SIGTERM)."""
+        self._stop.set()
+        self.queue.put("")
+
+    def run(self) -> None:
+        self.services.start()
+        self.namespaces.start()
+        self.config.start()
+        try:
+            for informer in (self.services, self.namespaces):
+                while not informer.synced.wait(0.5):
+                    if self._stop.is_set():
+                        return
+            if not self.config.wait_synced(stop=self._stop.is_set):
+                return
+            log.info("caches synced", extra={"op": "startup", "services": len(self.services.cache)})
+            self.queue.put(CONFIG)
+            self._loop()
+        finally:
+            self.services.stop()
+            self.namespaces.stop()
+            self.config.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            timeout = None
+            if self._retries:
+                timeout = max(0.0, self._retries[0].due - time.monotonic())
+            try:
+                key = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                key = heapq.heappop(self._retries).key
+            if self._stop.is_set():
+                return
+            if not key:
+                continue
+            pending = {key}
+            # Coalesce a burst of events (e.g. a relist) into one pass per key.
+            while len(pending) < 10000:
+                try:
+                    pending.add(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            pending.discard("")
+            if CONFIG in pending:
+                pending.discard(CONFIG)
+                if self._reload_config():
+                    pending.clear()  # every Service is processed by the reload
+            for item in sorted(pending):
+                if self._stop.is_set():
+                    return
+                self._sync_service(item)
+
+    # ------------------------------------------------------------------ reconcile
+    def _reload_config(self) -> bool:
+        changed = self.config.reload()
+        namespaces = {
+            (ns.get("metadata") or {}).get("name", ""): (ns.get("metadata") or {}).get("labels") or {}
+            for ns in self.namespaces.snapshot()
+        }
+        if not changed and self.config.current is not None and namespaces == getattr(self, "_namespaces", None):
+            return False
+        self._namespaces = namespaces
+        if self.config.current is None:
+            return False
+        apply_config(self.allocator, self.config.current, namespaces)
+        self._update_pool_metrics()
+        self._sync_all()
+        return True
+
+    def _sync_all(self) -> None:
+        """Every Service, those with an address first (so nothing is stolen from them), then by age and name."""
+        services = self.services.snapshot()
+
+        def order(obj: Json) -> tuple[int, str, str]:
+            service = Service.from_dict(obj)
+            created = (obj.get("metadata") or {}).get("creationTimestamp") or ""
+            return (0 if service.ingress_ips else 1, created, service.key)
+
+        for obj in sorted(services, key=order):
+            if self._stop.is_set():
+                return
+            meta = obj.get("metadata") or {}
+            self._sync_service(f"{meta.get('namespace')}/{meta.get('name')}", reprocess=False)
+
+    def _sync_service(self, key: str, reprocess: bool = True) -> None:
+        self.processed += 1
+        metrics.updates.inc()
+        obj = self.services.get(key)
+        if obj is None:
+            result = forget(self.allocator, key)
+            self._update_pool_metrics()
+            if result is SyncResult.REPROCESS_ALL and reprocess:
+                self._sync_all()
+            return
+        service = Service.from_dict(obj)
+        decision = decide(self.allocator, service, self.lb_class)
+        try:
+            self._write(service, decision)
+        except (ApiError, OSError) as error:
+            if isinstance(error, ApiError) and error.status == 404:
+                return  # deleted meanwhile; the DELETED event follows
+            metrics.update_errors.inc()
+            log.warning("writing %s failed, retrying: %s", key, error, extra={"op": "updateService"})
+            heapq.heappush(self._retries, _Retry(time.monotonic() + 1.0, key))
+            return
+        if decision.changed:
+            self._update_pool_metrics()
+        if decision.result is SyncResult.REPROCESS_ALL and reprocess:
+            self._sync_all()
+
+    def _write(self, service: Service, decision: Decision) -> None:
+        ref = ObjectRef("Service", service.namespace, service.name, service.uid)
+        if decision.handled and decision.changed:
+            current = service.annotation_map
+            desired = dict(decision.annotations)
+            patch: dict[str, str | None] = {
+                name: desired.get(name)
+                for name in OWNED_ANNOTATIONS
+                if current.get(name) != desired.get(name)
+            }
+            if patch:
+                written = self.client.merge_patch(
+                    service_path(service.namespace, service.name), {"metadata": {"annotations": patch}}
+                )
+                self.services.remember_write(written)
+            if tuple(decision.ingress_ips) != service.ingress_ips:
+                written = write_service_status(
+                    self.client, service.namespace, service.name, list(decision.ingress_ips)
+                )
+                self.services.remember_write(written)
+            log.info(
+                "service updated",
+                extra={"op": "updateService", "service": service.key, "ips": list(decision.ingress_ips)},
+            )
+        for event in decision.events:
+            self.recorder.record(ref, event.type, event.reason, event.message)
+
+    def _update_pool_metrics(self) -> None:
+        for name in self.allocator.pool_names():
+            counters = self.allocator.counters(name)
+            in_use = counters.assigned_ipv4 + counters.assigned_ipv6
+            metrics.addresses_in_use.labels(pool=name).set(in_use)
+            metrics.addresses_total.labels(pool=name).set(
+                in_use + counters.available_ipv4 + counters.available_ipv6
+            )
