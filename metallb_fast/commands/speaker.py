@@ -1,0 +1,75 @@
+"""`metallb-fast speaker`: announce this node's load-balancer addresses (layer 2), answering in the kernel."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+
+HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
+    parser.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects")
+    parser.add_argument(
+        "--node-name", default=os.environ.get("METALLB_NODE_NAME"), help="this node (default: $METALLB_NODE_NAME)"
+    )
+    parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
+    parser.add_argument(
+        "--ignore-exclude-lb",
+        action="store_true",
+        help="also announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers",
+    )
+    parser.add_argument("--backend", default="auto", choices=["auto", "xdp", "ring", "python"])
+    parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
+    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")
+    parser.add_argument("--metrics-host", default="0.0.0.0")
+    parser.add_argument(
+        "--liveness-timeout", type=float, default=10.0, help="seconds the fast path answers without a live speaker"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from metallb_fast.commands.common import install_stop_signals, setup_logging
+    from metallb_fast.dataplane.backends import open_responder
+    from metallb_fast.dataplane.base import ResponderError
+    from metallb_fast.k8s.client import KubeClient
+    from metallb_fast.obs import metrics
+    from metallb_fast.speaker.loop import Speaker, SpeakerOptions
+
+    setup_logging(args.log_level)
+    if not args.node_name:
+        log.error("no node name: pass --node-name or set METALLB_NODE_NAME", extra={"op": "startup"})
+        return 2
+    try:
+        responder = open_responder(args.backend)
+    except ResponderError as error:
+        log.error("cannot start the %s backend: %s", args.backend, error, extra={"op": "startup"})
+        return 1
+    client = KubeClient.from_kubeconfig(args.kubeconfig)
+    options = SpeakerOptions(
+        node_name=args.node_name,
+        namespace=args.namespace,
+        lb_class=args.lb_class,
+        ignore_exclude_lb=args.ignore_exclude_lb,
+        liveness_timeout_s=args.liveness_timeout,
+    )
+    speaker = Speaker(client, responder, options)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port, args.metrics_host)
+    install_stop_signals(speaker.stop)
+    log.info(
+        "speaker starting",
+        extra={"op": "startup", "node": args.node_name, "backend": getattr(responder, "backend", args.backend)},
+    )
+    worker = threading.Thread(target=speaker.run, name="reconcile")
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.5)
+    log.info("speaker stopped", extra={"op": "shutdown"})
+    client.close()
+    return 0

@@ -1,0 +1,249 @@
+"""The speaker program: watch Services, Nodes, EndpointSlices and the config; elect, program the fast path,
+send gratuitous announcements, write ServiceL2Status and events.
+
+Watch threads only enqueue. One reconcile thread recomputes this node's whole plan (pure: speaker.layer2) from the
+caches, hands the `owned` table to the responder in one sync() call, and wakes at least every second to keep the
+fast path's liveness deadline ahead of now: if this loop ever hangs, the kernel stops answering on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from metallb_fast.controller.decide import class_matches
+from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
+from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
+from metallb_fast.k8s.informer import EventType, Informer, Resource
+from metallb_fast.k8s.writers import EventRecorder, ObjectRef, ServiceL2StatusWriter
+from metallb_fast.obs import metrics
+from metallb_fast.resources import EndpointSlice, Node, Service
+from metallb_fast.speaker import announce, layer2, status
+from metallb_fast.speaker.links import read_links
+
+log = logging.getLogger(__name__)
+
+WAKE = "wake"
+
+
+@dataclass
+class SpeakerOptions:
+    node_name: str
+    namespace: str = "metallb-system"
+    lb_class: str | None = None
+    ignore_exclude_lb: bool = False
+    liveness_timeout_s: float = 10.0
+    gratuitous: announce.GratuitousPolicy = field(default_factory=announce.GratuitousPolicy)
+    exclusion: layer2.InterfaceExclusion = field(default_factory=layer2.InterfaceExclusion)
+    links_refresh_s: float = 10.0  # MetalLB rescans interfaces every 10 s
+
+
+def endpoint_slice_resource(client: KubeClient) -> Resource:
+    """discovery.k8s.io/v1 where served (1.21+), else v1beta1 (1.17-1.24)."""
+    for version in ("v1", "v1beta1"):
+        if client.served(f"/apis/discovery.k8s.io/{version}"):
+            return Resource(f"/apis/discovery.k8s.io/{version}", "endpointslices")
+    raise RuntimeError("the API server serves no discovery.k8s.io EndpointSlice version (v1 or v1beta1)")
+
+
+def pod_owner_reference() -> Json | None:
+    """ServiceL2Status objects are owned by the speaker's Pod (downward API env), so they vanish with it."""
+    name, uid = os.environ.get("METALLB_POD_NAME"), os.environ.get("METALLB_POD_UID")
+    if not name or not uid:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
+
+
+class Speaker:
+    def __init__(self, client: KubeClient, responder: Responder, options: SpeakerOptions) -> None:
+        self.client = client
+        self.responder = responder
+        self.options = options
+        self.recorder = EventRecorder(client, "metallb-speaker", host=options.node_name)
+        self.queue: queue.Queue[str] = queue.Queue()
+        self._stop = threading.Event()
+        self.services = Informer(client, Resource("/api/v1", "services"), self._wake, name="services")
+        self.nodes = Informer(client, Resource("/api/v1", "nodes"), self._wake, name="nodes")
+        self.slices = Informer(client, endpoint_slice_resource(client), self._wake, name="endpointslices")
+        self.config = ConfigSource(
+            client,
+            options.namespace,
+            self._wake,
+            self.recorder,
+            ConfigStateTarget(f"speaker-{options.node_name}", "speaker", options.node_name),
+        )
+        self.l2_status = ServiceL2StatusWriter(client, options.namespace, options.node_name, pod_owner_reference())
+        self.owned: dict[OwnedKey, bytes] = {}
+        self.announced: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
+        self._status_written: dict[tuple[str, str], Json] | None = None
+        self._gratuitous = announce.GratuitousState()
+        self._gratuitous_wake: float | None = None
+        self._links: tuple[layer2.LinkInfo, ...] = ()
+        self._links_read_at = -1e9
+        self.reconciles = 0
+
+    def _wake(self, _: EventType, __: Json) -> None:
+        self.queue.put(WAKE)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.put("")
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        informers = (self.services, self.nodes, self.slices)
+        for informer in informers:
+            informer.start()
+        self.config.start()
+        try:
+            for informer in informers:
+                while not informer.synced.wait(0.5):
+                    if self._stop.is_set():
+                        return
+            if not self.config.wait_synced(stop=self._stop.is_set):
+                return
+            log.info("caches synced", extra={"op": "startup", "node": self.options.node_name})
+            self._loop()
+        finally:
+            self._shutdown(informers)
+
+    def _shutdown(self, informers: tuple[Informer, ...]) -> None:
+        """Stop answering first (another speaker may take over), then tidy the API objects we own."""
+        self.responder.sync({})
+        self.responder.close()
+        for informer in informers:
+            informer.stop()
+        self.config.stop()
+        try:
+            self.l2_status.apply({})
+        except (ApiError, OSError) as error:
+            log.warning("cannot remove ServiceL2Status objects: %s", error, extra={"op": "shutdown"})
+
+    def _loop(self) -> None:
+        self._reconcile(config_changed=True)
+        while not self._stop.is_set():
+            now = time.monotonic()
+            wake_at = now + 1.0
+            if self._gratuitous_wake is not None:
+                wake_at = min(wake_at, self._gratuitous_wake)
+            try:
+                item = self.queue.get(timeout=max(0.0, wake_at - now))
+            except queue.Empty:
+                item = None
+            if self._stop.is_set():
+                return
+            self._keep_alive()
+            if item is None:
+                self._send_gratuitous()
+                continue
+            while True:  # coalesce a burst of watch events into one reconcile
+                try:
+                    self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._reconcile(config_changed=False)
+
+    def _keep_alive(self) -> None:
+        deadline = time.monotonic_ns() + int(self.options.liveness_timeout_s * 1e9)
+        self.responder.set_liveness_deadline(deadline)
+
+    # ------------------------------------------------------------------ reconcile
+    def _reconcile(self, config_changed: bool) -> None:
+        self.reconciles += 1
+        metrics.updates.inc()
+        self.config.reload()
+        config = self.config.current
+        now = time.monotonic()
+        if now - self._links_read_at >= self.options.links_refresh_s:
+            self._links = read_links()
+            self._links_read_at = now
+        if config is None:
+            plan_owned: Owned = {}
+            announced: list[layer2.ServiceAnnouncement] = []
+            warnings: tuple[status.ServiceEvent, ...] = ()
+        else:
+            services = [
+                s
+                for s in (Service.from_dict(obj) for obj in self.services.snapshot())
+                if class_matches(s, self.options.lb_class)
+            ]
+            plan = layer2.plan_node(
+                self.options.node_name,
+                services,
+                config,
+                {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())},
+                [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()],
+                self._links,
+                live_nodes=None,
+                ignore_exclude_lb=self.options.ignore_exclude_lb,
+                exclusion=self.options.exclusion,
+            )
+            plan_owned, announced, warnings = plan.owned, list(plan.announced), plan.warnings
+        self._keep_alive()
+        if plan_owned != self.owned:
+            self.responder.sync(plan_owned)
+            log.info(
+                "fast path synced",
+                extra={"op": "syncDataplane", "owned": sorted(f"{ip}@{ifname}" for ip, ifname in plan_owned)},
+            )
+            self.owned = dict(plan_owned)
+        self._send_gratuitous()
+        self._report(announced, warnings)
+        self._update_metrics()
+
+    def _send_gratuitous(self) -> None:
+        result = announce.schedule(self._gratuitous, self.owned, time.monotonic(), self.options.gratuitous)
+        self._gratuitous = result.state
+        self._gratuitous_wake = result.wake_at
+        for (address, interface), error in announce.announce_due(self.responder, result.due):
+            log.warning("gratuitous %s on %s failed: %s", address, interface, error, extra={"op": "gratuitous"})
+        for address, _ in result.due:
+            metrics.layer2_gratuitous.labels(ip=str(address)).inc()
+
+    def _report(
+        self, announced: list[layer2.ServiceAnnouncement], warnings: tuple[status.ServiceEvent, ...]
+    ) -> None:
+        node = self.options.node_name
+        now_announced = {a.service.key for a in announced}
+        for event in status.node_assigned_events(self.announced, [a.service for a in announced], node):
+            self._record(event)
+        self.announced = now_announced
+        warned = set()
+        for event in warnings:
+            key = (f"{event.namespace}/{event.service_name}", event.message)
+            warned.add(key)
+            if key not in self._warned:
+                self._record(event)
+        self._warned = warned
+        desired = {
+            (a.service.namespace, a.service.name): status.desired_l2_status(
+                a.service, node, a.interfaces.listed, namespace=self.options.namespace
+            )
+            for a in announced
+        }
+        if desired != self._status_written:
+            try:
+                self.l2_status.apply(desired)
+                self._status_written = desired
+            except (ApiError, OSError) as error:
+                metrics.update_errors.inc()
+                log.warning("ServiceL2Status update failed: %s", error, extra={"op": "serviceL2Status"})
+
+    def _record(self, event: status.ServiceEvent) -> None:
+        ref = ObjectRef("Service", event.namespace, event.service_name, event.service_uid)
+        self.recorder.record(ref, event.type, event.reason, event.message)
+
+    def _update_metrics(self) -> None:
+        stats = self.responder.stats()
+        for (address, _), counters in stats.per_address.items():
+            metrics.layer2_requests.labels(ip=str(address)).set(counters.requests)
+            metrics.layer2_responses.labels(ip=str(address)).set(counters.replies)
+        for verdict, count in stats.declined.items():
+            metrics.layer2_declined.labels(reason=verdict.value).set(count)
+
