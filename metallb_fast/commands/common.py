@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -21,3 +22,13 @@ def install_stop_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def run_in_worker(run: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Run a program's loop on a worker thread and keep the main thread free for signals, which only the main
+    thread receives; SIGTERM/SIGINT call `stop`, and this returns once the loop has finished its work in flight."""
+    install_stop_signals(stop)
+    worker = threading.Thread(target=run, name="reconcile")
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 
 HELP = "run the controller: watch Services and metallb.io pools, assign addresses, write status and events"
 
@@ -21,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metallb_fast.commands.common import install_stop_signals, setup_logging
+    from metallb_fast.commands.common import run_in_worker, setup_logging
     from metallb_fast.controller.loop import Controller
     from metallb_fast.k8s.client import KubeClient
     from metallb_fast.obs import metrics
@@ -31,12 +30,8 @@ def run(args: argparse.Namespace) -> int:
     controller = Controller(client, namespace=args.namespace, lb_class=args.lb_class)
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
-    install_stop_signals(controller.stop)
     log.info("controller starting", extra={"op": "startup", "namespace": args.namespace, "lbClass": args.lb_class})
-    worker = threading.Thread(target=controller.run, name="reconcile")
-    worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)  # keeps the main thread free to take signals
+    run_in_worker(controller.run, controller.stop)
     log.info("controller stopped", extra={"op": "shutdown"})
     client.close()
     return 0

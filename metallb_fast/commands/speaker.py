@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
 
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
 
@@ -34,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metallb_fast.commands.common import install_stop_signals, setup_logging
+    from metallb_fast.commands.common import run_in_worker, setup_logging
     from metallb_fast.dataplane.backends import open_responder
     from metallb_fast.dataplane.base import ResponderError
     from metallb_fast.k8s.client import KubeClient
@@ -61,15 +60,11 @@ def run(args: argparse.Namespace) -> int:
     speaker = Speaker(client, responder, options)
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
-    install_stop_signals(speaker.stop)
     log.info(
         "speaker starting",
         extra={"op": "startup", "node": args.node_name, "backend": getattr(responder, "backend", args.backend)},
     )
-    worker = threading.Thread(target=speaker.run, name="reconcile")
-    worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)
+    run_in_worker(speaker.run, speaker.stop)
     log.info("speaker stopped", extra={"op": "shutdown"})
     client.close()
     return 0
