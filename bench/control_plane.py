@@ -144,9 +144,11 @@ def main() -> None:
     for row in assignment:
         print(f"{row['family']:<12}{row['services']:>10}{row['seconds']:>10.3f}{row['per_service_us']:>10.1f}")
     print()
-    print(f"churn: {churn['deletes']} deletes in {churn['delete_seconds'] * 1e3:.1f} ms, "
-          f"{churn['creates']} creates in {churn['create_seconds'] * 1e3:.1f} ms "
-          f"({churn['per_create_us']:.1f} us each)")
+    print(
+        f"churn: {churn['deletes']} deletes in {churn['delete_seconds'] * 1e3:.1f} ms, "
+        f"{churn['creates']} creates in {churn['create_seconds'] * 1e3:.1f} ms "
+        f"({churn['per_create_us']:.1f} us each)"
+    )
     print()
     print(f"{'pool':<12}{'services':>10}{'peak KiB':>12}{'vs /24':>8}")
     for row in memory:

@@ -195,9 +195,7 @@ def pool_entries(plan: Plan) -> list[dict[str, Any]]:
     return entries
 
 
-def plan_json(
-    plan: Plan, extend: Callable[[PlannedService, dict[str, Any]], None] | None = None
-) -> dict[str, Any]:
+def plan_json(plan: Plan, extend: Callable[[PlannedService, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The documented JSON shape; `extend` may add keys to each service entry."""
     services = []
     for entry in plan.services:

@@ -409,9 +409,7 @@ class Allocator:
         return (4, 6) if family is Family.DUAL else (_FAMILY_VERSION[family],)
 
     @staticmethod
-    def _select(
-        pool_name: str, found: Mapping[int, IPAddress], family: Family, policy: str
-    ) -> list[IPAddress | None]:
+    def _select(pool_name: str, found: Mapping[int, IPAddress], family: Family, policy: str) -> list[IPAddress | None]:
         """selectIPsForFamilyAndPolicy; a single-family Service gets [None] when the pool has nothing free,
         which Assign then refuses, as in MetalLB."""
         v4, v6 = found.get(4), found.get(6)
@@ -504,9 +502,7 @@ class Allocator:
             except FamilyError as err:
                 raise AllocationError(str(err)) from None
             if service_keys.family_policy(service) != "PreferDualStack" and existing_family != family:
-                raise AllocationError(
-                    f"IP for wrong family assigned alloc {existing_family} service family {family}"
-                )
+                raise AllocationError(f"IP for wrong family assigned alloc {existing_family} service family {family}")
             self.assign(service, existing.ips)
             return list(existing.ips)
         state = self._pools.get(pool_name)

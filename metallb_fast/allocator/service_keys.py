@@ -66,9 +66,7 @@ def desired_ips(service: Service) -> tuple[tuple[IPAddress, ...], Family | None]
     if not annotation and not spec_ip:
         return (), None
     if annotation and spec_ip:
-        raise RequestError(
-            f"service can not have both {ANNOTATION_LOADBALANCER_IPS} and svc.Spec.LoadBalancerIP"
-        )
+        raise RequestError(f"service can not have both {ANNOTATION_LOADBALANCER_IPS} and svc.Spec.LoadBalancerIP")
     if annotation:
         found: list[IPAddress] = []
         for part in annotation.split(","):

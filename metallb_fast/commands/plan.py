@@ -53,10 +53,7 @@ def load_documents(paths: Iterable[str], stdin: TextIO | None = None) -> tuple[l
 def render_table(document: dict[str, Any]) -> str:
     lines: list[str] = []
     services = document["services"]
-    rows = [
-        (f"{s['namespace']}/{s['name']}", ",".join(s["ips"]) or "<none>", s["pool"] or "<none>")
-        for s in services
-    ]
+    rows = [(f"{s['namespace']}/{s['name']}", ",".join(s["ips"]) or "<none>", s["pool"] or "<none>") for s in services]
     headers = ("SERVICE", "IPS", "POOL")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())

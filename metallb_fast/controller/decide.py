@@ -200,8 +200,7 @@ def _converge(work: _Working) -> bool:
             work.events.append(
                 ev.normal(
                     ev.CLEAR_ASSIGNMENT,
-                    f"current IP for {go_quote(key)} not allowed by config, "
-                    f"will attempt for new IP assignment: {err}",
+                    f"current IP for {go_quote(key)} not allowed by config, will attempt for new IP assignment: {err}",
                 )
             )
             work.clear()

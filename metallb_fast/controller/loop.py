@@ -183,9 +183,7 @@ class Controller:
             current = service.annotation_map
             desired = dict(decision.annotations)
             patch: dict[str, str | None] = {
-                name: desired.get(name)
-                for name in OWNED_ANNOTATIONS
-                if current.get(name) != desired.get(name)
+                name: desired.get(name) for name in OWNED_ANNOTATIONS if current.get(name) != desired.get(name)
             }
             if patch:
                 written = self.client.merge_patch(
@@ -193,9 +191,7 @@ class Controller:
                 )
                 self.services.remember_write(written)
             if tuple(decision.ingress_ips) != service.ingress_ips:
-                written = write_service_status(
-                    self.client, service.namespace, service.name, list(decision.ingress_ips)
-                )
+                written = write_service_status(self.client, service.namespace, service.name, list(decision.ingress_ips))
                 self.services.remember_write(written)
             log.info(
                 "service updated",
@@ -209,6 +205,4 @@ class Controller:
             counters = self.allocator.counters(name)
             in_use = counters.assigned_ipv4 + counters.assigned_ipv6
             metrics.addresses_in_use.labels(pool=name).set(in_use)
-            metrics.addresses_total.labels(pool=name).set(
-                in_use + counters.available_ipv4 + counters.available_ipv6
-            )
+            metrics.addresses_total.labels(pool=name).set(in_use + counters.available_ipv4 + counters.available_ipv6)

@@ -256,9 +256,7 @@ def test_pools_for_the_namespace_come_first_by_priority_then_open_pools() -> Non
 
 
 def test_namespace_selectors_and_service_selectors_must_both_match() -> None:
-    both = ServiceAllocation(
-        namespace_selectors=(by_labels(team="a"),), service_selectors=(by_labels(tier="web"),)
-    )
+    both = ServiceAllocation(namespace_selectors=(by_labels(team="a"),), service_selectors=(by_labels(tier="web"),))
     allocator = allocator_for(
         pool("open", "192.0.2.0/30"),
         pool("team-a-web", "198.51.100.0/30", service_allocation=both),
