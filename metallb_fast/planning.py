@@ -15,7 +15,7 @@ from typing import Any
 
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.controller.decide import Decision, SyncResult, decide
+from metallb_fast.controller.decide import Decision, SyncResult, decide, reprocess_order
 from metallb_fast.controller.events import Event
 from metallb_fast.resources import Namespace, Service
 
@@ -100,11 +100,6 @@ def _apply(service: Service, decision: Decision) -> Service:
     return dataclasses.replace(service, ingress_ips=decision.ingress_ips, annotations=decision.annotations)
 
 
-def _startup_order(keys: list[str], current: Mapping[str, Service]) -> list[str]:
-    """reprocessAll: Services with more addresses first, manifest order otherwise (a stable sort)."""
-    return sorted(keys, key=lambda k: -len(current[k].ingress_ips))
-
-
 def build_plan(
     objects: Iterable[Mapping[str, Any] | None],
     lb_class: str | None = None,
@@ -142,7 +137,7 @@ def build_plan(
     for _ in range(MAX_ROUNDS):
         if not full_pass and not queue:
             break
-        batch = _startup_order(keys, current) if full_pass else queue
+        batch = [s.key for s in reprocess_order(current[k] for k in keys)] if full_pass else queue
         full_pass, queue = False, []
         for key in batch:
             decision = process(key)

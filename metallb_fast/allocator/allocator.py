@@ -379,7 +379,7 @@ class Allocator:
                     i += 1
             for value in own:
                 if first <= value <= last and (best is None or value < best):
-                    ip = ipaddress.ip_address(value) if version == 6 else ipaddress.IPv4Address(value)
+                    ip = ipaddress.IPv6Address(value) if version == 6 else ipaddress.IPv4Address(value)
                     try:
                         self._check_sharing(key, ip, ports, sk)
                     except AllocationError:
