@@ -81,12 +81,13 @@ def node_interfaces(links: Iterable[LinkInfo], exclusion: InterfaceExclusion) ->
 def can_answer(link: LinkInfo, ip: IPAddress, exclusion: InterfaceExclusion) -> bool:
     """Would MetalLB run a responder for `ip`'s protocol on `link`?
 
-    ARP: up, not enslaved, not NOARP, BROADCAST. NDP: up, not enslaved, not NOARP, an IPv6 link-local address.
-    Like MetalLB, ARP does not need an IPv4 address on the link (has_ipv4 is informational).
+    ARP: up, not enslaved, not NOARP, BROADCAST, with an IPv4 address. NDP: up, not enslaved, not NOARP, with an
+    IPv6 link-local address. (MetalLB also answers ARP on broadcast links without any IPv4 address; a link with
+    no IPv4 address is not on any IPv4 LAN its clients could ARP from, so we do not.)
     """
     if exclusion.excludes(link.name) or not link.up or link.enslaved or link.noarp:
         return False
-    return link.broadcast if ip.version == 4 else link.has_ipv6_link_local
+    return link.broadcast and link.has_ipv4 if ip.version == 4 else link.has_ipv6_link_local
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ def only_node_wins(names: tuple[str, ...], address: str) -> str:
         (link("eth0", noarp=True), False, False),
         (link("eth0", broadcast=False), False, True),
         (link("eth0", has_ipv6_link_local=False), True, False),
-        # MetalLB answers ARP on a broadcast link even without an IPv4 address of its own.
-        (link("eth0", has_ipv4=False), True, True),
+        # ARP needs an IPv4 address on the link (MetalLB would answer without one).
+        (link("eth0", has_ipv4=False), False, True),
         (link("veth1"), False, False),
         (link("docker0"), False, False),
         (link("lo", broadcast=False), False, False),
