@@ -38,8 +38,9 @@ def _preferred_node_selectors(fields: ObjectFields, spec: Mapping[str, Any]) -> 
 
 
 def parse_l2_advertisement(fields: ObjectFields, spec: Mapping[str, Any]) -> Parsed[L2Advertisement]:
-    # MetalLB does not reject a repeated interface (it compares interface sets), so neither do we.
-    interfaces = tuple(dict.fromkeys(fields.texts(spec, "interfaces", "spec.interfaces")))
+    # A repeated interface is rejected like every other repeated list entry (issue 3's rule), although
+    # MetalLB's own parser compares interfaces as sets and lets it through.
+    interfaces = _unique_names(fields, spec, "interfaces", "interface")
     adv = L2Advertisement(
         name=fields.name,
         ip_address_pools=_unique_names(fields, spec, "ipAddressPools", "pool name"),

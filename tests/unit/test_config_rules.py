@@ -325,6 +325,11 @@ CASES: list[tuple[str, list[Obj], list[str]]] = [
         ['L2Advertisement "l": spec.ipAddressPools[1] "p4": duplicate pool name (already at spec.ipAddressPools[0])'],
     ),
     (
+        "l2-duplicate-interface",
+        [P4, l2("l", interfaces=["eth0", "eth1", "eth0"])],
+        ['L2Advertisement "l": spec.interfaces[2] "eth0": duplicate interface (already at spec.interfaces[0])'],
+    ),
+    (
         "l2-duplicate-node-selector",
         [l2("l", nodeSelectors=[{"matchLabels": {"a": "1", "b": "2"}}, {"matchLabels": {"b": "2", "a": "1"}}])],
         ['L2Advertisement "l": spec.nodeSelectors[1]: duplicate selector (same as spec.nodeSelectors[0])'],
@@ -341,11 +346,6 @@ CASES: list[tuple[str, list[Obj], list[str]]] = [
         "l2-preferred-weight-out-of-range",
         [l2("l", preferredNodeSelectors=[{"weight": 101, "preference": {"matchLabels": {"a": "1"}}}])],
         ['L2Advertisement "l": spec.preferredNodeSelectors[0].weight 101: must be between 1 and 100'],
-    ),
-    (
-        "l2-duplicate-interface-is-accepted",  # MetalLB compares interface sets and does not reject this
-        [l2("l", interfaces=["eth0", "eth0"])],
-        [],
     ),
     (
         "l2-names-missing-pool-is-accepted",
