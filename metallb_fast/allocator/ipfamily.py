@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import socket
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -28,19 +31,22 @@ class FamilyError(ValueError):
     """The addresses do not make one family (MetalLB's ipfamily errors, same text)."""
 
 
+@lru_cache(maxsize=1 << 16)  # every pass re-reads each Service's cluster and status addresses
 def parse_ip(text: str) -> IPAddress | None:
     """Go's net.ParseIP: None when invalid; an IPv4-mapped IPv6 address is an IPv4 address, zones are invalid."""
     if not text or "%" in text:
         return None
+    # inet_pton is the C parser (leading zeros refused, as Go does); ipaddress then builds from an integer
     try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
+        if ":" not in text:
+            return ipaddress.IPv4Address(int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"))
+        ip = ipaddress.IPv6Address(int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big"))
+    except OSError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return ip.ipv4_mapped or ip
 
 
+@lru_cache(maxsize=1 << 16)
 def ip_text(ip: IPAddress | None) -> str:
     """net.IP.String(): a nil address prints as <nil>."""
     return "<nil>" if ip is None else str(ip)
@@ -72,8 +78,13 @@ def for_ips(ips: Sequence[IPAddress | None]) -> Family:
     return for_addresses([ip_text(ip) for ip in ips])
 
 
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except the quote and the backslash
+
+
 def go_quote(text: str) -> str:
     """Go's %q on a string (strconv.Quote); identical to JSON quoting for the printable text MetalLB quotes."""
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
     return json.dumps(text, ensure_ascii=False)
 
 
