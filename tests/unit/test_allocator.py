@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from metallb_fast.allocator import AllocationError, Allocator, Family, PoolCounters
+from metallb_fast.allocator import AllocationError, Allocator, Family, PoolCounters, parse_ip
 from metallb_fast.allocator.allocator import MAX_INT64
 from metallb_fast.allocator.usedset import UsedAddresses
 from metallb_fast.config.model import (
@@ -446,7 +446,5 @@ def test_family_enum_prints_like_metallb() -> None:
     ],
 )
 def test_parse_ip_follows_go(text: str, expected: str | None) -> None:
-    from metallb_fast.allocator import parse_ip
-
     parsed = parse_ip(text)
     assert (None if parsed is None else str(parsed)) == expected
