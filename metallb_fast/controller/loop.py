@@ -19,7 +19,7 @@ from metallb_fast.allocator.service_keys import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
     DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
 )
-from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget
+from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
 from metallb_fast.k8s.informer import EventType, Informer, Resource
@@ -137,19 +137,17 @@ class Controller:
         return True
 
     def _sync_all(self) -> None:
-        """Every Service, those with an address first (so nothing is stolen from them), then by age and name."""
-        services = self.services.snapshot()
+        """Every Service, those with addresses first (so nothing is stolen from them), then by age and name."""
 
-        def order(obj: Json) -> tuple[int, str, str]:
-            service = Service.from_dict(obj)
-            created = (obj.get("metadata") or {}).get("creationTimestamp") or ""
-            return (0 if service.ingress_ips else 1, created, service.key)
+        def age(obj: Json) -> tuple[str, str, str]:
+            meta = obj.get("metadata") or {}
+            return (meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta.get("name") or "")
 
-        for obj in sorted(services, key=order):
+        services = [Service.from_dict(obj) for obj in sorted(self.services.snapshot(), key=age)]
+        for service in reprocess_order(services):
             if self._stop.is_set():
                 return
-            meta = obj.get("metadata") or {}
-            self._sync_service(f"{meta.get('namespace')}/{meta.get('name')}", reprocess=False)
+            self._sync_service(service.key, reprocess=False)
 
     def _sync_service(self, key: str, reprocess: bool = True) -> None:
         self.processed += 1
