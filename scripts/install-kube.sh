@@ -12,7 +12,7 @@ BIN_DIR="$KUBE_DIR/bin"
 BINARIES=(kube-apiserver kube-controller-manager kubectl)
 JOBS=2
 # Bump when the build recipe changes (a new source fix): cached binaries of an older recipe are rebuilt.
-RECIPE=2
+RECIPE=3
 
 log() { printf '[install-kube] %s\n' "$*" >&2; }
 
@@ -24,16 +24,23 @@ have_binaries() {
     [[ "$(cat "$BIN_DIR/.recipe" 2>/dev/null)" == "$RECIPE" ]]
 }
 
-install_etcd() {
-    command -v etcd >/dev/null 2>&1 && return 0
-    log "installing etcd-server from Debian"
+# Debian packages from the system's own apt sources: etcd and openssl run the tests' control plane; dpkg-dev
+# (dpkg-source, dpkg-parsechangelog, patch, xz) unpacks the source package and is needed only to build.
+install_debs() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing Debian packages: ${missing[*]}"
     if [[ ! -f "$CACHE/apt-updated" ]] || [[ -n "$(find "$CACHE/apt-updated" -mmin +720)" ]]; then
         apt-get update -qq
         touch "$CACHE/apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
-    # The package starts a system etcd on the default ports; the tests run their own on free ports.
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # etcd-server's package starts a system etcd on the default ports; the tests run their own on free ports.
+    if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1 \
+        && systemctl is-active --quiet etcd 2>/dev/null; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 }
@@ -96,14 +103,18 @@ EOF
     cp -a "$work/root/usr/share/gocode/src/github.com/modern-go/reflect2" "$vendor/modern-go/reflect2"
     cp -a "$work/root/usr/share/gocode/src/github.com/json-iterator/go" "$vendor/json-iterator/go"
 
-    # Since Go 1.16, reflect.Zero shares one zero value, so go-openapi's "zero value means null" test in the
-    # vendored validator turns true for "" and 0: the apiserver rejects `field: ""` in custom resources as null
-    # (kubernetes#99804). Upstream's fix (kube-openapi#230) keeps only the nil test; apply the same.
-    local typego="$vendor/go-openapi/validate/type.go"
+    # Since Go 1.16, reflect.Zero shares one zero value, so the OpenAPI validator's "zero value means null" test
+    # turns true for "": the apiserver rejects `field: ""` in custom resources as null (kubernetes#99804).
+    # Upstream's fix (kube-openapi#230) keeps only the nil test; apply it to kube-openapi's fork (what the CRD
+    # handler uses) and to go-openapi's original.
     local zero_test='if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {'
-    grep -qF "$zero_test" "$typego" || { log "expected zero-value test not found in $typego"; exit 1; }
-    sed -i "s/$(printf '%s' "$zero_test" | sed 's/[][\\.*^$/]/\\&/g')/if data == nil {/" "$typego"
-    grep -qF 'if data == nil {' "$typego" || { log "patching $typego failed"; exit 1; }
+    local typego
+    for typego in "$vendor/../k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+                  "$vendor/go-openapi/validate/type.go"; do
+        grep -qF "$zero_test" "$typego" || { log "expected zero-value test not found in $typego"; exit 1; }
+        ZERO_TEST="$zero_test" perl -0pi -e 's/\Q$ENV{ZERO_TEST}\E/if data == nil {/' "$typego"
+        ! grep -qF "$zero_test" "$typego" || { log "patching $typego failed"; exit 1; }
+    done
 
     local goroot="$work/root/usr/lib/go-1.19"
     local version
@@ -139,7 +150,8 @@ EOF
 }
 
 main() {
-    install_etcd
+    mkdir -p "$CACHE"
+    install_debs etcd-server openssl
     if have_binaries; then
         return 0
     fi
@@ -150,6 +162,7 @@ main() {
     have_binaries && return 0
     # Holding the lock, any build dir left is from a run that was killed before its cleanup trap ran.
     rm -rf "$CACHE"/kube-build.*/
+    install_debs dpkg-dev
     build_kube
 }
 

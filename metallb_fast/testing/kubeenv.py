@@ -2,8 +2,9 @@
 kube-controller-manager) on free loopback ports, with TLS, static tokens and RBAC.
 
 The binaries come from scripts/install-kube.sh (a build of Debian's `kubernetes` source package, 1.20) and Debian's
-etcd-server. Everything lives in one work dir under $TMPDIR/metallb-fast-kube/; every process we start names that
+etcd-server. Everything lives in one work dir under metallb-fast-kube/; every process we start names that
 dir on its command line, which is how a later run recognises (and kills, by pid) the leftovers of a crashed one.
+(The work dir is on /dev/shm when that has room: see _work_root.)
 """
 
 from __future__ import annotations
@@ -30,7 +31,22 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CACHE_BIN = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "metallb-fast" / "kube" / "bin"
-WORK_ROOT = Path(tempfile.gettempdir()) / "metallb-fast-kube"
+
+
+def _work_root() -> Path:
+    """Where work dirs go: tmpfs when there is room (etcd fsyncs every write; on a busy disk that dominates the
+    benchmarks), else the temp dir. METALLB_FAST_KUBE_WORKDIR overrides."""
+    override = os.environ.get("METALLB_FAST_KUBE_WORKDIR")
+    if override:
+        return Path(override)
+    with contextlib.suppress(OSError):
+        shm = os.statvfs("/dev/shm")
+        if shm.f_bavail * shm.f_frsize > 2 << 30 and os.access("/dev/shm", os.W_OK):
+            return Path("/dev/shm/metallb-fast-kube")
+    return Path(tempfile.gettempdir()) / "metallb-fast-kube"
+
+
+WORK_ROOT = _work_root()
 
 # What MetalLB needs from a 1.20 server (ENVIRONMENT.md): dual-stack Services, mixed-protocol LoadBalancers, and
 # EndpointSlices carrying nodeName and the terminating condition.
@@ -82,10 +98,11 @@ class KubeBinaries:
                 if not os.access(p, os.X_OK)]
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now at `address`."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
@@ -118,11 +135,12 @@ class ManagedProcess:
         with self._pids_file.open("a") as f:
             f.write(f"{self._proc.pid}\n")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, kill: bool = False) -> None:
+        """SIGTERM (a graceful shutdown, SIGKILL after `timeout`), or SIGKILL at once with `kill` (a crash)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -192,15 +210,16 @@ class Pki:
     sa_private: Path
 
 
-def make_pki(openssl: Path, directory: Path) -> Pki:
-    """A throwaway CA, a serving cert for 127.0.0.1/localhost, and the service-account signing key pair."""
+def make_pki(openssl: Path, directory: Path, address: str = "127.0.0.1") -> Pki:
+    """A throwaway CA, a serving cert for `address` and localhost, and the service-account signing key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory / "ca.crt", directory / "apiserver.crt", directory / "apiserver.key",
               directory / "sa.pub", directory / "sa.key")
     ca_key = directory / "ca.key"
     csr = directory / "apiserver.csr"
     ext = directory / "apiserver.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc\n"
+    sans = sorted({"IP:127.0.0.1", f"IP:{address}", "DNS:localhost", "IP:10.96.0.1", "DNS:kubernetes.default.svc"})
+    ext.write_text(f"subjectAltName={','.join(sans)}\n"
                    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                    "extendedKeyUsage=serverAuth\n")
 
@@ -263,7 +282,10 @@ def kubeconfig(server: str, ca_cert: Path, user: Identity) -> str:
 class KubeEnv:
     """etcd + kube-apiserver (+ kube-controller-manager on demand). Use as a context manager or start()/stop()."""
 
-    def __init__(self, binaries: KubeBinaries | None = None, ready_timeout: float = 60.0) -> None:
+    def __init__(self, binaries: KubeBinaries | None = None, ready_timeout: float = 60.0,
+                 address: str = "127.0.0.1") -> None:
+        """`address`: where the API server listens (loopback unless a lab needs it reachable from a network
+        namespace, e.g. on a documentation-range address of a veth in the root namespace)."""
         self.binaries = binaries or KubeBinaries.find()
         missing = self.binaries.missing()
         if missing:
@@ -272,10 +294,12 @@ class KubeEnv:
         WORK_ROOT.mkdir(parents=True, exist_ok=True)
         remove_stale_workdirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=WORK_ROOT))
-        self.port = free_port()
-        self.server = f"https://127.0.0.1:{self.port}"
+        self.address = address
+        self.port = free_port(address)
+        host = f"[{address}]" if ":" in address else address
+        self.server = f"https://{host}:{self.port}"
         self.users = identities()
-        self.pki = make_pki(self.binaries.openssl, self.workdir / "pki")
+        self.pki = make_pki(self.binaries.openssl, self.workdir / "pki", address)
         (self.workdir / "tokens.csv").write_text(token_file(self.users.values()))
         for short, user in self.users.items():
             self.kubeconfig_path(short).write_text(kubeconfig(self.server, self.pki.ca_cert, user))
@@ -298,7 +322,7 @@ class KubeEnv:
         return [
             str(self.binaries.apiserver),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}", f"--secure-port={self.port}",
             f"--cert-dir={self.workdir / 'pki'}",
             f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
             f"--client-ca-file={pki.ca_cert}",
@@ -311,8 +335,8 @@ class KubeEnv:
             f"--feature-gates={FEATURE_GATES}",
             f"--service-cluster-ip-range={SERVICE_CIDRS}",
             "--allow-privileged=true",
-            # The apiserver would publish 127.0.0.1 as the `kubernetes` Service's endpoint, which Endpoints
-            # validation rejects (loopback): keep it from trying.
+            # The apiserver would publish its address as the `kubernetes` Service's endpoint, which Endpoints
+            # validation rejects when it is loopback: keep it from trying.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
             "-v=1",
@@ -365,12 +389,14 @@ class KubeEnv:
         self.apiserver.start()
         self.wait_ready()
 
-    def stop_apiserver(self) -> None:
-        self.apiserver.stop()
+    def stop_apiserver(self, kill: bool = False) -> None:
+        """Stop the API server: gracefully (watches end cleanly), or with `kill` as in a crash (connections
+        drop mid-stream). etcd keeps running, so a later start_apiserver() finds every object."""
+        self.apiserver.stop(kill=kill)
 
-    def restart_apiserver(self, down_for: float = 0.0) -> None:
+    def restart_apiserver(self, down_for: float = 0.0, kill: bool = False) -> None:
         """Stop the API server, stay down `down_for` seconds (clients see refused connections), start it again."""
-        self.stop_apiserver()
+        self.stop_apiserver(kill=kill)
         if down_for > 0:
             time.sleep(down_for)
         self.start_apiserver()

@@ -29,10 +29,11 @@ def _wait_for(what: str, check: object, timeout: float = 30.0) -> object:
         time.sleep(0.2)
 
 
-def test_apiserver_restart_keeps_port_and_data(kube_env: KubeEnv, kube_namespace: str) -> None:
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_apiserver_restart_keeps_port_and_data(kill: bool, kube_env: KubeEnv, kube_namespace: str) -> None:
     kube_env.kubectl("create", "configmap", "survivor", "-n", kube_namespace, "--from-literal=k=v")
     server = kube_env.server
-    kube_env.stop_apiserver()
+    kube_env.stop_apiserver(kill=kill)
     try:
         with pytest.raises(KubeEnvError, match="refused"):
             kube_env.request("GET", "/version")
