@@ -4,20 +4,23 @@ Runs the same decision code as the controller (controller/decide.py) against an 
 manifests' configuration, processing Services the way MetalLB's controller does after a restart: all of them,
 those that already have an address first (then manifest order), again while a pass freed addresses, then each
 Service whose status changed once more (its own update event), until nothing changes.
+When the manifests also hold Nodes and EndpointSlices, the speaker's election then runs on the planned addresses
+(speaker/explain.py): which node announces each address, and why every other node does not.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.controller.decide import Decision, SyncResult, decide, reprocess_order
+from metallb_fast.controller.decide import Decision, SyncResult, class_matches, decide, reprocess_order
 from metallb_fast.controller.events import Event
-from metallb_fast.resources import Namespace, Service
+from metallb_fast.resources import EndpointSlice, Namespace, Node, Service
+from metallb_fast.speaker.explain import ClusterObjectsError, Explanation, cluster_objects, explain
 
 # Every Namespace carries this label, set by the API server; selectors may use it.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -49,6 +52,8 @@ class Plan:
     config: Config | None = None
     services: list[PlannedService] = field(default_factory=list)
     allocator: Allocator | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)  # the manifests' v1 Nodes, by name
+    endpoint_slices: list[EndpointSlice] = field(default_factory=list)
 
 
 def is_service(obj: Mapping[str, Any]) -> bool:
@@ -106,10 +111,20 @@ def build_plan(
     cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES,
 ) -> Plan:
     documents = [o for o in objects if isinstance(o, Mapping)]
+    errors: list[str] = []
+    config: Config | None = None
     try:
         config = parse_config(documents)
     except ConfigError as err:
-        return Plan(valid=False, errors=[str(p) for p in err.problems])
+        errors.extend(str(p) for p in err.problems)
+    nodes: dict[str, Node] = {}
+    endpoint_slices: list[EndpointSlice] = []
+    try:
+        nodes, endpoint_slices = cluster_objects(documents)
+    except ClusterObjectsError as err:
+        errors.extend(err.problems)
+    if errors or config is None:
+        return Plan(valid=False, errors=errors)
 
     current: dict[str, Service] = {}
     for obj in documents:
@@ -153,7 +168,41 @@ def build_plan(
 
     for key, entry in planned.items():
         entry.service = current[key]
-    return Plan(valid=True, errors=[], config=config, services=list(planned.values()), allocator=allocator)
+    return Plan(
+        valid=True,
+        errors=[],
+        config=config,
+        services=list(planned.values()),
+        allocator=allocator,
+        nodes=nodes,
+        endpoint_slices=endpoint_slices,
+    )
+
+
+def unknown_nodes(plan: Plan, names: Iterable[str]) -> list[str]:
+    """The names that are not a Node of the manifests, in the order given."""
+    return [name for name in names if name not in plan.nodes]
+
+
+def explain_plan(plan: Plan, lb_class: str | None = None, dead: Set[str] = frozenset()) -> dict[str, Explanation]:
+    """The speaker's view of every Service, by key, on the planned addresses. Our speakers skip a Service of
+    another loadBalancerClass, as our controller does: no announcement and no reasons, only a note."""
+    if plan.config is None:
+        return {}
+    explanations = {}
+    for entry in plan.services:
+        service = entry.service
+        if class_matches(service, lb_class):
+            explanations[service.key] = explain(service, plan.config, plan.nodes, plan.endpoint_slices, dead=dead)
+        else:
+            ours = f"loadBalancerClass {lb_class!r}" if lb_class else "no loadBalancerClass"
+            theirs = service.load_balancer_class
+            explanations[service.key] = Explanation(
+                nobody=f"spec.loadBalancerClass is {theirs!r}, this speaker handles {ours} (--lb-class)"
+                if theirs is not None
+                else f"it has no spec.loadBalancerClass, this speaker handles {ours} (--lb-class)"
+            )
+    return explanations
 
 
 def reported(entry: PlannedService) -> bool:

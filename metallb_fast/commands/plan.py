@@ -1,17 +1,31 @@
-"""`metallb-fast plan`: a dry run before `kubectl apply` (exit 0 valid, 2 invalid, every error listed)."""
+"""`metallb-fast plan`: a dry run before `kubectl apply` (exit 0 valid, 2 invalid, every error listed).
+
+With Nodes and EndpointSlices among the manifests it also names the node announcing each address and why every
+other node does not; `--dead NODE` shows where the addresses go when that node's speaker is down.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
-from metallb_fast.planning import DEFAULT_CLUSTER_FAMILIES, Plan, build_plan, plan_json
+from metallb_fast.planning import (
+    DEFAULT_CLUSTER_FAMILIES,
+    Plan,
+    PlannedService,
+    build_plan,
+    explain_plan,
+    plan_json,
+    unknown_nodes,
+)
+from metallb_fast.speaker.election import NOT_OWNER
+from metallb_fast.speaker.explain import Explanation
 
 HELP = "show which addresses and pools the controller would assign, offline, from manifests"
 EXIT_INVALID = 2
@@ -25,7 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="PATH",
-        help="multi-document YAML or JSON manifest (metallb.io objects, v1 Services and Namespaces); '-' reads stdin",
+        help="multi-document YAML or JSON manifest (metallb.io objects, v1 Services, Namespaces and Nodes, "
+        "EndpointSlices); '-' reads stdin",
+    )
+    parser.add_argument(
+        "--dead",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="treat this Node's speaker as down (repeatable): its addresses move to the next node in the order",
     )
     parser.add_argument("--lb-class", default=None, help="the controller's --lb-class (default: none)")
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
@@ -50,28 +72,75 @@ def load_documents(paths: Iterable[str], stdin: TextIO | None = None) -> tuple[l
     return documents, errors
 
 
-def render_table(document: dict[str, Any]) -> str:
-    lines: list[str] = []
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+
+
+def _node_note(node: str, reason: str, explanation: Explanation, dead: Set[str]) -> str:
+    if node in dead:
+        return f"{node} [dead]"
+    # notOwner off a non-empty election order: NetworkUnavailable, excluded from load balancers, or (Local)
+    # no serving endpoint there; MetalLB gives no finer reason, so neither does the JSON.
+    if reason == NOT_OWNER and explanation.order and node not in explanation.order:
+        return f"{node} [ineligible]"
+    return node
+
+
+def speaker_lines(explanation: Explanation, dead: Set[str]) -> list[str]:
+    """Per address its node and interfaces, the election order, then the other nodes grouped by reason."""
+    lines = []
+    reasons = dict(explanation.reasons)
+    distinct = set(reasons.values())
+    # Nobody announces and every node says the same: one line says it all.
+    unanimous = f" ({distinct.pop()} on every node)" if explanation.nobody and len(distinct) == 1 else ""
+    for item in explanation.announcements:
+        if item.node is None:
+            lines.append(f"{item.ip} announced by no node: {explanation.nobody}{unanimous}")
+        else:
+            where = ", ".join(item.interfaces) if item.interfaces else "all interfaces"
+            lines.append(f"{item.ip} announced by {item.node} on {where}")
+    if not explanation.announcements and explanation.nobody:
+        lines.append(f"announced by no node: {explanation.nobody}{unanimous}")
+    if explanation.order:
+        gone = sorted(n for n in dead if n in reasons)
+        suffix = f" (--dead {', '.join(gone)})" if gone else ""
+        lines.append(f"election order: {', '.join(explanation.order)}{suffix}")
+    if reasons and not unanimous:
+        by_reason: dict[str, list[str]] = {}
+        for node, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(_node_note(node, reason, explanation, dead))
+        lines.append("not announcing: " + "; ".join(f"{', '.join(n)} ({r})" for r, n in by_reason.items()))
+    return ["    " + line for line in lines]
+
+
+def render_table(
+    document: dict[str, Any],
+    speaker: Mapping[str, Explanation] | None = None,
+    dead: Set[str] = frozenset(),
+) -> str:
+    """speaker: each Service's explanation by namespace/name; None when the manifests hold no Node."""
     services = document["services"]
     rows = [(f"{s['namespace']}/{s['name']}", ",".join(s["ips"]) or "<none>", s["pool"] or "<none>") for s in services]
-    headers = ("SERVICE", "IPS", "POOL")
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for service, row in zip(services, rows, strict=True):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    header, *lines = _table(("SERVICE", "IPS", "POOL"), rows)
+    out = [header]
+    for service, line in zip(services, lines, strict=True):
+        out.append(line)
         for event in service["events"]:
-            lines.append(f"    {event['type']} {event['reason']}: {event['message']}")
-    lines.append("")
-    pool_headers = ("POOL", "IPv4 ASSIGNED", "IPv4 AVAILABLE", "IPv6 ASSIGNED", "IPv6 AVAILABLE")
+            out.append(f"    {event['type']} {event['reason']}: {event['message']}")
+        if speaker is not None:
+            out.extend(speaker_lines(speaker[f"{service['namespace']}/{service['name']}"], dead))
+    if speaker is None and any(s["ips"] for s in services):
+        out.append(
+            "(no v1 Node in the manifests: add Nodes and EndpointSlices to see which node announces each address)"
+        )
+    out.append("")
     pool_rows = [
         (p["name"], str(p["assignedIPv4"]), str(p["availableIPv4"]), str(p["assignedIPv6"]), str(p["availableIPv6"]))
         for p in document["pools"]
     ]
-    pool_widths = [max([len(h)] + [len(r[i]) for r in pool_rows]) for i, h in enumerate(pool_headers)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(pool_headers, pool_widths, strict=True)).rstrip())
-    for row in pool_rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, pool_widths, strict=True)).rstrip())
-    return "\n".join(lines) + "\n"
+    out.extend(_table(("POOL", "IPv4 ASSIGNED", "IPv4 AVAILABLE", "IPv6 ASSIGNED", "IPv6 AVAILABLE"), pool_rows))
+    return "\n".join(out) + "\n"
 
 
 def parse_families(text: str) -> tuple[str, ...]:
@@ -84,13 +153,22 @@ def parse_families(text: str) -> tuple[str, ...]:
     return families
 
 
-def plan_document(
+def load_plan(
     paths: Iterable[str], lb_class: str | None, cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES
-) -> dict[str, Any]:
+) -> Plan:
     documents, read_errors = load_documents(paths)
     if read_errors:
-        return plan_json(Plan(valid=False, errors=read_errors))
-    return plan_json(build_plan(documents, lb_class, cluster_families))
+        return Plan(valid=False, errors=read_errors)
+    return build_plan(documents, lb_class, cluster_families)
+
+
+def plan_document(plan: Plan, explanations: Mapping[str, Explanation]) -> dict[str, Any]:
+    """plan's JSON; with Nodes in the manifests each Service gains its announcements and the other nodes' reasons."""
+
+    def extend(entry: PlannedService, item: dict[str, Any]) -> None:
+        item.update((explanations.get(entry.service.key) or Explanation()).as_dict())
+
+    return plan_json(plan, extend=extend)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,11 +177,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"metallb-fast plan: {err}\n")
         return EXIT_INVALID
-    document = plan_document(args.files, args.lb_class, families)
+    plan = load_plan(args.files, args.lb_class, families)
+    dead = frozenset(args.dead)
+    if plan.valid and (unknown := unknown_nodes(plan, dict.fromkeys(args.dead))):
+        known = f"known: {', '.join(sorted(plan.nodes))}" if plan.nodes else "the manifests hold no v1 Node"
+        for name in unknown:
+            sys.stderr.write(f"metallb-fast plan: --dead {name}: no Node named {name!r} in the manifests ({known})\n")
+        return EXIT_INVALID
+    explanations = explain_plan(plan, args.lb_class, dead)
+    document = plan_document(plan, explanations)
     if args.output == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif document["valid"]:
-        sys.stdout.write(render_table(document))
+        sys.stdout.write(render_table(document, explanations if plan.nodes else None, dead))
     else:
         sys.stderr.write("invalid configuration:\n" + "".join(f"  - {e}\n" for e in document["errors"]))
     return 0 if document["valid"] else EXIT_INVALID

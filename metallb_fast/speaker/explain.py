@@ -1,13 +1,15 @@
 """Why is my address announced from that node? The speaker's election, run for every known node at once.
 
 Data for `metallb-fast plan`: per Service, the announcing node and interfaces of each address, and every other
-node's reason. The same election code the speaker runs, so the plan cannot disagree with the cluster.
+node's reason. The same election code the speaker runs, so the plan cannot disagree with the cluster; the
+Service-wide checks come first, in the order of MetalLB's speaker (SetBalancer before ShouldAnnounce).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
 from typing import Any
 
 from metallb_fast.config.model import Config, IPAddress
@@ -17,41 +19,167 @@ from metallb_fast.speaker.layer2 import interface_choice
 
 ENDPOINT_SLICE_API_VERSIONS = ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")
 
+# MetalLB's withdraw reasons for a whole Service, decided before any election.
+NOT_LOAD_BALANCER = "notLoadBalancer"
+NO_IP_ALLOCATED = "noIPAllocated"
+INVALID_IP = "invalidIP"
+
+
+class ClusterObjectsError(ValueError):
+    """Every malformed Node or EndpointSlice among the manifests, each message naming the object."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
 
 def cluster_objects(objects: Iterable[Mapping[str, Any] | None]) -> tuple[dict[str, Node], list[EndpointSlice]]:
-    """The v1 Nodes and EndpointSlices among manifest documents; every other document is ignored."""
+    """The v1 Nodes and EndpointSlices among manifest documents; every other document is ignored.
+
+    Raises ClusterObjectsError listing every problem, not just the first.
+    """
     nodes: dict[str, Node] = {}
     slices: list[EndpointSlice] = []
+    problems: list[str] = []
     for index, obj in enumerate(objects):
-        if not obj:
+        if not isinstance(obj, Mapping):
             continue
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind == "Node" and api_version == "v1":
             node = Node.from_dict(obj)
             if not node.name:
-                raise ValueError(f"Node (document {index + 1}): metadata.name is missing")
-            if node.name in nodes:
-                raise ValueError(f"Node {node.name!r} (document {index + 1}): defined twice")
-            nodes[node.name] = node
+                problems.append(f"Node (document {index + 1}): metadata.name is missing")
+            elif node.name in nodes:
+                problems.append(f"Node {node.name!r} (document {index + 1}): defined twice")
+            else:
+                nodes[node.name] = node
         elif kind == "EndpointSlice" and api_version in ENDPOINT_SLICE_API_VERSIONS:
             eps = EndpointSlice.from_dict(obj)
             if not eps.service_name:
-                raise ValueError(
+                problems.append(
                     f"EndpointSlice {eps.namespace}/{eps.name or '?'} (document {index + 1}): "
                     "label kubernetes.io/service-name is missing; it names the Service the slice belongs to"
                 )
-            slices.append(eps)
+            else:
+                slices.append(eps)
+    if problems:
+        raise ClusterObjectsError(problems)
     return nodes, slices
 
 
-def _addresses(service: Service) -> tuple[IPAddress, ...]:
+@dataclass(frozen=True)
+class Announcement:
+    ip: str
+    node: str | None  # None: no node announces it
+    interfaces: tuple[str, ...] = ()  # () = every eligible interface
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ip": self.ip, "node": self.node, "interfaces": list(self.interfaces)}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One Service seen from every node: what `plan` prints, and the JSON it writes (`as_dict`)."""
+
+    announcements: tuple[Announcement, ...] = ()
+    reasons: tuple[tuple[str, str], ...] = ()  # (node, MetalLB reason) for each node that does not announce
+    order: tuple[str, ...] = ()  # the live candidates, best first: the winner, then who takes over
+    nobody: str | None = None  # why no node announces, for a person; None when some node does
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"announcements": [a.as_dict() for a in self.announcements], "reasons": dict(self.reasons)}
+
+
+def _parse(texts: Iterable[str]) -> tuple[tuple[IPAddress, ...], str | None]:
+    """The addresses, and the first text that is not one (the speaker withdraws the whole Service then)."""
     found = []
-    for text in service.ingress_ips:
+    for text in texts:
         try:
             found.append(ipaddress.ip_address(text))
         except ValueError:
-            continue
-    return tuple(found)
+            return (), text
+    return tuple(found), None
+
+
+def _everyone(nodes: Mapping[str, Node], reason: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, reason) for name in sorted(nodes))
+
+
+def _nobody_text(
+    service: Service, result: election.Election, addresses: tuple[IPAddress, ...], slices: list[EndpointSlice]
+) -> str:
+    """A sentence naming the Service-wide cause when the election has no winner."""
+    if result.blocked == election.IP_NOT_ALLOWED:
+        return f"{', '.join(map(str, addresses))}: no IPAddressPool holds every address ({election.IP_NOT_ALLOWED})"
+    if not election.has_serving_endpoint(slices):
+        if not slices:
+            return f"no serving endpoint (no EndpointSlice labelled kubernetes.io/service-name={service.name})"
+        return "no serving endpoint"
+    if result.blocked == election.SHARED_IP_WITH_SERVICE_SELECTOR:
+        return (
+            "it shares its address (allow-shared-ip) and an applying L2Advertisement has serviceSelectors "
+            f"({election.SHARED_IP_WITH_SERVICE_SELECTOR})"
+        )
+    if not result.advertisements:
+        pool = result.pool.name if result.pool else "?"
+        return f"no L2Advertisement applies to it (pool {pool}, its labels)"
+    local = (
+        ", with a serving endpoint (externalTrafficPolicy: Local)"
+        if (service.external_traffic_policy == "Local")
+        else ""
+    )
+    return (
+        "no eligible node: live, selected by an applying L2Advertisement, NetworkUnavailable not True, "
+        f"not labelled {election.EXCLUDE_FROM_LB_LABEL}{local}"
+    )
+
+
+def explain(
+    service: Service,
+    config: Config,
+    nodes: Mapping[str, Node],
+    endpoint_slices: Iterable[EndpointSlice],
+    dead: Set[str] = frozenset(),
+    live_nodes: Set[str] | None = None,
+    ignore_exclude_lb: bool = False,
+) -> Explanation:
+    """The speaker's verdict for `service` on every node in `nodes`.
+
+    dead: nodes whose speaker is down (plan's --dead); live_nodes: membership's view, None = every known Node.
+    Without any Node there is nobody to explain: an empty Explanation.
+    """
+    if not nodes:
+        return Explanation()
+    if service.type != "LoadBalancer":
+        addresses, _ = _parse(service.ingress_ips)
+        return Explanation(
+            announcements=tuple(Announcement(str(ip), None) for ip in addresses),
+            reasons=_everyone(nodes, NOT_LOAD_BALANCER),
+            nobody=f"spec.type is {service.type}, not LoadBalancer ({NOT_LOAD_BALANCER})",
+        )
+    if not service.ingress_ips:
+        return Explanation(reasons=_everyone(nodes, NO_IP_ALLOCATED), nobody=f"no address ({NO_IP_ALLOCATED})")
+    addresses, invalid = _parse(service.ingress_ips)
+    if invalid is not None:
+        return Explanation(
+            reasons=_everyone(nodes, INVALID_IP),
+            nobody=f"status.loadBalancer.ingress holds {invalid!r}, not an IP address ({INVALID_IP})",
+        )
+    slices = [s for s in endpoint_slices if s.service_key == service.key]
+    live = (set(nodes) if live_nodes is None else set(live_nodes)) - set(dead)
+    pool = election.pool_for(config, addresses)
+    result = election.elect(
+        service, addresses[0], config, pool.name if pool else None, nodes, slices, live, ignore_exclude_lb
+    )
+    winner = result.winner
+    interfaces = tuple(interface_choice(winner, result.advertisements, nodes).listed) if winner else ()
+    reasons = tuple((name, reason) for name in sorted(nodes) if (reason := result.reason_for(name)) is not None)
+    return Explanation(
+        announcements=tuple(Announcement(str(ip), winner, interfaces) for ip in addresses),
+        reasons=reasons,
+        order=() if result.blocked is not None else result.order,
+        nobody=None if winner else _nobody_text(service, result, addresses, slices),
+    )
 
 
 def explain_service(
@@ -63,28 +191,8 @@ def explain_service(
     live_nodes: Set[str] | None = None,
     ignore_exclude_lb: bool = False,
 ) -> dict[str, Any]:
-    """{"announcements": [{"ip", "node", "interfaces"}], "reasons": {node: reason}} over all known nodes.
+    """{"announcements": [{"ip", "node", "interfaces"}], "reasons": {node: reason}}: `explain` as plan's JSON.
 
-    dead: nodes whose speaker is down (plan's --dead); live_nodes: membership's view, None = every known Node.
     interfaces [] means every eligible interface. Nodes that are not the announcer get their reason.
     """
-    slices = [s for s in endpoint_slices if s.service_key == service.key]
-    addresses = _addresses(service)
-    if not addresses:
-        return {"announcements": [], "reasons": {}}
-    live = (set(nodes) if live_nodes is None else set(live_nodes)) - set(dead)
-    pool = election.pool_for(config, addresses)
-    result = election.elect(
-        service, addresses[0], config, pool.name if pool else None, nodes, slices, live, ignore_exclude_lb
-    )
-    winner = result.winner
-    interfaces = interface_choice(winner, result.advertisements, nodes).listed if winner else []
-    announcements = [
-        {"ip": str(ip), "node": winner, "interfaces": list(interfaces)} for ip in addresses
-    ]
-    reasons = {}
-    for name in sorted(nodes):
-        reason = result.reason_for(name)
-        if reason is not None:
-            reasons[name] = reason
-    return {"announcements": announcements, "reasons": reasons}
+    return explain(service, config, nodes, endpoint_slices, dead, live_nodes, ignore_exclude_lb).as_dict()
