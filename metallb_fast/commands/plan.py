@@ -93,15 +93,15 @@ def speaker_lines(explanation: Explanation, dead: Set[str]) -> list[str]:
     reasons = dict(explanation.reasons)
     distinct = set(reasons.values())
     # Nobody announces and every node says the same: one line says it all.
-    unanimous = f" ({distinct.pop()} on every node)" if explanation.nobody and len(distinct) == 1 else ""
+    unanimous = f" [{distinct.pop()} on every node]" if explanation.nobody and len(distinct) == 1 else ""
     for item in explanation.announcements:
-        if item.node is None:
-            lines.append(f"{item.ip} announced by no node: {explanation.nobody}{unanimous}")
-        else:
+        if item.node is not None:
             where = ", ".join(item.interfaces) if item.interfaces else "all interfaces"
             lines.append(f"{item.ip} announced by {item.node} on {where}")
-    if not explanation.announcements and explanation.nobody:
-        lines.append(f"announced by no node: {explanation.nobody}{unanimous}")
+    if explanation.nobody:
+        unannounced = ", ".join(a.ip for a in explanation.announcements if a.node is None)
+        head = f"{unannounced} announced by no node" if unannounced else "not announced"
+        lines.append(f"{head}: {explanation.nobody}{unanimous}")
     if explanation.order:
         gone = sorted(n for n in dead if n in reasons)
         suffix = f" (--dead {', '.join(gone)})" if gone else ""

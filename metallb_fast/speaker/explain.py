@@ -84,7 +84,7 @@ class Explanation:
     announcements: tuple[Announcement, ...] = ()
     reasons: tuple[tuple[str, str], ...] = ()  # (node, MetalLB reason) for each node that does not announce
     order: tuple[str, ...] = ()  # the live candidates, best first: the winner, then who takes over
-    nobody: str | None = None  # why no node announces, for a person; None when some node does
+    nobody: str | None = None  # why no node announces, for a person (reasons hold MetalLB's word); None if one does
 
     def as_dict(self) -> dict[str, Any]:
         return {"announcements": [a.as_dict() for a in self.announcements], "reasons": dict(self.reasons)}
@@ -110,27 +110,20 @@ def _nobody_text(
 ) -> str:
     """A sentence naming the Service-wide cause when the election has no winner."""
     if result.blocked == election.IP_NOT_ALLOWED:
-        return f"{', '.join(map(str, addresses))}: no IPAddressPool holds every address ({election.IP_NOT_ALLOWED})"
+        return "no IPAddressPool holds every address"
     if not election.has_serving_endpoint(slices):
         if not slices:
             return f"no serving endpoint (no EndpointSlice labelled kubernetes.io/service-name={service.name})"
         return "no serving endpoint"
     if result.blocked == election.SHARED_IP_WITH_SERVICE_SELECTOR:
-        return (
-            "it shares its address (allow-shared-ip) and an applying L2Advertisement has serviceSelectors "
-            f"({election.SHARED_IP_WITH_SERVICE_SELECTOR})"
-        )
+        return "it shares its address (allow-shared-ip) and an applying L2Advertisement has serviceSelectors"
     if not result.advertisements:
         pool = result.pool.name if result.pool else "?"
-        return f"no L2Advertisement applies to it (pool {pool}, its labels)"
-    local = (
-        ", with a serving endpoint (externalTrafficPolicy: Local)"
-        if (service.external_traffic_policy == "Local")
-        else ""
-    )
+        return f"no L2Advertisement applies (pool {pool}, serviceSelectors)"
+    local = ", a serving endpoint there (Local)" if service.external_traffic_policy == "Local" else ""
     return (
-        "no eligible node: live, selected by an applying L2Advertisement, NetworkUnavailable not True, "
-        f"not labelled {election.EXCLUDE_FROM_LB_LABEL}{local}"
+        "no eligible node (needs: live, selected by an L2Advertisement, NetworkUnavailable not True, "
+        f"no {election.EXCLUDE_FROM_LB_LABEL} label{local})"
     )
 
 
@@ -155,15 +148,15 @@ def explain(
         return Explanation(
             announcements=tuple(Announcement(str(ip), None) for ip in addresses),
             reasons=_everyone(nodes, NOT_LOAD_BALANCER),
-            nobody=f"spec.type is {service.type}, not LoadBalancer ({NOT_LOAD_BALANCER})",
+            nobody=f"spec.type is {service.type}, not LoadBalancer",
         )
     if not service.ingress_ips:
-        return Explanation(reasons=_everyone(nodes, NO_IP_ALLOCATED), nobody=f"no address ({NO_IP_ALLOCATED})")
+        return Explanation(reasons=_everyone(nodes, NO_IP_ALLOCATED), nobody="no address assigned")
     addresses, invalid = _parse(service.ingress_ips)
     if invalid is not None:
         return Explanation(
             reasons=_everyone(nodes, INVALID_IP),
-            nobody=f"status.loadBalancer.ingress holds {invalid!r}, not an IP address ({INVALID_IP})",
+            nobody=f"status.loadBalancer.ingress holds {invalid!r}, not an IP address",
         )
     slices = [s for s in endpoint_slices if s.service_key == service.key]
     live = (set(nodes) if live_nodes is None else set(live_nodes)) - set(dead)
