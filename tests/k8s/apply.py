@@ -23,7 +23,7 @@ def namespaces_used(path: Path) -> set[str]:
 def ensure_namespaces(env: KubeEnv, names: set[str]) -> None:
     existing = set(env.kubectl("get", "namespaces", "-o", "name").stdout.split())
     for name in sorted(names - {n.split("/", 1)[1] for n in existing}):
-        env.kubectl("create", "namespace", name)
+        env.kubectl("create", "namespace", name, "--save-config")
 
 
 def dry_run_apply(env: KubeEnv, path: Path, namespace: str | None = None) -> str:

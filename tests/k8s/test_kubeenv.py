@@ -10,11 +10,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from metallb_fast.testing.kubeenv import KubeEnv, KubeEnvError, remove_stale_workdirs
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 def _wait_for(what: str, check: object, timeout: float = 30.0) -> object:
@@ -104,6 +109,19 @@ def test_stale_workdir_of_a_dead_run_is_removed(tmp_path: Path) -> None:
         for proc in (leftover, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_api_client_factory_speaks_to_the_server(kube_client: Callable[..., ApiClient], kube_namespace: str) -> None:
+    from kubernetes.client import CoreV1Api
+
+    response = CoreV1Api(kube_client()).read_namespace(kube_namespace, _preload_content=False)
+    assert json.loads(response.data)["metadata"]["name"] == kube_namespace
+    # The speaker's identity is refused what deploy/'s roles do not grant it.
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as error:
+        CoreV1Api(kube_client("speaker")).list_namespaced_secret("default", _preload_content=False)
+    assert error.value.status == 403
 
 
 def test_readyz_needs_a_token(kube_env: KubeEnv) -> None:
