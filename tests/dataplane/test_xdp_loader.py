@@ -17,11 +17,21 @@ import pytest
 
 from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.base import ResponderError, Verdict
-from metallb_fast.dataplane.xdp import FUNCTION_NAME, PASS_PROGRAM_NAME, XdpPassProgram, XdpResponder
+from metallb_fast.dataplane.xdp import (
+    FUNCTION_NAME,
+    PASS_PROGRAM_NAME,
+    SOMEWHERE,
+    XDP_FLAGS_DRV_MODE,
+    XDP_FLAGS_SKB_MODE,
+    XdpPassProgram,
+    XdpResponder,
+    attach_order,
+    diff_entries,
+    map_entries,
+    verdict_cflags,
+)
 from metallb_fast.lab import Lab, in_netns
 from tests.conftest import require, require_root
-
-pytestmark = pytest.mark.root
 
 MAC = bytes.fromhex("02005e0000aa")
 MAC_TEXT = packets.format_mac(MAC)
@@ -65,6 +75,7 @@ def xdp_on(lab: Lab, netns: str, ifname: str) -> str:
     return " ".join(line.strip() for line in out.splitlines() if "xdp" in line)
 
 
+@pytest.mark.root
 def test_clients_get_our_mac_only_where_owned_and_until_dropped(lab: Lab) -> None:
     node = lab.nodes[0]
     vip4, vip6, vip4_lan1 = lab.vip_v4(0), lab.vip_v6(0), lab.vip_v4(1)
@@ -104,6 +115,7 @@ def test_clients_get_our_mac_only_where_owned_and_until_dropped(lab: Lab) -> Non
     assert ndisc6(lab, vip6) == []
 
 
+@pytest.mark.root
 def test_announce_sends_the_gratuitous_burst(lab: Lab) -> None:
     node, client = lab.nodes[0], lab.clients[0]
     vip4, vip6 = lab.vip_v4(2), lab.vip_v6(2)
@@ -132,6 +144,7 @@ def test_announce_sends_the_gratuitous_burst(lab: Lab) -> None:
         r.close()
 
 
+@pytest.mark.root
 def test_stale_attachment_of_a_crashed_run_is_replaced_and_others_are_respected(lab: Lab) -> None:
     node = lab.nodes[0]
     crash = (
@@ -161,29 +174,73 @@ def test_stale_attachment_of_a_crashed_run_is_replaced_and_others_are_respected(
     assert xdp_on(lab, node.netns, "eth1") == ""
 
 
-def test_native_mode_delivers_when_the_veth_peer_runs_a_pass_program() -> None:
-    require_root()
-    require(shutil.which("arping") is not None, "the arping tool")
-    with Lab(direct=True) as lab:
-        node, client = lab.nodes[0], lab.clients[0]
-        vip4 = lab.vip_v4(0)
-        with XdpPassProgram("eth0", netns=client.netns) as peer:
-            assert PASS_PROGRAM_NAME in xdp_on(lab, client.netns, "eth0")
-            r = responder(node.netns, mode="native")
-            try:
-                r.sync({(vip4, "eth0"): MAC})
-                assert r.attachments["eth0"].mode == "native"
-                attached = xdp_on(lab, node.netns, "eth0")
-                assert " xdp " in attached and "xdpgeneric" not in attached
-                assert arping(lab, vip4) == [MAC_TEXT, MAC_TEXT]
-            finally:
-                r.close()
-            peer.close()  # idempotent with the context exit
-        assert xdp_on(lab, client.netns, "eth0") == ""
-        assert xdp_on(lab, node.netns, "eth0") == ""
+@pytest.mark.root
+def test_native_mode_delivers_when_the_veth_peer_runs_a_pass_program(lab: Lab) -> None:
+    node = lab.nodes[0]
+    assert lab.bridge_netns is not None
+    peer = "n0l0"  # node0 eth0's veth peer: the bridge port in the LAN namespace
+    vip4 = lab.vip_v4(4)
+    with XdpPassProgram(peer, netns=lab.bridge_netns) as pass_program:
+        assert PASS_PROGRAM_NAME in xdp_on(lab, lab.bridge_netns, peer)
+        r = responder(node.netns, mode="native")
+        try:
+            r.sync({(vip4, "eth0"): MAC})
+            assert r.attachments["eth0"].mode == "native"
+            attached = xdp_on(lab, node.netns, "eth0")
+            assert " xdp " in attached and "xdpgeneric" not in attached
+            assert arping(lab, vip4) == [MAC_TEXT, MAC_TEXT]
+        finally:
+            r.close()
+        pass_program.close()  # idempotent with the context exit
+    assert xdp_on(lab, lab.bridge_netns, peer) == ""
+    assert xdp_on(lab, node.netns, "eth0") == ""
 
 
 def test_bad_mode_is_refused_before_compiling() -> None:
     with pytest.raises(ValueError, match="attach mode 'turbo'"):
         XdpResponder(mode="turbo")
 
+
+
+# ------------------------------------------------------------------------- the pure parts (no root needed)
+
+
+def test_map_entries_add_one_marker_per_address_and_validate() -> None:
+    a, b = IPv4Address("192.0.2.10"), IPv6Address("2001:db8::10")
+    entries = map_entries({(a, 3): MAC, (a, 4): MAC, (b, 3): MAC})
+    assert entries == {(a, 3): MAC, (a, 4): MAC, (a, SOMEWHERE): bytes(6), (b, 3): MAC, (b, SOMEWHERE): bytes(6)}
+    with pytest.raises(ValueError, match="ifindex 0"):
+        map_entries({(a, 0): MAC})
+    with pytest.raises(ValueError, match="must be 6 bytes"):
+        map_entries({(a, 3): b"\x02"})
+
+
+def test_diff_entries_leaves_unchanged_keys_alone() -> None:
+    a, b, c = (IPv4Address(f"192.0.2.{i}") for i in (1, 2, 3))
+    current = {(a, 3): MAC, (b, 3): MAC, (c, 3): MAC}
+    wanted = {(a, 3): MAC, (b, 3): bytes.fromhex("02005e0000bb"), (c, 4): MAC}
+    upserts, deletes = diff_entries(current, wanted)
+    assert upserts == {(b, 3): bytes.fromhex("02005e0000bb"), (c, 4): MAC}
+    assert deletes == [(c, 3)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "expected"),
+    [
+        ("auto", "veth", ["generic"]),
+        ("auto", None, ["native", "generic"]),
+        ("auto", "bond", ["native", "generic"]),
+        ("native", "veth", ["native"]),
+        ("generic", None, ["generic"]),
+    ],
+)
+def test_attach_order(mode: str, kind: str | None, expected: list[str]) -> None:
+    names = {XDP_FLAGS_DRV_MODE: "native", XDP_FLAGS_SKB_MODE: "generic"}
+    assert [names[flag] for flag in attach_order(mode, kind)] == expected
+
+
+def test_verdict_indices_follow_base_verdict_order() -> None:
+    flags = verdict_cflags()
+    assert flags[0] == "-DVERDICT_ANSWERED=0"
+    assert flags[-1] == f"-DVERDICT_COUNT={len(Verdict)}"
+    assert [f.split("=")[0].removeprefix("-DVERDICT_") for f in flags[:-1]] == [v.name for v in Verdict]
