@@ -51,6 +51,55 @@ cdef extern from "<linux/if_packet.h>" nogil:
     int SOL_PACKET, PACKET_QDISC_BYPASS
 
 
+cdef extern from *:
+    """
+    #include <linux/bpf.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    #include <string.h>
+
+    /* `return action` as an XDP program. XDP_TX run with BPF_F_TEST_XDP_LIVE_FRAMES: every repetition is
+       transmitted out of the ingress interface (for a veth: into its peer), without skbs, sockets or qdiscs. */
+    static int mlbf_flood_load_xdp(int action, const char *name) {
+        struct bpf_insn insns[2];
+        char license[] = "GPL";
+        union bpf_attr attr;
+        memset(insns, 0, sizeof insns);
+        insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+        insns[0].imm = action;
+        insns[1].code = BPF_JMP | BPF_EXIT;
+        memset(&attr, 0, sizeof attr);
+        attr.prog_type = BPF_PROG_TYPE_XDP;
+        attr.insn_cnt = 2;
+        attr.insns = (unsigned long)insns;
+        attr.license = (unsigned long)license;
+        strncpy(attr.prog_name, name, sizeof attr.prog_name - 1);
+        return (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+    }
+
+    static int mlbf_flood_live_run(int prog_fd, const void *frame, unsigned size, int ifindex, unsigned repeat) {
+        struct xdp_md ctx;
+        union bpf_attr attr;
+        memset(&ctx, 0, sizeof ctx);
+        ctx.data_end = size;
+        ctx.ingress_ifindex = ifindex;
+        memset(&attr, 0, sizeof attr);
+        attr.test.prog_fd = prog_fd;
+        attr.test.data_in = (unsigned long)frame;
+        attr.test.data_size_in = size;
+        attr.test.ctx_in = (unsigned long)&ctx;
+        attr.test.ctx_size_in = sizeof ctx;
+        attr.test.repeat = repeat;
+        attr.test.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+        attr.test.batch_size = 64;
+        return (int)syscall(__NR_bpf, BPF_PROG_TEST_RUN, &attr, sizeof attr);
+    }
+    """
+    int mlbf_flood_load_xdp(int action, const char *name) nogil
+    int XDP_DROP, XDP_TX
+    int mlbf_flood_live_run(int prog_fd, const void *frame, unsigned size, int ifindex, unsigned repeat) nogil
+
+
 cdef inline int64_t _now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -60,7 +109,8 @@ cdef inline int64_t _now_ns() noexcept nogil:
 def flood(int ifindex, list frames, double duration_s, int batch=64, double rate_pps=0.0) -> dict:
     """Send `frames` round-robin on ifindex for duration_s seconds (at most rate_pps frames/s when > 0).
 
-    Returns {"sent": frames the kernel accepted, "failed": frames refused (full queue), "elapsed_s": ...}.
+    Returns {"sent": frames the kernel accepted, "failed": frames refused (the device pushed back: full queue;
+    they are skipped, not retried), "elapsed_s": ...}.
     """
     cdef size_t n = len(frames)
     cdef size_t i, start, count
@@ -146,3 +196,80 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     free(iov)
     free(msgs)
     return {"sent": sent, "failed": failed, "elapsed_s": (now - t0) / 1e9}
+
+
+def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0, unsigned chunk=4096) -> dict:
+    """The in-kernel generator: BPF_PROG_RUN of `return XDP_TX` with live frames, injecting each frame `chunk`
+    times per call into ifindex's transmit path (its veth peer receives them), cycling over frames.
+
+    Needs the receiving peer to take XDP frames (a veth with NAPI: GRO on or an XDP program attached).
+    Returns {"sent": frames the program transmitted, "failed": 0, "elapsed_s": ...}; frames the peer could not
+    queue are dropped there (its counters tell), as on a wire.
+    """
+    cdef size_t n = len(frames), i = 0
+    cdef int prog_fd, rc = 0, err = 0
+    cdef int64_t t0, deadline, now, due
+    cdef unsigned long long sent = 0
+    cdef unsigned this_chunk = chunk
+    cdef list owned = [bytes(f) for f in frames]
+    cdef const char **data
+    cdef unsigned *sizes
+    cdef timespec pause
+    if n == 0 or duration_s <= 0 or chunk == 0:
+        raise ValueError(f"flood_live: need frames ({n}), duration_s > 0 ({duration_s}) and chunk > 0 ({chunk})")
+    if rate_pps > 0:
+        this_chunk = max(64, min(chunk, <unsigned>(rate_pps / 1000)))  # about one call per millisecond
+    data = <const char **>calloc(n, sizeof(char *))
+    sizes = <unsigned *>calloc(n, sizeof(unsigned))
+    if data == NULL or sizes == NULL:
+        free(data)
+        free(sizes)
+        raise MemoryError("flood_live")
+    for i in range(n):
+        data[i] = PyBytes_AS_STRING(owned[i])
+        sizes[i] = len(owned[i])
+    prog_fd = mlbf_flood_load_xdp(XDP_TX, b"mlbf_flood_tx")
+    if prog_fd < 0:
+        err = errno
+        free(data)
+        free(sizes)
+        raise OSError(err, f"flood_live: loading the XDP_TX program: {strerror(err).decode()}")
+    i = 0
+    with nogil:
+        t0 = _now_ns()
+        now = t0
+        deadline = t0 + <int64_t>(duration_s * 1e9)
+        while now < deadline:
+            if rate_pps > 0:
+                due = t0 + <int64_t>((sent + this_chunk) * 1e9 / rate_pps)
+                if due > now:
+                    pause.tv_sec = (due - now) // 1000000000
+                    pause.tv_nsec = (due - now) % 1000000000
+                    nanosleep(&pause, NULL)
+            rc = mlbf_flood_live_run(prog_fd, data[i], sizes[i], ifindex, this_chunk)
+            if rc < 0:
+                if errno == EINTR:
+                    now = _now_ns()
+                    continue
+                err = errno
+                break
+            sent += this_chunk
+            i = (i + 1) % n
+            now = _now_ns()
+        c_close(prog_fd)
+    free(data)
+    free(sizes)
+    if err:
+        raise OSError(err, f"flood_live: BPF_PROG_RUN (live frames) on ifindex {ifindex}: {strerror(err).decode()}")
+    return {"sent": sent, "failed": 0, "elapsed_s": (now - t0) / 1e9}
+
+
+def load_xdp_drop(str name="mlbf_flood_sink") -> int:
+    """Load `return XDP_DROP` (the benchmark client's sink: replies are counted by the veth, then dropped before
+    any skb is built, so counting costs the client almost nothing). Returns the program fd; the caller closes it."""
+    cdef bytes encoded = name.encode()[:15]
+    cdef int fd = mlbf_flood_load_xdp(XDP_DROP, encoded)
+    if fd < 0:
+        err = errno
+        raise OSError(err, f"loading XDP program {name!r}: {strerror(err).decode()}")
+    return fd
