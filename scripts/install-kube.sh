@@ -155,7 +155,6 @@ main() {
     if have_binaries; then
         return 0
     fi
-    mkdir -p "$CACHE"
     # One build at a time: a second `make test` waits for the first one's binaries instead of building again.
     exec 9>"$CACHE/kube-build.lock"
     flock 9
