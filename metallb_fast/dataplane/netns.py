@@ -35,13 +35,36 @@ def in_netns(name: str) -> Iterator[None]:
         target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FileNotFoundError(f"network namespace {name!r} does not exist ({netns_path(name)})") from None
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target, name)
+        with in_netns_fd(target, name):
+            yield
+    finally:
+        os.close(target)
+
+
+def current_netns_fd() -> int:
+    """An fd for this thread's network namespace (caller closes it); pin it to come back later."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def same_netns(fd: int) -> bool:
+    here = os.stat("/proc/thread-self/ns/net")
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+@contextmanager
+def in_netns_fd(target: int, what: str = "namespace fd") -> Iterator[None]:
+    """in_netns() for an fd from current_netns_fd() (a no-op when the thread is already there)."""
+    if same_netns(target):
+        yield
+        return
+    original = current_netns_fd()
+    try:
+        _setns(target, what)
         try:
             yield
         finally:
             _setns(original, "the original namespace")
     finally:
-        os.close(target)
         os.close(original)

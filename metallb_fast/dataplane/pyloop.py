@@ -1,0 +1,286 @@
+"""The python backend: plain AF_PACKET sockets and packets.answer() — the reference, and the slowest.
+
+One socket per interface (ETH_P_ALL, frames we send ourselves skipped), one thread polling them all. sync()
+builds a new immutable snapshot (sockets + per-interface tables) and wakes the thread, which adopts it between
+frames; sockets of interfaces no longer wanted are closed by the thread once it has stopped reading them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import (
+    AddressCounters,
+    IPAddress,
+    Owned,
+    OwnedKey,
+    ResponderError,
+    ResponderStats,
+    Verdict,
+)
+from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+RCVBUF = 4 << 20  # absorb bursts: Python drains slower than a flood arrives
+POLL_MS = 200
+BATCH = 64  # frames drained per readiness event before re-polling (fairness between interfaces)
+# Frames that reached the lookup for an owned key: they count as requests for it (FASTPATH.md, Counters)
+_COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED})
+
+
+def validate_owned(owned: Owned, backend: str) -> None:
+    """ResponderError naming the bad key or MAC, before anything is changed."""
+    for key, mac in owned.items():
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise ResponderError(f"{backend} backend: owned key {key!r} must be (address, interface name)")
+        address, interface = key
+        if not isinstance(address, IPv4Address | IPv6Address):
+            raise ResponderError(f"{backend} backend: owned key {key!r}: address must be an IPv4Address/IPv6Address")
+        if not isinstance(interface, str) or not interface:
+            raise ResponderError(f"{backend} backend: owned key {key!r}: interface must be a non-empty name")
+        if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
+            raise ResponderError(f"{backend} backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """What one interface answers (address -> MAC) and what it declines as WRONG_INTERFACE."""
+
+    here: Mapping[IPAddress, bytes]
+    elsewhere: frozenset[IPAddress]
+
+    @classmethod
+    def for_interface(cls, interface: str, owned: Owned) -> Table:
+        here = {address: bytes(mac) for (address, name), mac in owned.items() if name == interface}
+        return cls(here, frozenset(address for address, name in owned if name != interface) - here.keys())
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    sockets: Mapping[str, socket.socket]  # interface name -> bound socket
+    tables: Mapping[str, Table]
+    by_fd: Mapping[int, str] = field(default_factory=dict)
+
+
+class PythonResponder:
+    """Answers ARP/NDP from a Python thread; for reference and for machines without XDP or the Cython loop."""
+
+    backend = "python"
+
+    def __init__(self, interfaces: Iterable[str] = ()) -> None:
+        self._fixed = tuple(dict.fromkeys(interfaces))
+        self._lock = threading.Lock()  # sync/close/announce against each other
+        self._counters_lock = threading.Lock()
+        self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
+        self._owned: dict[OwnedKey, bytes] = {}
+        self._per_address: dict[OwnedKey, AddressCounters] = {}
+        self._declined: Counter[Verdict] = Counter()
+        self._deadline_ns = -1
+        self._closed = False
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._snapshot = _Snapshot({}, {})
+        self._retired: list[socket.socket] = []  # closed by the loop thread once it stops polling them
+        self._retired_lock = threading.Lock()
+        try:
+            self._adopt({})
+        except BaseException:
+            self._release()
+            raise
+        self._thread = threading.Thread(target=self._run, name="python-responder", daemon=True)
+        self._thread.start()
+
+    # --- Responder protocol -------------------------------------------------------------------------------
+
+    def sync(self, owned: Owned) -> None:
+        validate_owned(owned, self.backend)
+        with self._lock:
+            if self._closed:
+                raise ResponderError("python backend: sync() after close()")
+            self._adopt(owned)
+
+    def stats(self) -> ResponderStats:
+        with self._counters_lock:
+            per_address = dict(self._per_address)
+            declined = {verdict: self._declined[verdict] for verdict in Verdict if verdict is not Verdict.ANSWERED}
+        for key in self._owned:
+            per_address.setdefault(key, AddressCounters())
+        return ResponderStats(backend=self.backend, per_address=per_address, declined=declined)
+
+    def announce(self, address: IPAddress, interface: str) -> None:
+        with self._lock:
+            mac = self._owned.get((address, interface))
+            sock = self._snapshot.sockets.get(interface)
+            if mac is None or sock is None:
+                raise ResponderError(
+                    f"python backend: cannot announce {address} on {interface}: not owned there (sync first)"
+                )
+            if isinstance(address, IPv4Address):
+                frames = packets.gratuitous_arp(address, mac)
+            else:
+                frames = [packets.unsolicited_na(address, mac)]
+            try:
+                for frame in frames:
+                    sock.send(frame)
+            except OSError as exc:
+                raise ResponderError(f"python backend: announcing {address} on {interface}: {exc}") from exc
+
+    def set_liveness_deadline(self, deadline_ns: int | None) -> None:
+        self._deadline_ns = -1 if deadline_ns is None else max(0, int(deadline_ns))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._wake()
+        self._thread.join(5.0)
+        if self._thread.is_alive():  # never close sockets a running loop may still read
+            log.error("python responder thread did not stop within 5 s; leaving its sockets open")
+            return
+        self._release()
+
+    def __enter__(self) -> PythonResponder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _adopt(self, owned: Owned) -> None:
+        """Build and publish the snapshot for `owned`: open new interfaces first so a failure changes nothing."""
+        wanted = list(dict.fromkeys([*self._fixed, *(name for _, name in owned)]))
+        current = self._snapshot
+        opened: dict[str, socket.socket] = {}
+        try:
+            for name in wanted:
+                if name not in current.sockets:
+                    opened[name] = self._open(name)
+        except ResponderError:
+            for sock in opened.values():
+                sock.close()
+            raise
+        sockets = {name: current.sockets.get(name) or opened[name] for name in wanted}
+        with self._retired_lock:
+            self._retired += [sock for name, sock in current.sockets.items() if name not in sockets]
+        tables = {name: Table.for_interface(name, owned) for name in wanted}
+        self._owned = {key: bytes(mac) for key, mac in owned.items()}
+        by_fd = {sock.fileno(): name for name, sock in sockets.items()}
+        self._snapshot = _Snapshot(sockets, tables, by_fd)
+        self._wake()
+
+    def _open(self, name: str) -> socket.socket:
+        with in_netns_fd(self._netns, "the responder's namespace"):
+            try:
+                socket.if_nametoindex(name)
+            except OSError:
+                raise ResponderError(
+                    f"python backend: interface {name!r} does not exist in this network namespace"
+                ) from None
+            try:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            except OSError as exc:
+                raise ResponderError(f"python backend: cannot open an AF_PACKET socket: {exc}") from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.bind((name, ETH_P_ALL))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise ResponderError(f"python backend: cannot bind an AF_PACKET socket to {name}: {exc}") from exc
+        return sock
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\x00")
+
+    def _alive(self) -> bool:
+        deadline = self._deadline_ns
+        return deadline < 0 or time.monotonic_ns() <= deadline
+
+    def _run(self) -> None:
+        poller = select.poll()
+        registered: set[int] = set()
+        poller.register(self._wake_r, select.POLLIN)
+        adopted: _Snapshot | None = None
+        while not self._stop.is_set():
+            snapshot = self._snapshot
+            if snapshot is not adopted:
+                for fd in registered - snapshot.by_fd.keys():
+                    poller.unregister(fd)
+                for fd in snapshot.by_fd.keys() - registered:
+                    poller.register(fd, select.POLLIN)
+                registered = set(snapshot.by_fd)
+                self._close_retired(snapshot)
+                adopted = snapshot
+            for fd, _ in poller.poll(POLL_MS):
+                if fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                name = snapshot.by_fd.get(fd)
+                if name is not None:
+                    self._drain(name, snapshot.sockets[name], snapshot.tables[name])
+
+    def _drain(self, name: str, sock: socket.socket, table: Table) -> None:
+        for _ in range(BATCH):
+            try:
+                frame, address = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error("python responder: receiving on %s: %s", name, exc)
+                return
+            if address[2] == PACKET_OUTGOING:
+                continue  # our own replies and announcements, seen by the ETH_P_ALL tap
+            result = packets.answer(frame, table.here, table.elsewhere, self._alive())
+            if result.reply is not None:
+                try:
+                    sock.send(result.reply)
+                except OSError as exc:
+                    log.warning("python responder: replying on %s for %s: %s", name, result.target, exc)
+            self._count(name, table, result)
+
+    def _count(self, name: str, table: Table, result: packets.Answer) -> None:
+        with self._counters_lock:
+            if result.verdict is not Verdict.ANSWERED:
+                self._declined[result.verdict] += 1
+            if result.verdict in _COUNTED and result.target in table.here:
+                key = (result.target, name)
+                seen = self._per_address.get(key, AddressCounters())
+                answered = int(result.verdict is Verdict.ANSWERED)
+                self._per_address[key] = AddressCounters(seen.requests + 1, seen.replies + answered)
+
+    def _close_retired(self, adopted: _Snapshot | None) -> None:
+        """Close retired sockets the loop no longer polls (a later sync may retire one the loop still uses)."""
+        in_use = {id(sock) for sock in adopted.sockets.values()} if adopted else set()
+        with self._retired_lock:
+            done = [sock for sock in self._retired if id(sock) not in in_use]
+            self._retired = [sock for sock in self._retired if id(sock) in in_use]
+        for sock in done:
+            sock.close()
+
+    def _release(self) -> None:
+        self._close_retired(None)
+        for sock in self._snapshot.sockets.values():
+            sock.close()
+        self._snapshot = _Snapshot({}, {})
+        for fd in (self._wake_r, self._wake_w, self._netns):
+            with contextlib.suppress(OSError):
+                os.close(fd)
