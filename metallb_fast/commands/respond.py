@@ -1,0 +1,160 @@
+"""`metallb-fast respond`: answer ARP/NDP for given addresses on one interface until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import ipaddress
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+
+from metallb_fast.dataplane.backends import CHOICES, open_responder
+from metallb_fast.dataplane.base import IPAddress, Owned, ResponderError, ResponderStats
+from metallb_fast.dataplane.packets import format_mac, parse_mac
+
+HELP = "answer ARP/NDP for addresses on an interface (a responder backend as an operator tool)"
+SIOCGIFHWADDR = 0x8927
+EXIT_USAGE = 2
+
+
+class InputError(ValueError):
+    """Bad command-line input; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    address: IPAddress
+    mac: bytes | None  # None: the interface's own MAC
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interface", required=True, metavar="IF", help="interface to answer on")
+    parser.add_argument(
+        "--address",
+        action="append",
+        required=True,
+        metavar="IP[=MAC]",
+        help="address to answer for, optionally with the MAC to answer with (default: the interface's)",
+    )
+    parser.add_argument("--backend", choices=CHOICES, default="auto", help="responder backend (default: auto)")
+    parser.add_argument("--announce", action="store_true", help="send gratuitous ARP / unsolicited NA at start")
+    parser.add_argument("--json", action="store_true", help="print the counters as JSON")
+
+
+def parse_address_spec(text: str) -> AddressSpec:
+    ip_text, sep, mac_text = text.partition("=")
+    try:
+        address = ipaddress.ip_address(ip_text.strip())
+    except ValueError:
+        raise InputError(f"--address {text!r}: {ip_text!r} is not an IPv4 or IPv6 address") from None
+    if not sep:
+        return AddressSpec(address, None)
+    try:
+        return AddressSpec(address, parse_mac(mac_text))
+    except ValueError as exc:
+        raise InputError(f"--address {text!r}: {exc}") from None
+
+
+def interface_mac(interface: str) -> bytes:
+    """The interface's hardware address (ioctl: works in any namespace, unlike /sys from outside it)."""
+    try:
+        socket.if_nametoindex(interface)
+    except OSError:
+        raise InputError(f"--interface {interface!r}: no such interface in this network namespace") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("256s", interface.encode()[:15])
+        try:
+            reply = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)
+        except OSError as exc:
+            raise InputError(f"--interface {interface!r}: cannot read its MAC address: {exc}") from None
+    return reply[18:24]
+
+
+def owned_from_args(interface: str, specs: Sequence[str]) -> Owned:
+    own_mac = interface_mac(interface)
+    owned: dict[tuple[IPAddress, str], bytes] = {}
+    for text in specs:
+        spec = parse_address_spec(text)
+        owned[(spec.address, interface)] = spec.mac or own_mac
+    return owned
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        owned = owned_from_args(args.interface, args.address)
+    except InputError as exc:
+        print(f"metallb-fast respond: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            responder = open_responder(args.backend, [args.interface])
+        except ResponderError as exc:
+            print(f"metallb-fast respond: backend {args.backend!r} cannot load: {exc}", file=sys.stderr)
+            return 1
+        try:
+            responder.sync(owned)
+            if args.announce:
+                for address, name in owned:
+                    responder.announce(address, name)
+            print("ready", flush=True)
+            while not stop.wait(0.5):  # a timed wait: signal handlers run promptly in the main thread
+                pass
+            stats = responder.stats()
+        finally:
+            responder.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print_stats(stats, owned, sys.stdout, as_json=args.json)
+    return 0
+
+
+def stats_document(stats: ResponderStats, owned: Owned) -> dict[str, Any]:
+    rows = []
+    for (address, interface), mac in owned.items():
+        counters = stats.per_address.get((address, interface))
+        rows.append(
+            {
+                "address": str(address),
+                "interface": interface,
+                "mac": format_mac(mac),
+                "requests": counters.requests if counters else 0,
+                "replies": counters.replies if counters else 0,
+            }
+        )
+    return {
+        "backend": stats.backend,
+        "addresses": rows,
+        "requests": stats.requests,
+        "replies": stats.replies,
+        "declined": {verdict.value: count for verdict, count in stats.declined.items()},
+    }
+
+
+def print_stats(stats: ResponderStats, owned: Owned, out: TextIO, as_json: bool) -> None:
+    document = stats_document(stats, owned)
+    if as_json:
+        out.write(orjson.dumps(document).decode() + "\n")
+        out.flush()
+        return
+    rows = [("ADDRESS", "INTERFACE", "MAC", "REQUESTS", "REPLIES")]
+    rows += [
+        (r["address"], r["interface"], r["mac"], str(r["requests"]), str(r["replies"])) for r in document["addresses"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out.write(f"backend: {document['backend']}\n")
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
+    declined = ", ".join(f"{reason}={count}" for reason, count in document["declined"].items() if count)
+    out.write(f"declined: {declined or 'none'}\n")
+    out.flush()
