@@ -12,6 +12,7 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+ETH_P_8021Q = 0x8100
+AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+ANCILLARY_SPACE = socket.CMSG_SPACE(AUXDATA.size)
 RCVBUF = 4 << 20  # absorb bursts: Python drains slower than a flood arrives
 POLL_MS = 200
 BATCH = 64  # frames drained per readiness event before re-polling (fairness between interfaces)
@@ -199,6 +207,7 @@ class PythonResponder:
                 raise ResponderError(f"python backend: cannot open an AF_PACKET socket: {exc}") from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # to see VLAN tags the kernel moved out of the frame
             sock.bind((name, ETH_P_ALL))
             sock.setblocking(False)
         except OSError as exc:
@@ -241,7 +250,7 @@ class PythonResponder:
     def _drain(self, name: str, sock: socket.socket, table: Table) -> None:
         for _ in range(BATCH):
             try:
-                frame, address = sock.recvfrom(65535)
+                frame, ancillary, _, address = sock.recvmsg(65535, ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -249,6 +258,7 @@ class PythonResponder:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue  # our own replies and announcements, seen by the ETH_P_ALL tap
+            frame = _with_vlan_tag(frame, ancillary)
             result = packets.answer(frame, table.here, table.elsewhere, self._alive())
             if result.reply is not None:
                 try:
@@ -284,3 +294,16 @@ class PythonResponder:
         for fd in (self._wake_r, self._wake_w, self._netns):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _with_vlan_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> bytes:
+    """The frame as it was on the wire: the kernel strips an 802.1Q tag into metadata before packet sockets
+    see it, while XDP sees it in place. Put it back so every backend decides on the same bytes (a tagged
+    frame is NOT_ARP_OR_NDP)."""
+    for level, kind, data in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= AUXDATA.size:
+            status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID and len(frame) >= 12:
+                tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else ETH_P_8021Q
+                return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame

@@ -1,0 +1,210 @@
+"""One suite for the three responders (xdp, ring, python), seen from a client with the real tools.
+
+Each test builds a fresh lab: a node with eth0 (LAN 0) and eth1 (LAN 1), a client on LAN 0.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.backends import open_responder
+from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
+from metallb_fast.lab import Lab, in_netns
+from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, start_respond
+
+MAC_A = bytes.fromhex("02aabbccdd01")
+MAC_B = bytes.fromhex("02aabbccdd02")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.root
+def test_cli_answers_owned_addresses_only_on_their_interface(backend: str, lab2: Lab) -> None:
+    node, client = lab2.nodes[0], lab2.clients[0]
+    v4, v6 = lab2.vip_v4(0), lab2.vip_v6(0)
+    only_eth1_v4, only_eth1_v6 = lab2.vip_v4(1), lab2.vip_v6(1)
+    eth0 = start_respond(lab2, node.netns, backend, "eth0", [f"{v4}={packets.format_mac(MAC_A)}", str(v6)])
+    eth1 = start_respond(lab2, node.netns, backend, "eth1", [str(only_eth1_v4), str(only_eth1_v6)])
+
+    assert arping(lab2, client.netns, v4) == [MAC_A, MAC_A]
+    assert ndisc(lab2, client.netns, v6) == node.mac("eth0"), "MAC defaults to the interface's own"
+    assert arping(lab2, client.netns, lab2.vip_v4(7), count=1, wait_s=2) == []
+    assert ndisc(lab2, client.netns, lab2.vip_v6(7), tries=1) is None
+    assert arping(lab2, client.netns, only_eth1_v4, count=1, wait_s=2) == []
+    assert ndisc(lab2, client.netns, only_eth1_v6, tries=1) is None
+
+    counters = eth0.stop()
+    eth1.stop()
+    assert counters["backend"] == backend
+    rows = {row["address"]: row for row in counters["addresses"]}
+    assert rows[str(v4)]["replies"] >= 2 and rows[str(v4)]["requests"] >= rows[str(v4)]["replies"]
+    assert rows[str(v6)]["replies"] >= 1
+    assert counters["declined"]["not_owned"] >= 2  # the unowned and eth1-only addresses, asked on eth0
+
+
+@pytest.fixture
+def node_responder(backend: str, lab2: Lab) -> Iterator[Responder]:
+    with in_netns(lab2.nodes[0].netns):
+        try:
+            responder = open_responder(backend)
+        except ResponderError as exc:
+            require_backend_loads(backend, str(exc))
+            raise
+    try:
+        yield responder
+    finally:
+        responder.close()
+
+
+@pytest.mark.root
+def test_in_process_sync_drops_and_wrong_interface(backend: str, lab2: Lab, node_responder: Responder) -> None:
+    client = lab2.clients[0].netns
+    v4, v6, v4_eth1 = lab2.vip_v4(0), lab2.vip_v6(0), lab2.vip_v4(1)
+    node_responder.sync({(v4, "eth0"): MAC_A, (v6, "eth0"): MAC_B, (v4_eth1, "eth1"): MAC_A})
+
+    assert arping(lab2, client, v4) == [MAC_A, MAC_A]
+    assert ndisc(lab2, client, v6) == MAC_B
+    assert arping(lab2, client, v4_eth1, count=1, wait_s=2) == []
+    stats = node_responder.stats()
+    assert stats.backend == backend
+    assert stats.per_address[(v4, "eth0")].replies >= 2
+    assert stats.per_address[(v6, "eth0")].replies >= 1
+    assert stats.declined[Verdict.WRONG_INTERFACE] >= 1
+
+    node_responder.sync({(v4_eth1, "eth1"): MAC_A})
+    assert arping(lab2, client, v4, count=2, wait_s=2) == []
+    assert ndisc(lab2, client, v6, tries=2) is None
+
+    node_responder.sync({(v4, "eth0"): MAC_B})
+    assert arping(lab2, client, v4, count=1) == [MAC_B], "a re-added address answers with its new MAC"
+
+
+@pytest.mark.root
+def test_liveness_deadline(backend: str, lab2: Lab, node_responder: Responder) -> None:
+    client = lab2.clients[0].netns
+    v4 = lab2.vip_v4(0)
+    node_responder.sync({(v4, "eth0"): MAC_A})
+    node_responder.set_liveness_deadline(time.monotonic_ns() - 1)
+    assert arping(lab2, client, v4, count=1, wait_s=2) == []
+    assert node_responder.stats().declined[Verdict.LIVENESS_EXPIRED] >= 1
+    node_responder.set_liveness_deadline(time.monotonic_ns() + 600 * 10**9)
+    assert arping(lab2, client, v4, count=1) == [MAC_A]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same corpus of frames, sent on the wire: every backend answers exactly what packets.py answers.
+
+CLIENT_IP4 = IPv4Address("192.0.2.100")
+CLIENT_IP6 = IPv6Address("2001:db8::100")
+
+
+def _source_mac(i: int) -> bytes:
+    # each corpus frame from its own (unicast, locally administered) MAC: the reply's destination names it
+    return bytes((0x02, 0xCC, 0, 0, i >> 8, i & 0xFF))
+
+
+def _corpus(owned_mac: bytes, v4: IPv4Address, v6: IPv6Address, v4_eth1: IPv4Address) -> list[bytes]:
+    """Valid requests and every way of not being one, each with a distinct source MAC filled in later."""
+    src = b"\x00" * 6
+    arp = packets.arp_request(src, CLIENT_IP4, v4)
+    ns = packets.neighbor_solicitation(src, CLIENT_IP6, v6)
+
+    def edit(frame: bytes, offset: int, data: bytes) -> bytes:
+        return frame[:offset] + data + frame[offset + len(data) :]
+
+    frames = [
+        arp,
+        edit(arp, 0, owned_mac),  # unicast to the owned MAC
+        edit(arp, 0, bytes.fromhex("02deadbeef01")),  # unicast to someone else
+        edit(arp, 28, bytes(4)),  # RFC 5227 probe
+        packets.arp_request(src, v4, v4),  # gratuitous
+        edit(arp, 20, b"\x00\x02"),  # reply
+        arp[:41],
+        arp[:42],
+        edit(arp, 14, b"\x00\x06"),  # htype
+        edit(arp, 16, b"\x86\xdd"),  # ptype
+        edit(arp, 18, b"\x08"),  # hlen
+        edit(arp, 19, b"\x10"),  # plen
+        packets.arp_request(src, CLIENT_IP4, IPv4Address("192.0.2.250")),  # not owned
+        packets.arp_request(src, CLIENT_IP4, v4_eth1),  # owned on eth1 only
+        arp[:12] + b"\x81\x00\x00\x05" + arp[12:],  # VLAN-tagged
+        ns,
+        edit(ns, 0, owned_mac),
+        edit(ns, 0, bytes.fromhex("02deadbeef01")),
+        edit(ns, 21, b"\xfe"),  # hop limit 254
+        edit(ns, 22, bytes(16)),  # DAD probe from ::
+        edit(ns, 18, b"\x00\x18")[:78],  # no options at all
+        edit(ns, 78, b"\x02"),  # target (not source) link-layer option
+        edit(ns, 79, b"\x00"),  # option length 0
+        edit(ns, 54, b"\x88"),  # NA
+        edit(ns, 54, b"\x85"),  # router solicitation
+        edit(ns, 55, b"\x01"),  # code 1
+        edit(ns, 62, IPv6Address("ff02::1").packed),  # multicast target
+        packets.neighbor_solicitation(src, CLIENT_IP6, IPv6Address("2001:db8::250")),  # not owned
+        ns + bytes(10),  # padded past the payload
+        ns[:60],
+        ns[:12] + b"\x81\x00\x00\x05" + ns[12:],
+    ]
+    rng = random.Random(20261129)
+    for base in (arp, ns):
+        for _ in range(20):
+            mutated = bytearray(base)
+            mutated[rng.randrange(14, len(base))] = rng.randrange(256)
+            frames.append(bytes(mutated))
+    return [frame[:6] + _source_mac(i) + frame[12:] for i, frame in enumerate(frames)]
+
+
+def _exchange(client_netns: str, frames: list[bytes]) -> dict[int, bytes]:
+    """Send every frame from the client's eth0; collect replies addressed to a corpus source MAC."""
+    sources = {_source_mac(i): i for i in range(len(frames))}
+    replies: dict[int, bytes] = {}
+    with in_netns(client_netns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    with sock:
+        sock.bind(("eth0", 0x0003))
+        for frame in frames:
+            sock.send(frame)
+        sock.settimeout(0.2)
+        deadline = time.monotonic() + 3.0  # quiet period bound, not an assertion: late replies would count
+        while time.monotonic() < deadline:
+            try:
+                data, address = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            index = sources.get(data[0:6])
+            if address[2] != 4 and index is not None:  # 4: PACKET_OUTGOING (our own sends)
+                assert index not in replies, f"corpus frame {index} answered twice"
+                replies[index] = data
+    return replies
+
+
+@pytest.mark.root
+def test_backends_answer_exactly_what_packets_py_answers(backend: str, lab2: Lab, node_responder: Responder) -> None:
+    node = lab2.nodes[0]
+    owned_mac = node.mac("eth0")
+    v4, v6, v4_eth1 = lab2.vip_v4(0), lab2.vip_v6(0), lab2.vip_v4(1)
+    node_responder.sync({(v4, "eth0"): owned_mac, (v6, "eth0"): owned_mac, (v4_eth1, "eth1"): owned_mac})
+    frames = _corpus(owned_mac, v4, v6, v4_eth1)
+    here: dict[IPAddress, bytes] = {v4: owned_mac, v6: owned_mac}
+    expected = {}
+    for i, frame in enumerate(frames):
+        result = packets.answer(frame, here, frozenset({v4_eth1}))
+        if result.reply is not None:
+            expected[i] = result.reply
+    assert len(expected) >= 8, "the corpus must contain answerable requests"
+
+    replies = _exchange(lab2.clients[0].netns, frames)
+
+    assert sorted(replies) == sorted(expected)
+    for i, reply in replies.items():
+        assert reply == expected[i], f"frame {i}: reply differs from packets.py"
