@@ -1,13 +1,18 @@
-"""Control-plane benchmark, allocator part: assignment speed and memory against pool size.
+"""Control-plane benchmark: the allocator alone, then the real programs against a real kube-apiserver.
 
-  .venv/bin/python bench/control_plane.py [--services N] [--churn N] [--out PATH]
+  sudo .venv/bin/python bench/control_plane.py [--quick] [--skip-k8s] [--services N] [--churn N] [--out PATH]
+
+Allocator part:
 
 - 10,000 IPv4 Services from a /16 pool, 10,000 IPv6 Services from a /64 pool, 10,000 dual-stack Services from a
   pool holding both, each through the controller's full per-Service decision (decide());
 - 1,000 deletes and re-creates among them;
 - peak memory (tracemalloc) of a pool of /24, /8 and IPv6 /64 holding the same 200 Services, in one run, with the
   ratio to the /24 (the pool is never materialised, so the ratio stays near 1).
-Prints a table and writes JSON (default bench/results/control_plane.json). Timing never gates a test.
+Kubernetes part (k8s_control_plane.py, root): creation -> status latency over 1,000 Services, creation -> first
+ARP reply through the speaker's fast path, initial sync of 5,000 Services by a restarted controller, and the
+programs' resident memory. `--quick` shrinks both parts to a smoke run.
+Prints tables and writes JSON (default bench/results/control_plane.json). Timing never gates a test.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import gc
 import ipaddress
 import json
+import os
 import platform
 import time
 import tracemalloc
@@ -113,13 +119,50 @@ def peak_memory(cfg: Config, family: str, count: int) -> int:
     return peak
 
 
+def _row(label: str, stats: dict[str, float], extra: str = "") -> str:
+    if not stats:
+        return f"{label:<38}{'-':>6}"
+    return (f"{label:<38}{stats['n']:>6}{stats['median_ms']:>10.1f}{stats['p99_ms']:>10.1f}{stats['max_ms']:>10.1f}"
+            f"  {extra}")
+
+
+def print_kubernetes(k: dict[str, Any]) -> None:
+    status, arp, sync, mem = k["status_latency"], k["arp_answer"], k["initial_sync"], k["memory_kib"]
+    print(f"\n{'latency (ms)':<38}{'n':>6}{'median':>10}{'p99':>10}{'max':>10}")
+    print(_row("create -> status (burst)", status["latency"],
+               f"{status['throughput_per_s']:.0f} Services/s, POSTs {status['create_rate_per_s']:.0f}/s"))
+    print(_row("create -> first ARP reply", arp["answer"], f"backend {arp['backend']} ({arp['xdp_attached']})"))
+    print(_row("  create -> status (one at a time)", arp["status"]))
+    print(_row("  status -> first ARP reply", arp["status_to_answer"]))
+    print(_row("  create -> any ARP (incl. gratuitous)", arp["first_arp_any"]))
+    print(f"answered {arp['answered']}/{arp['samples']}, wrong MAC {arp['wrong_mac']}; "
+          f"fill to {sync['services']} Services at {k['fill']['throughput_per_s']:.0f}/s")
+    print(f"\ninitial sync of {sync['services']} Services: all processed "
+          f"{sync['seconds_to_all_processed']:.2f} s after start (metrics up {sync['seconds_to_metrics_up']:.2f} s, "
+          f"first {sync['seconds_to_first_processed']:.2f} s); "
+          f"addresses changed {sync['changed_addresses']}, Services written {sync['written_services']}, "
+          f"new events {sync['new_events']}")
+    print(f"\n{'memory (MiB)':<34}{'VmRSS':>8}{'VmHWM':>8}{'RssAnon':>9}{'RssFile':>9}   "
+          f"({mem['services']} Services, speaker announcing {mem['speaker_announcing']})")
+    for key in ("controller_after_assigning", "controller_restarted_after_sync", "controller_restarted_end",
+                "speaker_end"):
+        row = mem[key]
+        print(f"{key:<34}{row['VmRSS'] / 1024:>8.1f}{row['VmHWM'] / 1024:>8.1f}{row['RssAnon'] / 1024:>9.1f}"
+              f"{row['RssFile'] / 1024:>9.1f}")
+    print(f"\nphases (s): {k['phases_s']}; total {k['total_s']:.0f} s; cleanup {k['cleanup']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=10_000)
-    parser.add_argument("--churn", type=int, default=1_000)
+    parser.add_argument("--services", type=int, default=None, help="allocator part (default 10,000; quick 2,000)")
+    parser.add_argument("--churn", type=int, default=None, help="allocator part (default 1,000; quick 200)")
     parser.add_argument("--memory-services", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
+    parser.add_argument("--skip-k8s", action="store_true", help="only the allocator part (no root needed)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.services = args.services or (2_000 if args.quick else 10_000)
+    args.churn = args.churn or (200 if args.quick else 1_000)
 
     assignment = [
         run_assignment(args.services, "ipv4", config_of("v4-16", "198.18.0.0/16")),
@@ -154,14 +197,25 @@ def main() -> None:
     for row in memory:
         print(f"{row['pool']:<12}{row['services']:>10}{row['peak_bytes'] / 1024:>12.1f}{row['ratio_to_24']:>8.2f}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+    document: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "loadavg_before": os.getloadavg()},
+        "quick": args.quick,
         "assignment": assignment,
         "churn": churn,
         "memory": memory,
         "target": {"services": 10_000, "seconds": 1.0},
     }
+    if not args.skip_k8s:
+        import k8s_control_plane  # beside this file; imported late: it needs root, the lab and the kube binaries
+
+        plan = k8s_control_plane.QUICK if args.quick else k8s_control_plane.Plan()
+        print("\nKubernetes part (real kube-apiserver, controller and speaker processes)")
+        kubernetes = k8s_control_plane.run(plan)
+        document["kubernetes"] = kubernetes
+        print_kubernetes(kubernetes)
+    document["machine"]["loadavg_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
