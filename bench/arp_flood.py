@@ -158,7 +158,7 @@ def role_serve(args: argparse.Namespace) -> int:
 class Result:
     scenario: str
     sent: int
-    failed: int
+    pushbacks: int  # sendmmsg calls the veth refused (receiver ring full): how often the node pushed back
     elapsed_s: float
     replies: int  # counted on the client's veth
     delivered: int  # requests that reached the node's veth
@@ -260,7 +260,7 @@ def run_scenario(lab: Any, scenario: str, args: argparse.Namespace) -> Result:
         responder = stop()
     flood = json.loads(sent.stdout.strip().splitlines()[-1])
     return Result(
-        scenario=scenario, sent=flood["sent"], failed=flood["failed"], elapsed_s=flood["elapsed_s"],
+        scenario=scenario, sent=flood["sent"], pushbacks=flood["pushbacks"], elapsed_s=flood["elapsed_s"],
         replies=flood["client"]["rx_packets"], delivered=node_after["rx_packets"] - node_before["rx_packets"],
         responder=responder,
     )

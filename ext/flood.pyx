@@ -109,8 +109,8 @@ cdef inline int64_t _now_ns() noexcept nogil:
 def flood(int ifindex, list frames, double duration_s, int batch=64, double rate_pps=0.0) -> dict:
     """Send `frames` round-robin on ifindex for duration_s seconds (at most rate_pps frames/s when > 0).
 
-    Returns {"sent": frames the kernel accepted, "failed": frames refused (the device pushed back: full queue;
-    they are skipped, not retried), "elapsed_s": ...}.
+    Returns {"sent": frames the kernel accepted, "pushbacks": sendmmsg calls refused because the device queue
+    was full (the frames are retried), "elapsed_s": ...}.
     """
     cdef size_t n = len(frames)
     cdef size_t i, start, count
@@ -121,7 +121,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     cdef sockaddr_ll sll
     cdef int fd, one = 1, sndbuf = 4 << 20, rc, err = 0
     cdef int64_t t0, deadline, now, allowed
-    cdef unsigned long long sent = 0, failed = 0
+    cdef unsigned long long sent = 0, pushbacks = 0
     cdef timespec pause
     if n == 0 or batch <= 0 or duration_s <= 0:
         raise ValueError(f"flood: need frames ({n}), batch > 0 ({batch}) and duration_s > 0 ({duration_s})")
@@ -176,7 +176,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
         while now < deadline:
             count = batch
             if rate_pps > 0:
-                allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>(sent + failed)
+                allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>sent
                 if allowed <= 0:
                     nanosleep(&pause, NULL)
                     now = _now_ns()
@@ -188,14 +188,13 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
                 sent += rc
                 start = (start + rc) % n
             elif rc < 0 and errno != EINTR:
-                failed += count  # ENOBUFS: the device queue is full; these frames are lost, as on a wire
-                start = (start + count) % n
+                pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back); retry
             now = _now_ns()
         c_close(fd)
     free(buffer)
     free(iov)
     free(msgs)
-    return {"sent": sent, "failed": failed, "elapsed_s": (now - t0) / 1e9}
+    return {"sent": sent, "pushbacks": pushbacks, "elapsed_s": (now - t0) / 1e9}
 
 
 def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0, unsigned chunk=4096) -> dict:
@@ -203,7 +202,7 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
     times per call into ifindex's transmit path (its veth peer receives them), cycling over frames.
 
     Needs the receiving peer to take XDP frames (a veth with NAPI: GRO on or an XDP program attached).
-    Returns {"sent": frames the program transmitted, "failed": 0, "elapsed_s": ...}; frames the peer could not
+    Returns {"sent": frames the program transmitted, "pushbacks": 0, "elapsed_s": ...}; frames the peer could not
     queue are dropped there (its counters tell), as on a wire.
     """
     cdef size_t n = len(frames), i = 0
@@ -261,7 +260,7 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
     free(sizes)
     if err:
         raise OSError(err, f"flood_live: BPF_PROG_RUN (live frames) on ifindex {ifindex}: {strerror(err).decode()}")
-    return {"sent": sent, "failed": 0, "elapsed_s": (now - t0) / 1e9}
+    return {"sent": sent, "pushbacks": 0, "elapsed_s": (now - t0) / 1e9}
 
 
 def load_xdp_drop(str name="mlbf_flood_sink") -> int:

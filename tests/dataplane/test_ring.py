@@ -417,3 +417,14 @@ def test_frame_layout_helpers_are_what_they_claim() -> None:
     frame = ns(hop=64, type=135, code=0)
     assert frame[21] == 64 and struct.unpack_from("!BB", frame, 54) == (135, 0)
     assert arp(op=2)[20:22] == b"\x00\x02" and len(arp(pad=42)) == 42
+
+
+def test_interface_left_out_of_owned_is_no_longer_read(pair: Pair) -> None:
+    # Not given at construction: once nothing is owned on IFACE the loop there closes (nothing is counted).
+    with running(pair, {(VIP4, IFACE): OWNED_MAC}) as (responder, peer):
+        responder.sync({})
+        peer.send([arp(), arp(STRANGER4)])
+        assert peer.collect(0, quiet_s=0.5) == []
+        stats = responder.stats()
+    assert stats.declined[Verdict.NOT_OWNED] == 0
+    assert stats.per_address[(VIP4, IFACE)] == AddressCounters()
