@@ -110,16 +110,27 @@ def run(args: argparse.Namespace) -> int:
             while not stop.wait(0.5):  # a timed wait: signal handlers run promptly in the main thread
                 pass
             stats = responder.stats()
+            attachments = _attachments(responder)
         finally:
             responder.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print_stats(stats, owned, sys.stdout, as_json=args.json)
+    print_stats(stats, owned, sys.stdout, as_json=args.json, attachments=attachments)
     return 0
 
 
-def stats_document(stats: ResponderStats, owned: Owned) -> dict[str, Any]:
+def _attachments(responder: object) -> list[dict[str, Any]]:
+    """Where the xdp backend attached its program (mode, program id); other backends attach nothing."""
+    found = getattr(responder, "attachments", None) or {}
+    return [
+        {"interface": a.interface, "mode": a.mode, "prog_id": a.prog_id}
+        for a in found.values()
+        if hasattr(a, "prog_id")
+    ]
+
+
+def stats_document(stats: ResponderStats, owned: Owned, attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     rows = []
     for (address, interface), mac in owned.items():
         counters = stats.per_address.get((address, interface))
@@ -138,11 +149,18 @@ def stats_document(stats: ResponderStats, owned: Owned) -> dict[str, Any]:
         "requests": stats.requests,
         "replies": stats.replies,
         "declined": {verdict.value: count for verdict, count in stats.declined.items()},
+        "attachments": list(attachments),
     }
 
 
-def print_stats(stats: ResponderStats, owned: Owned, out: TextIO, as_json: bool) -> None:
-    document = stats_document(stats, owned)
+def print_stats(
+    stats: ResponderStats,
+    owned: Owned,
+    out: TextIO,
+    as_json: bool,
+    attachments: Sequence[dict[str, Any]] = (),
+) -> None:
+    document = stats_document(stats, owned, attachments)
     if as_json:
         out.write(orjson.dumps(document).decode() + "\n")
         out.flush()
@@ -157,4 +175,6 @@ def print_stats(stats: ResponderStats, owned: Owned, out: TextIO, as_json: bool)
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
     declined = ", ".join(f"{reason}={count}" for reason, count in document["declined"].items() if count)
     out.write(f"declined: {declined or 'none'}\n")
+    for a in document["attachments"]:
+        out.write(f"xdp: program {a['prog_id']} was attached to {a['interface']} ({a['mode']} mode)\n")
     out.flush()

@@ -17,7 +17,7 @@ from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
 from metallb_fast.lab import Lab, in_netns
-from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, start_respond
+from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, respond
 
 MAC_A = bytes.fromhex("02aabbccdd01")
 MAC_B = bytes.fromhex("02aabbccdd02")
@@ -33,8 +33,8 @@ def test_cli_answers_owned_addresses_only_on_their_interface(backend: str, lab2:
     node, client = lab2.nodes[0], lab2.clients[0]
     v4, v6 = lab2.vip_v4(0), lab2.vip_v6(0)
     only_eth1_v4, only_eth1_v6 = lab2.vip_v4(1), lab2.vip_v6(1)
-    eth0 = start_respond(lab2, node.netns, backend, "eth0", [f"{v4}={packets.format_mac(MAC_A)}", str(v6)])
-    eth1 = start_respond(lab2, node.netns, backend, "eth1", [str(only_eth1_v4), str(only_eth1_v6)])
+    eth0 = respond(lab2, node.netns, backend, "eth0", [f"{v4}={packets.format_mac(MAC_A)}", str(v6)])
+    eth1 = respond(lab2, node.netns, backend, "eth1", [str(only_eth1_v4), str(only_eth1_v6)])
 
     assert arping(lab2, client.netns, v4) == [MAC_A, MAC_A]
     assert ndisc(lab2, client.netns, v6) == node.mac("eth0"), "MAC defaults to the interface's own"
