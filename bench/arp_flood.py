@@ -317,6 +317,10 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def _out_of_time(signum: int, frame: object) -> None:
+    raise TimeoutError("arp_flood: the run exceeded its time budget (a worker or the lab hung)")
+
+
 def drive(args: argparse.Namespace) -> int:
     from metallb_fast.lab import Lab
 
@@ -326,6 +330,9 @@ def drive(args: argparse.Namespace) -> int:
     if os.cpu_count() is not None and os.cpu_count() < 2:  # type: ignore[operator]
         print("arp_flood: warning: one CPU, sender and responder share it", file=sys.stderr)
     results: list[Result] = []
+    # A hard bound on the whole run: the alarm raises in the main thread, so the lab is still torn down.
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.alarm(int(len(args.scenarios) * (args.duration + 60) + 120))
     load_before = os.getloadavg()  # other work on the machine skews every figure: recorded with them
     with Lab(nodes=1, clients=1, direct=True) as lab:
         node, client = lab.nodes[0], lab.clients[0]
@@ -341,10 +348,13 @@ def drive(args: argparse.Namespace) -> int:
         for scenario in args.scenarios:
             try:
                 result = run_scenario(lab, scenario, args)
+            except TimeoutError:
+                raise
             except Exception as exc:  # one broken backend must not hide the others' figures
                 result = Result(scenario, 0, 0, 0.0, 0, 0, None, error=f"{type(exc).__name__}: {exc}")
             results.append(result)
             print(f"  {scenario}: done", file=sys.stderr, flush=True)
+    signal.alarm(0)
     print(format_table(results))
     print(f"targets: {TARGETS}")
     print(f"sender: {args.sender}, napi: {args.napi}, load average before/after: "
