@@ -150,6 +150,8 @@ def print_kubernetes(k: dict[str, Any]) -> None:
         print(f"{key:<34}{row['VmRSS'] / 1024:>8.1f}{row['VmHWM'] / 1024:>8.1f}{row['RssAnon'] / 1024:>9.1f}"
               f"{row['RssFile'] / 1024:>9.1f}")
     print(f"\nphases (s): {k['phases_s']}; total {k['total_s']:.0f} s; cleanup {k['cleanup']}")
+    for name in ("status_latency", "fill", "arp_answer"):
+        print(f"CPU s in {name}: {k['phase_cpu_s'].get(name)}")
 
 
 def main() -> None:

@@ -92,6 +92,15 @@ def memory_of(pid: int) -> dict[str, int]:
     return fields
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a live process, in seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -367,8 +376,10 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
         logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlbf-bench-cp-")))
         programs: list[Program] = []
 
+        watched: dict[str, int | None] = {}  # processes whose CPU time each phase records
+
         def phase(name: str) -> contextlib.AbstractContextManager[None]:
-            return _phase(result, name, log)
+            return _phase(result, name, log, watched)
 
         with phase("setup"):
             kube = KubeEnv().start()
@@ -378,6 +389,8 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             kube.apply_crds(CRDS)
             kube.start_controller_manager()
             kube_pids = [p for p in (kube.apiserver.pid, kube.etcd.pid, kube.controller_manager.pid) if p]
+            watched.update({"kube-apiserver": kube.apiserver.pid, "etcd": kube.etcd.pid,
+                            "kube-controller-manager": kube.controller_manager.pid})
             client = KubeClient.from_kubeconfig(str(kube.kubeconfig_path("admin")))
             stack.callback(client.close)
             for ns in ("metallb-system", NAMESPACE):
@@ -392,6 +405,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
                 client.create(path, body)
             controller = Program("controller-1", controller_argv(kube), logdir)
             programs.append(controller)
+            watched["controller"] = controller.pid
 
         # 1. creation -> status
         with phase("status_latency"):
@@ -422,6 +436,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             port = free_port()
             restarted = Program("controller-2", controller_argv(kube, port), logdir)
             programs.append(restarted)
+            watched["controller"] = restarted.pid
             result["initial_sync"] = initial_sync(restarted, port, len(before), plan.wait_timeout_s)
             after = list_services(client)
             result["initial_sync"].update(compare(before, after))
@@ -434,6 +449,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
         with phase("arp_answer"):
             kube.create_ready_pod(NAMESPACE, "arp-backend", node.name, {"app": ARP_APP}, ["198.51.100.10"])
             speaker, backend = start_speaker(kube, lab, node.name, logdir, programs)
+            watched["speaker"] = speaker.pid
             probe = ArpProbe(lab)
             stack.callback(probe.close)
             result["arp_answer"] = arp_answers(client, kube, lab, probe, plan, speaker)
@@ -467,11 +483,17 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _phase(result: dict[str, Any], name: str, log: Callable[[str], None]) -> Iterator[None]:
+def _phase(result: dict[str, Any], name: str, log: Callable[[str], None], watched: dict[str, int | None]
+           ) -> Iterator[None]:
+    """Wall time of the phase, and the CPU seconds each watched process spent in it (who was busy: the programs
+    or the API server)."""
     log(f"[{name}]")
     start = time.monotonic()
+    cpu = {who: cpu_seconds(pid) for who, pid in watched.items()}
     yield
     result["phases_s"][name] = round(time.monotonic() - start, 2)
+    result.setdefault("phase_cpu_s", {})[name] = {
+        who: round(cpu_seconds(pid) - cpu.get(who, 0.0), 2) for who, pid in watched.items()}
 
 
 def _alive(pid: int) -> bool:
