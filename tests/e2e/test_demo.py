@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pyroute2 import IPRoute, netns
 
+from metallb_fast.lab import Lab
 from tests.conftest import require, require_root
 
 MAC = r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"
@@ -68,3 +69,41 @@ def test_demo_json_with_python_backend() -> None:
     assert all(row["mac_seen"] == row["expected_mac"] for row in document["rows"])
     assert document["attachments"] == [] and document["programs_left"] == []
     assert_nothing_left(document["lab"], [])
+
+
+LAB_SCRIPT = """
+import sys, time
+from metallb_fast.lab import Lab
+with Lab(nodes=1, clients=1) as lab:
+    print(lab.prefix, flush=True)
+    time.sleep(120)
+"""
+
+
+def _start_lab_process() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-c", LAB_SCRIPT], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    prefix = proc.stdout.readline().strip()
+    assert prefix.startswith("mlbf-"), prefix
+    assert [n for n in netns.listnetns() if n.startswith(prefix)], "the lab exists while its owner runs"
+    return proc, prefix
+
+
+@pytest.mark.root
+def test_lab_tears_down_on_sigterm() -> None:
+    require_root()
+    proc, prefix = _start_lab_process()
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert_nothing_left(prefix, [])
+
+
+@pytest.mark.root
+def test_lab_killed_outright_is_removed_by_the_next_lab() -> None:
+    require_root()
+    proc, prefix = _start_lab_process()
+    proc.kill()
+    proc.wait(timeout=30)
+    assert [n for n in netns.listnetns() if n.startswith(prefix)], "SIGKILL leaves the namespaces behind"
+    with Lab(nodes=0, clients=1):
+        assert_nothing_left(prefix, [])
