@@ -31,6 +31,9 @@ from metallb_fast.dataplane.base import (
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 2.0  # the loop notices stop() within its 100 ms receive timeout
+# Socket receive buffer per interface: a flood arrives in bursts while the loop waits for the CPU it shares with
+# the kernel's receive path; what does not fit is dropped before we see it.
+DEFAULT_RECEIVE_BUFFER = 4 << 20
 
 
 def load_extension() -> ModuleType:
@@ -81,8 +84,9 @@ class RingResponder:
 
     backend = "ring"
 
-    def __init__(self, interfaces: Iterable[str] = ()) -> None:
+    def __init__(self, interfaces: Iterable[str] = (), *, receive_buffer: int = DEFAULT_RECEIVE_BUFFER) -> None:
         self._ring = load_extension()
+        self._receive_buffer = receive_buffer
         self._lock = threading.Lock()  # serialises sync/close/stats against each other
         self._fixed = tuple(dict.fromkeys(interfaces))
         self._interfaces: dict[str, _Interface] = {}
@@ -172,7 +176,7 @@ class RingResponder:
                 f"ring backend: interface {name!r} does not exist in this network namespace"
             ) from None
         try:
-            loop = self._ring.RingLoop(ifindex)
+            loop = self._ring.RingLoop(ifindex, self._receive_buffer)
         except OSError as exc:
             raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
         loop.set_deadline(self._deadline_ns)
