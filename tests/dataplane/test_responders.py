@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import random
 import socket
+import sys
 import time
+import types
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from metallb_fast.dataplane import packets
+from metallb_fast.dataplane import backends, packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
 from metallb_fast.lab import Lab, in_netns
@@ -221,3 +223,52 @@ def test_backends_answer_exactly_what_packets_py_answers(backend: str, lab2: Lab
     assert not extra and not missing, f"answered though packets.py declines: {extra}; unanswered: {missing}"
     for i, reply in replies.items():
         assert reply == expected[i], f"frame {i}: reply differs from packets.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The selector (no root needed: backends are replaced by stand-ins)
+
+
+class _Refuses:
+    def __init__(self, interfaces: object = (), **options: object) -> None:
+        raise ResponderError("no BPF here")
+
+
+class _Loads:
+    backend = "stand-in"
+
+    def __init__(self, interfaces: object = (), **options: object) -> None:
+        self.interfaces = tuple(interfaces)  # type: ignore[call-overload]
+        self.options = options
+
+
+def test_auto_falls_back_in_order_and_logs_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = types.ModuleType("fake_backends")
+    fake.Refuses, fake.Loads = _Refuses, _Loads  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_backends", fake)
+    monkeypatch.setattr(
+        backends,
+        "BACKENDS",
+        {
+            "xdp": ("fake_backends", "Refuses"),
+            "ring": ("no_such_module_xyz", "X"),
+            "python": ("fake_backends", "Loads"),
+        },
+    )
+    with caplog.at_level("WARNING", logger="metallb_fast.dataplane.backends"):
+        responder = backends.open_responder("auto", ["eth0"])
+    assert isinstance(responder, _Loads) and responder.interfaces == ("eth0",)
+    assert "xdp" in caplog.text and "no BPF here" in caplog.text
+    assert "ring" in caplog.text and "no_such_module_xyz" in caplog.text
+    with pytest.raises(ResponderError, match="no BPF here"):
+        backends.open_responder("xdp")
+    monkeypatch.setitem(backends.BACKENDS, "python", ("fake_backends", "Refuses"))
+    with pytest.raises(ResponderError, match="no responder backend could load here: xdp: no BPF here; ring: "):
+        backends.open_responder("auto")
+
+
+def test_unknown_backend_names_the_choices() -> None:
+    with pytest.raises(ResponderError, match="unknown responder backend 'dpdk': choose one of auto, xdp, ring, python"):
+        open_responder("dpdk")
