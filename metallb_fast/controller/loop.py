@@ -85,6 +85,7 @@ class Controller:
             self.queue.put(CONFIG)
             self._loop()
         finally:
+            self.recorder.flush()
             self.services.stop()
             self.namespaces.stop()
             self.config.stop()

@@ -5,9 +5,11 @@ ConfigurationState. Each writer retries on conflict and reports, never raises in
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,33 +77,60 @@ class ObjectRef:
 
 class EventRecorder:
     """core/v1 Events with client-go's aggregation: a repeat of the same (object, type, reason, message) bumps
-    `count` and `lastTimestamp` on the existing Event instead of creating another one."""
+    `count` and `lastTimestamp` on the existing Event instead of creating another one.
+
+    Like client-go's recorder, `record` only enqueues: a background thread writes, so a burst of decisions is not
+    paced by one Event round trip each. `flush()` waits for what is queued (used at shutdown and by tests).
+    """
+
+    MAX_REMEMBERED = 4096  # client-go's aggregation cache size
 
     def __init__(self, client: KubeClient, component: str, host: str | None = None) -> None:
         self.client = client
         self.component = component
         self.host = host
-        self._seen: dict[tuple[str, str, str, str, str], tuple[str, str, int]] = {}
-        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, str, str, str, str], tuple[str, int]] = OrderedDict()
+        self._queue: queue.Queue[tuple[ObjectRef, str, str, str]] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name=f"events-{component}", daemon=True)
+        self._worker.start()
 
     def record(self, obj: ObjectRef, event_type: str, reason: str, message: str) -> None:
+        self._queue.put((obj, event_type, reason, message))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every recorded Event was written (or given up on); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            obj, event_type, reason, message = self._queue.get()
+            try:
+                self._write(obj, event_type, reason, message)
+            except Exception as error:  # a lost connection must not end the writer thread
+                log.warning("event %s on %s/%s: %s", reason, obj.namespace, obj.name, error)
+            finally:
+                self._queue.task_done()
+
+    def _write(self, obj: ObjectRef, event_type: str, reason: str, message: str) -> None:
         key = (obj.namespace, obj.name, event_type, reason, message)
-        with self._lock:
-            seen = self._seen.get(key)
-        try:
-            if seen is not None:
-                namespace, event_name, count = seen
+        seen = self._seen.get(key)
+        if seen is not None:
+            event_name, count = seen
+            try:
                 self.client.merge_patch(
-                    f"/api/v1/namespaces/{namespace}/events/{event_name}",
+                    f"/api/v1/namespaces/{obj.namespace}/events/{event_name}",
                     {"count": count + 1, "lastTimestamp": _now()},
                 )
-                with self._lock:
-                    self._seen[key] = (namespace, event_name, count + 1)
+                self._remember(key, event_name, count + 1)
                 return
-        except ApiError as error:
-            if error.status != 404:
-                log.warning("event %s on %s/%s: %s", reason, obj.namespace, obj.name, error)
-                return
+            except ApiError as error:
+                if error.status != 404:  # 404: the Event expired (TTL); create a new one
+                    raise
         event_name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
         source: Json = {"component": self.component}
         if self.host:
@@ -122,13 +151,14 @@ class EventRecorder:
             "reportingComponent": self.component,
             "reportingInstance": self.host or "",
         }
-        try:
-            self.client.create(f"/api/v1/namespaces/{obj.namespace}/events", body)
-        except ApiError as error:
-            log.warning("event %s on %s/%s: %s", reason, obj.namespace, obj.name, error)
-            return
-        with self._lock:
-            self._seen[key] = (obj.namespace, event_name, 1)
+        self.client.create(f"/api/v1/namespaces/{obj.namespace}/events", body)
+        self._remember(key, event_name, 1)
+
+    def _remember(self, key: tuple[str, str, str, str, str], event_name: str, count: int) -> None:
+        self._seen[key] = (event_name, count)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.MAX_REMEMBERED:
+            self._seen.popitem(last=False)
 
 
 def write_configuration_state(

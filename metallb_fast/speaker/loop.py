@@ -87,6 +87,7 @@ class Speaker:
         self._links: tuple[layer2.LinkInfo, ...] = ()
         self._links_read_at = -1e9
         self.reconciles = 0
+        self._service_cache: dict[str, tuple[str, Service]] = {}
 
     def _wake(self, _: EventType, __: Json) -> None:
         self.queue.put(WAKE)
@@ -124,6 +125,7 @@ class Speaker:
             self.l2_status.apply({})
         except (ApiError, OSError) as error:
             log.warning("cannot remove ServiceL2Status objects: %s", error, extra={"op": "shutdown"})
+        self.recorder.flush()
 
     def _loop(self) -> None:
         self._reconcile(config_changed=True)
@@ -168,11 +170,7 @@ class Speaker:
             announced: list[layer2.ServiceAnnouncement] = []
             warnings: tuple[status.ServiceEvent, ...] = ()
         else:
-            services = [
-                s
-                for s in (Service.from_dict(obj) for obj in self.services.snapshot())
-                if class_matches(s, self.options.lb_class)
-            ]
+            services = [s for s in self._parsed_services() if class_matches(s, self.options.lb_class)]
             plan = layer2.plan_node(
                 self.options.node_name,
                 services,
@@ -196,6 +194,18 @@ class Speaker:
         self._send_gratuitous()
         self._report(announced, warnings)
         self._update_metrics()
+
+    def _parsed_services(self) -> list[Service]:
+        """Services as views, re-parsed only when their resourceVersion changed: with thousands of Services a
+        reconcile would otherwise spend most of its time decoding objects it has already seen."""
+        cache: dict[str, tuple[str, Service]] = {}
+        for obj in self.services.snapshot():
+            meta = obj.get("metadata") or {}
+            key, version = f"{meta.get('namespace')}/{meta.get('name')}", meta.get("resourceVersion") or ""
+            cached = self._service_cache.get(key)
+            cache[key] = cached if cached is not None and cached[0] == version else (version, Service.from_dict(obj))
+        self._service_cache = cache
+        return [service for _, service in cache.values()]
 
     def _send_gratuitous(self) -> None:
         result = announce.schedule(self._gratuitous, self.owned, time.monotonic(), self.options.gratuitous)
