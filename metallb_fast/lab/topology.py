@@ -1,8 +1,9 @@
 """Network-namespace topologies: node and client namespaces joined by per-LAN bridges (or one veth pair).
 
-    client0 eth0 ─┐                      ┌─ eth0 node0 (LAN 0: 192.0.2.0/24, 2001:db8::/64)
-                  ├─ br0 ─ [<prefix>lan] ─┤
-                  │  br1 ──────────────── └─ eth1 node0 (LAN 1: 198.51.100.0/24, 2001:db8:1::/64)
+    namespace <prefix>client0      namespace <prefix>lan        namespace <prefix>node0
+      eth0 (.100, ::100) ─── c0l0 ─ br0 ─ n0l0 ─────────── eth0 (192.0.2.10, 2001:db8::10)     LAN 0
+                                    br1 ─ n0l1 ─────────── eth1 (198.51.100.10, 2001:db8:1::10) LAN 1
+    direct=True: client0 eth0 ── veth ── node0 eth0 (no bridge namespace)
 
 Bridges live in their own namespace, so nothing is added to the host namespace. Addresses come from the
 documentation ranges only; IPv6 DAD is off on every lab link so tests are not delayed by tentative addresses.
