@@ -39,42 +39,45 @@ def unregister(prefix: str) -> None:
         (REGISTRY / f"{prefix}.json").unlink()
 
 
-def _live_prefixes() -> set[str]:
+def _prefixes_by_owner_state() -> tuple[set[str], set[str]]:
+    """(live, dead) lab prefixes from the registry."""
     live: set[str] = set()
+    dead: set[str] = set()
     if not REGISTRY.is_dir():
-        return live
+        return live, dead
     for path in REGISTRY.glob("*.json"):
+        prefix = path.name.removesuffix(".json")
         try:
             record = json.loads(path.read_text())
             alive = _start_time(int(record["pid"])) == record["start"]
         except (OSError, ValueError, KeyError, TypeError):
             alive = False
-        if alive:
-            live.add(path.name.removesuffix(".json"))
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    return live
+        (live if alive else dead).add(prefix)
+    return live, dead
 
 
 def cleanup_stale(prefix_root: str = "mlbf-") -> list[str]:
-    """Remove namespaces and host links named `prefix_root*` whose lab owner is no longer running.
+    """Remove namespaces and host links of labs (prefix `prefix_root*`) whose owning process is gone.
 
-    Returns the names removed. Processes still running inside a removed namespace are not touched (they were not
-    started by this process); the namespace itself disappears when they exit.
+    Only prefixes a Lab registered are touched: namespaces other tools name "mlbf-..." without a record are
+    not ours to judge. Returns the names removed. Processes still running inside a removed namespace are not
+    touched (this process did not start them); the namespace itself disappears when they exit.
     """
-    live = _live_prefixes()
+    live, dead = _prefixes_by_owner_state()
+    dead = {p for p in dead if p.startswith(prefix_root)}
 
     def stale(name: str) -> bool:
-        return name.startswith(prefix_root) and not any(name.startswith(p) for p in live)
+        return any(name.startswith(p) for p in dead) and not any(name.startswith(p) for p in live)
 
     removed: list[str] = []
+    failed = False
     for name in netns.listnetns():
         if stale(name):
             try:
                 netns.remove(name)
                 removed.append(name)
             except OSError as exc:
+                failed = True
                 log.warning("could not remove stale lab namespace %s: %s", name, exc)
     with IPRoute() as ipr:
         for link in ipr.get_links():
@@ -84,7 +87,11 @@ def cleanup_stale(prefix_root: str = "mlbf-") -> list[str]:
                     ipr.link("del", index=link["index"])
                     removed.append(name)
                 except Exception as exc:  # a link may vanish with its namespace meanwhile
+                    failed = True
                     log.warning("could not remove stale lab link %s: %s", name, exc)
+    if not failed:  # keep the records of what could not be removed, so a later lab tries again
+        for prefix in dead:
+            unregister(prefix)
     if removed:
         log.info("removed stale lab objects: %s", ", ".join(removed))
     return removed
