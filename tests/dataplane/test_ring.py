@@ -257,6 +257,15 @@ class Peer:
             if address[2] != PACKET_OUTGOING:
                 got.append(frame)
 
+    def drain(self, quiet_s: float = 0.3, limit_s: float = 10.0) -> None:
+        """Discard arrivals until none came for quiet_s (bounded by limit_s)."""
+        limit = time.monotonic() + limit_s
+        quiet_until = time.monotonic() + quiet_s
+        while time.monotonic() < min(quiet_until, limit):
+            with contextlib.suppress(TimeoutError):
+                self.sock.recv(65535)
+                quiet_until = time.monotonic() + quiet_s
+
     def close(self) -> None:
         self.sock.close()
 
@@ -342,12 +351,7 @@ def test_table_replaced_while_running(pair: Pair) -> None:
             stop.set()
             sender.join()
         responder.sync(second)
-        time.sleep(0.2)  # let frames already queued drain before the final check
-        peer.sock.settimeout(0.01)
-        with contextlib.suppress(TimeoutError):
-            while True:
-                peer.sock.recv(65535)
-        peer.sock.settimeout(0.05)
+        peer.drain()  # requests still queued from the flood are answered (for VIP4_B) before the final check
 
         peer.send([arp(VIP4), arp(VIP4_B)])
         assert peer.collect(1) == [packets.answer(arp(VIP4_B), {VIP4_B: OTHER_MAC}).reply]
