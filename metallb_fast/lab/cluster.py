@@ -1,0 +1,206 @@
+"""A whole metallb-fast cluster on one machine: a real API server, the controller, one speaker per lab node.
+
+Nodes are network namespaces on a LAN with a client; the API server (host loopback) is reachable inside each
+node through LoopbackProxy; the controller runs in the host namespace and each speaker inside its node, as
+`metallb-fast controller|speaker` processes, exactly as a DaemonSet would run them. Used by `metallb-fast demo`
+and the end-to-end tests, so both drive the same wiring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import yaml
+
+from metallb_fast.lab.loopback_proxy import LoopbackProxy
+from metallb_fast.lab.tools import arping, ndisc
+from metallb_fast.lab.topology import Lab
+from metallb_fast.testing.kubeenv import KubeEnv
+
+METALLB_FAST = [sys.executable, "-m", "metallb_fast.cli"]
+METALLB_NAMESPACE = "metallb-system"
+CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+STOP_TIMEOUT_S = 15.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class ClusterLab:
+    kube: KubeEnv
+    log_dir: Path
+    nodes: int = 3
+    backend: str = "auto"
+    lab: Lab = field(init=False)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    returncodes: dict[str, int] = field(default_factory=dict, init=False)
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict, init=False)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> ClusterLab:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop_programs()
+        finally:
+            self._stack.close()
+
+    def _start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.kube.kubectl("create", "namespace", METALLB_NAMESPACE, check=False)
+        self.lab = self._stack.enter_context(Lab(nodes=self.nodes, clients=1))
+        for host in self.lab.nodes:
+            self.kube.create_node(host.name, internal_ip=str(host.ipv4("eth0")))
+        self._stack.callback(self._delete_nodes)
+        # The same port inside every node namespace as on the host: the admin kubeconfig works unchanged there.
+        nodes = [h.netns for h in self.lab.nodes]
+        self._stack.enter_context(LoopbackProxy(nodes, port=self.kube.port, target_port=self.kube.port))
+        kubeconfig = str(self.kube.kubeconfig_path("admin"))
+        common = ["--kubeconfig", kubeconfig, "--metrics-port", "0", "--log-level", "debug"]
+        self._spawn("controller", None, [*METALLB_FAST, "controller", *common])
+        for host in self.lab.nodes:
+            argv = [*METALLB_FAST, "speaker", *common, "--node-name", host.name, "--backend", self.backend]
+            self._spawn(f"speaker-{host.name}", host.netns, argv)
+
+    def _spawn(self, name: str, netns: str | None, argv: list[str]) -> None:
+        handle = self._logs[name] = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop
+        if netns is None:
+            self.processes[name] = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
+        else:
+            self.processes[name] = self.lab.popen(netns, argv, stdout=handle, stderr=subprocess.STDOUT)
+
+    def stop_programs(self) -> dict[str, int]:
+        """SIGTERM every program and wait; returns each exit status (a program that needed SIGKILL gets -9)."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for name, proc in self.processes.items():
+            try:
+                self.returncodes[name] = proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.returncodes[name] = -9
+        self.processes.clear()
+        for handle in self._logs.values():
+            handle.close()
+        self._logs.clear()
+        return dict(self.returncodes)
+
+    def _delete_nodes(self) -> None:
+        self.kube.kubectl("delete", "nodes", *[h.name for h in self.lab.nodes], "--wait=false", check=False)
+
+    def xdp_attached(self) -> list[str]:
+        """Lab nodes that still have an XDP program on some link."""
+        found = []
+        for host in self.lab.nodes:
+            links = self.lab.run(host.netns, ["ip", "-d", "link", "show"], check=True).stdout
+            if "xdp" in links:
+                found.append(host.name)
+        return found
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def dead_programs(self) -> dict[str, str]:
+        return {
+            name: f"exit {proc.returncode}:\n{self.tail(name)}"
+            for name, proc in self.processes.items()
+            if proc.poll() is not None
+        }
+
+    # ------------------------------------------------------------------ API helpers
+    def get(self, *args: str) -> Any:
+        return orjson.loads(self.kube.kubectl("get", "-o", "json", *args).stdout)
+
+    def apply(self, manifest: str | Path) -> None:
+        if isinstance(manifest, Path):
+            self.kube.kubectl("apply", "-f", str(manifest))
+        else:
+            self.kube.kubectl("apply", "-f", "-", input=manifest)
+
+    def ingress(self, namespace: str, name: str) -> list[str]:
+        svc = self.get("service", "-n", namespace, name)
+        return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+
+    def add_ready_pods(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """One ready Pod per node matching `labels`, so every node has a serving endpoint of the Service."""
+        for i, host in enumerate(self.lab.nodes):
+            self.kube.create_ready_pod(namespace, f"{name}-{i}", host.name, labels, [f"198.51.100.{10 + i}"])
+
+    def plan(self) -> dict[str, Any]:
+        """`metallb-fast plan -o json` over the live objects: what the programs should have decided."""
+        documents = []
+        for kind in ("nodes", "services", "endpointslices", "namespaces"):
+            documents += self.get(kind, "-A")["items"]
+        for kind, singular in (("ipaddresspools", "IPAddressPool"), ("l2advertisements", "L2Advertisement")):
+            for item in self.get(kind, "-n", METALLB_NAMESPACE)["items"]:
+                item["apiVersion"], item["kind"] = "metallb.io/v1beta1", singular
+                documents.append(item)
+        manifest = self.log_dir / "plan-input.yaml"
+        manifest.write_text(yaml.safe_dump_all(documents))
+        result = subprocess.run(
+            [*METALLB_FAST, "plan", "-f", str(manifest), "-o", "json"], capture_output=True, text=True, check=True
+        )
+        return orjson.loads(result.stdout)
+
+    def planned_nodes(self, namespace: str, name: str) -> dict[str, str | None]:
+        """address -> the node `plan` says announces it."""
+        entry = next(
+            (s for s in self.plan()["services"] if s["namespace"] == namespace and s["name"] == name), None
+        )
+        return {a["ip"]: a["node"] for a in (entry or {}).get("announcements") or []}
+
+    # ------------------------------------------------------------------ the client's view
+    def resolve(self, address: str) -> str | None:
+        """The MAC the client's real arping (IPv4) or ndisc6 (IPv6) learns for `address`, or None."""
+        client = self.lab.clients[0].netns
+        ip = ip_address(address)
+        if isinstance(ip, IPv4Address):
+            macs = arping(self.lab, client, ip)
+            return macs[0].hex(":") if macs else None
+        assert isinstance(ip, IPv6Address)
+        mac = ndisc(self.lab, client, ip)
+        return mac.hex(":") if mac else None
+
+    def node_mac(self, node_name: str) -> str:
+        host = next(h for h in self.lab.nodes if h.name == node_name)
+        return host.mac("eth0").hex(":")
+
+
+@contextlib.contextmanager
+def started_kube() -> Iterator[KubeEnv]:
+    """A fresh API server with our CRDs and kube-controller-manager (for EndpointSlices), stopped at exit."""
+    env = KubeEnv().start()
+    try:
+        env.apply_crds(CRD_DIR)
+        env.start_controller_manager()
+        yield env
+    finally:
+        env.stop()
