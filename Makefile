@@ -13,8 +13,9 @@ install:
 kube:
 	bash scripts/install-kube.sh
 
-demo: install
+demo: install kube
 	$(VENV)/bin/metallb-fast demo
+	$(VENV)/bin/metallb-fast demo --cluster
 
 test: install kube
 	$(PY) -m ruff check metallb_fast tests bench

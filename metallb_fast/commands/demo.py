@@ -22,6 +22,7 @@ from metallb_fast.dataplane.base import IPAddress
 from metallb_fast.dataplane.packets import format_mac
 from metallb_fast.lab import Lab
 from metallb_fast.lab.tools import RespondFailed, arping, ndisc, start_respond
+from metallb_fast.texttable import render_table
 
 HELP = "build a network-namespace lab, announce example addresses, prove them with arping/ndisc6"
 EXAMPLES_PER_FAMILY = 2
@@ -45,6 +46,11 @@ class Row:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=CHOICES, default="auto", help="responder backend (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the whole program: a real API server, the controller and a speaker per node; applies examples/",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"metallb-fast demo: missing tools {', '.join(missing)} (run `make install`)", file=sys.stderr)
         return 2
+    if args.cluster:
+        return run_cluster(args.backend)
     log = sys.stderr if args.json else sys.stdout
     with Lab(nodes=1, clients=1) as lab:
         print(f"lab: {lab.prefix} (namespaces {', '.join(lab.namespaces)})", file=log, flush=True)
@@ -75,6 +83,24 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"metallb-fast demo: {r.address} was not answered with {format_mac(r.expected_mac)}", file=sys.stderr)
     return 1 if failed or not rows or leftovers else 0
+
+
+def run_cluster(backend: str) -> int:
+    from metallb_fast.lab.cluster_demo import print_cluster_table, run_cluster_demo
+    from metallb_fast.testing.kubeenv import KubeBinaries
+
+    missing = KubeBinaries.find().missing()
+    if missing:
+        print(f"metallb-fast demo --cluster: missing {', '.join(missing)} (run `make kube`)", file=sys.stderr)
+        return 2
+    rows = run_cluster_demo(backend, sys.stdout)
+    print()
+    print_cluster_table(rows, sys.stdout)
+    failed = [r for r in rows if not r.ok]
+    for r in failed:
+        message = f"{r.service} {r.address}: expected {r.expected_mac}, saw {r.seen_mac}"
+        print(f"metallb-fast demo: {message}", file=sys.stderr)
+    return 1 if failed or not rows else 0
 
 
 def program_loaded(prog_id: int) -> bool:
@@ -153,7 +179,5 @@ def print_table(rows: Sequence[Row], out: TextIO) -> None:
     for r in rows:
         seen = format_mac(r.seen_mac) if r.seen_mac else "-"
         table.append((str(r.address), seen, r.backend, str(r.requests), str(r.replies), "ok" if r.ok else "FAILED"))
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n")
+    out.write(render_table(table))
     out.flush()

@@ -150,9 +150,11 @@ class ClusterLab:
         return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
 
     def add_ready_pods(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        """One ready Pod per node matching `labels`, so every node has a serving endpoint of the Service."""
+        """One ready dual-stack Pod per node matching `labels`: every node has a serving endpoint of the Service,
+        whatever its IP families. (Pod IPs are only API data here; no packet is sent to them.)"""
         for i, host in enumerate(self.lab.nodes):
-            self.kube.create_ready_pod(namespace, f"{name}-{i}", host.name, labels, [f"198.51.100.{10 + i}"])
+            pod_ips = [f"203.0.113.{100 + i}", f"2001:db8:100::{100 + i}"]
+            self.kube.create_ready_pod(namespace, f"{name}-{i}", host.name, labels, pod_ips)
 
     def plan(self) -> dict[str, Any]:
         """`metallb-fast plan -o json` over the live objects: what the programs should have decided."""
