@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
-    parser.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("METALLB_NAMESPACE") or "metallb-system",
+        help="namespace of the metallb.io objects (default: $METALLB_NAMESPACE, else metallb-system)",
+    )
     parser.add_argument(
         "--node-name", default=os.environ.get("METALLB_NODE_NAME"), help="this node (default: $METALLB_NODE_NAME)"
     )
