@@ -22,10 +22,51 @@ NOT_OWNER = "notOwner"
 SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
 NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
 IP_NOT_ALLOWED = "ipNotAllowed"  # the address is in no pool: MetalLB withdraws with this reason
+# MetalLB's withdraw reasons for a whole Service, decided before any election (SetBalancer before ShouldAnnounce).
+NOT_LOAD_BALANCER = "notLoadBalancer"
+NO_IP_ALLOCATED = "noIPAllocated"
+INVALID_IP = "invalidIP"
 
 EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 NETWORK_UNAVAILABLE = "NetworkUnavailable"
 ALLOW_SHARED_IP = "allow-shared-ip"
+
+
+@dataclass(frozen=True)
+class ServiceAddresses:
+    """A Service's ingress addresses as the speaker reads them, and why it withdraws the whole Service, if it does."""
+
+    addresses: tuple[IPAddress, ...]  # () when any ingress text is not an IP address
+    withdraw: str | None  # NOT_LOAD_BALANCER, NO_IP_ALLOCATED or INVALID_IP; None: the election decides
+    invalid: str | None  # the first ingress text that is not an IP address
+
+
+def service_addresses(service: Service) -> ServiceAddresses:
+    """The Service-wide checks every speaker makes before electing, in MetalLB's order."""
+    found: list[IPAddress] = []
+    invalid: str | None = None
+    for text in service.ingress_ips:
+        try:
+            found.append(ipaddress.ip_address(text))
+        except ValueError:
+            invalid = text
+            break
+    addresses = () if invalid is not None else tuple(found)
+    if service.type != "LoadBalancer":
+        withdraw: str | None = NOT_LOAD_BALANCER
+    elif invalid is not None:
+        withdraw = INVALID_IP
+    elif not addresses:
+        withdraw = NO_IP_ALLOCATED
+    else:
+        withdraw = None
+    return ServiceAddresses(addresses=addresses, withdraw=withdraw, invalid=invalid)
+
+
+def pool_name_for(config: Config, addresses: Iterable[IPAddress]) -> str | None:
+    """The name of `pool_for`, what `elect` takes."""
+    pool = pool_for(config, addresses)
+    return pool.name if pool else None
 
 
 def pool_for(config: Config, addresses: Iterable[IPAddress]) -> Pool | None:
@@ -167,31 +208,3 @@ def elect(
     scores = preference_scores(advertisements, nodes)
     order = tuple(sorted(candidates, key=lambda n: (-scores.get(n, 0), node_hash(n, key))))
     return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected)
-
-
-@dataclass(frozen=True)
-class Decision:
-    node: str
-    announce: bool
-    reason: str | None  # None when announcing
-    winner: str | None  # the node every speaker agrees announces (None = nobody)
-    order: tuple[str, ...]
-
-
-def decide(
-    node_name: str,
-    service: Service,
-    ip: IPAddress,
-    config: Config,
-    pool_name: str | None,
-    nodes: Mapping[str, Node],
-    endpoint_slices: Iterable[EndpointSlice],
-    live_nodes: Set[str] | None = None,
-    ignore_exclude_lb: bool = False,
-) -> Decision:
-    """Does `node_name` announce `ip` of `service`? The speaker's one question, with MetalLB's reason if not."""
-    election = elect(service, ip, config, pool_name, nodes, endpoint_slices, live_nodes, ignore_exclude_lb)
-    reason = election.reason_for(node_name)
-    return Decision(
-        node=node_name, announce=reason is None, reason=reason, winner=election.winner, order=election.order
-    )

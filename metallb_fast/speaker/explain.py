@@ -7,7 +7,6 @@ Service-wide checks come first, in the order of MetalLB's speaker (SetBalancer b
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,6 @@ from metallb_fast.speaker.layer2 import interface_choice
 
 ENDPOINT_SLICE_API_VERSIONS = ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")
 
-# MetalLB's withdraw reasons for a whole Service, decided before any election.
-NOT_LOAD_BALANCER = "notLoadBalancer"
-NO_IP_ALLOCATED = "noIPAllocated"
-INVALID_IP = "invalidIP"
 
 
 class ClusterObjectsError(ValueError):
@@ -90,17 +85,6 @@ class Explanation:
         return {"announcements": [a.as_dict() for a in self.announcements], "reasons": dict(self.reasons)}
 
 
-def _parse(texts: Iterable[str]) -> tuple[tuple[IPAddress, ...], str | None]:
-    """The addresses, and the first text that is not one (the speaker withdraws the whole Service then)."""
-    found = []
-    for text in texts:
-        try:
-            found.append(ipaddress.ip_address(text))
-        except ValueError:
-            return (), text
-    return tuple(found), None
-
-
 def _everyone(nodes: Mapping[str, Node], reason: str) -> tuple[tuple[str, str], ...]:
     return tuple((name, reason) for name in sorted(nodes))
 
@@ -143,27 +127,25 @@ def explain(
     """
     if not nodes:
         return Explanation()
-    if service.type != "LoadBalancer":
-        addresses, _ = _parse(service.ingress_ips)
+    checked = election.service_addresses(service)
+    addresses = checked.addresses
+    if checked.withdraw == election.NOT_LOAD_BALANCER:
         return Explanation(
             announcements=tuple(Announcement(str(ip), None) for ip in addresses),
-            reasons=_everyone(nodes, NOT_LOAD_BALANCER),
+            reasons=_everyone(nodes, checked.withdraw),
             nobody=f"spec.type is {service.type}, not LoadBalancer",
         )
-    if not service.ingress_ips:
-        return Explanation(reasons=_everyone(nodes, NO_IP_ALLOCATED), nobody="no address assigned")
-    addresses, invalid = _parse(service.ingress_ips)
-    if invalid is not None:
+    if checked.withdraw == election.NO_IP_ALLOCATED:
+        return Explanation(reasons=_everyone(nodes, checked.withdraw), nobody="no address assigned")
+    if checked.withdraw == election.INVALID_IP:
         return Explanation(
-            reasons=_everyone(nodes, INVALID_IP),
-            nobody=f"status.loadBalancer.ingress holds {invalid!r}, not an IP address",
+            reasons=_everyone(nodes, checked.withdraw),
+            nobody=f"status.loadBalancer.ingress holds {checked.invalid!r}, not an IP address",
         )
     slices = [s for s in endpoint_slices if s.service_key == service.key]
     live = (set(nodes) if live_nodes is None else set(live_nodes)) - set(dead)
-    pool = election.pool_for(config, addresses)
-    result = election.elect(
-        service, addresses[0], config, pool.name if pool else None, nodes, slices, live, ignore_exclude_lb
-    )
+    pool_name = election.pool_name_for(config, addresses)
+    result = election.elect(service, addresses[0], config, pool_name, nodes, slices, live, ignore_exclude_lb)
     winner = result.winner
     interfaces = tuple(interface_choice(winner, result.advertisements, nodes).listed) if winner else ()
     reasons = tuple((name, reason) for name in sorted(nodes) if (reason := result.reason_for(name)) is not None)
@@ -174,18 +156,3 @@ def explain(
         nobody=None if winner else _nobody_text(service, result, addresses, slices),
     )
 
-
-def explain_service(
-    service: Service,
-    config: Config,
-    nodes: Mapping[str, Node],
-    endpoint_slices: Iterable[EndpointSlice],
-    dead: Set[str] = frozenset(),
-    live_nodes: Set[str] | None = None,
-    ignore_exclude_lb: bool = False,
-) -> dict[str, Any]:
-    """{"announcements": [{"ip", "node", "interfaces"}], "reasons": {node: reason}}: `explain` as plan's JSON.
-
-    interfaces [] means every eligible interface. Nodes that are not the announcer get their reason.
-    """
-    return explain(service, config, nodes, endpoint_slices, dead, live_nodes, ignore_exclude_lb).as_dict()

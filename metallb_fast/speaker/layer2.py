@@ -8,7 +8,6 @@ is announced on).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
@@ -148,13 +147,6 @@ class NodePlan:
     reasons: dict[str, str]  # service key -> why this node does not announce it
 
 
-def _ingress_addresses(service: Service) -> tuple[IPAddress, ...] | None:
-    try:
-        return tuple(ipaddress.ip_address(s) for s in service.ingress_ips)
-    except ValueError:
-        return None
-
-
 def plan_node(
     node_name: str,
     services: Iterable[Service],
@@ -178,19 +170,16 @@ def plan_node(
     warnings: list[ServiceEvent] = []
     reasons: dict[str, str] = {}
     for service in services:
-        if service.type != "LoadBalancer":
-            reasons[service.key] = "notLoadBalancer"
+        checked = election.service_addresses(service)
+        if checked.withdraw is not None:
+            reasons[service.key] = checked.withdraw
             continue
-        addresses = _ingress_addresses(service)
-        if not addresses:
-            reasons[service.key] = "invalidIP" if addresses is None else "noIPAllocated"
-            continue
-        pool = election.pool_for(config, addresses)
+        addresses = checked.addresses
         result = election.elect(
             service,
             addresses[0],
             config,
-            pool.name if pool else None,
+            election.pool_name_for(config, addresses),
             nodes,
             slices_by_service.get(service.key, ()),
             live_nodes,

@@ -25,7 +25,6 @@ from metallb_fast.speaker.election import (
     NO_MATCHING_ADVERTISEMENT,
     NOT_OWNER,
     SHARED_IP_WITH_SERVICE_SELECTOR,
-    decide,
     elect,
 )
 
@@ -99,10 +98,9 @@ def hash_order(names: Iterable[str], key: str) -> list[str]:
 
 def run(service: Service, config: Config, nodes: Mapping[str, Node], slices=None, **kw) -> election.Election:
     ip = ipaddress.ip_address(service.ingress_ips[0])
-    pool = election.pool_for(config, [ip])
     if slices is None:
         slices = [make_slice(service, *nodes)]
-    return elect(service, ip, config, pool.name if pool else None, nodes, slices, **kw)
+    return elect(service, ip, config, election.pool_name_for(config, [ip]), nodes, slices, **kw)
 
 
 NODE_NAMES = ("kind-control-plane", "kind-worker", "kind-worker2", "node-a", "node-b", "worker-7")
@@ -121,10 +119,7 @@ def test_order_is_sha256_of_node_and_first_ingress_ip(address: str) -> None:
     assert list(result.order) == expected
     assert result.winner == expected[0]
     for name in NODE_NAMES:
-        d = decide(name, service, ipaddress.ip_address(address), ALL, "default", nodes, [make_slice(service, *nodes)])
-        assert d.announce == (name == expected[0])
-        assert d.reason == (None if name == expected[0] else NOT_OWNER)
-        assert d.winner == expected[0]
+        assert result.reason_for(name) == (None if name == expected[0] else NOT_OWNER)
 
 
 def test_several_addresses_spread_over_nodes_as_the_hash_says() -> None:
@@ -409,7 +404,6 @@ def test_exactly_the_first_eligible_node_in_hash_order_announces(
         n for i, n in enumerate(names) if i in east and i not in excluded and (not local or n in with_endpoint)
     ]
     expected = hash_order(eligible, address)[0] if eligible and with_endpoint else None
-    announcers = [
-        n for n in names if decide(n, service, ipaddress.ip_address(address), config, "default", nodes, slices).announce
-    ]
+    result = elect(service, ipaddress.ip_address(address), config, "default", nodes, slices)
+    announcers = [n for n in names if result.reason_for(n) is None]
     assert announcers == ([expected] if expected else [])

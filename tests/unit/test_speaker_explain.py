@@ -10,7 +10,7 @@ import yaml
 
 from metallb_fast.config.model import L2Advertisement
 from metallb_fast.resources import Service
-from metallb_fast.speaker.explain import cluster_objects, explain_service
+from metallb_fast.speaker.explain import cluster_objects, explain
 from tests.unit.test_speaker_election import (
     hash_order,
     make_config,
@@ -45,7 +45,7 @@ EXAMPLE_CONFIG = make_config(
 def explain_example(dead: frozenset[str] = frozenset()) -> dict[str, dict]:
     docs, services = load_example()
     nodes, slices = cluster_objects(docs)
-    return {s.name: explain_service(s, EXAMPLE_CONFIG, nodes, slices, dead=dead) for s in services}
+    return {s.name: explain(s, EXAMPLE_CONFIG, nodes, slices, dead=dead).as_dict() for s in services}
 
 
 def test_example_names_the_announcing_node_of_each_address() -> None:
@@ -90,7 +90,7 @@ def test_interfaces_and_no_matching_advertisement_reasons() -> None:
         L2Advertisement(name="2", interfaces=("bond0",), node_selectors=(selector(lan="yes"),)),
     )
     service = make_service(ips=["192.0.2.10", "2001:db8::10"])
-    out = explain_service(service, config, nodes, [make_slice(service, "a", "b", "c")])
+    out = explain(service, config, nodes, [make_slice(service, "a", "b", "c")]).as_dict()
     winner = hash_order(["a", "b"], "192.0.2.10")[0]
     assert out["announcements"] == [
         {"ip": "192.0.2.10", "node": winner, "interfaces": ["bond0", "eth1"]},
@@ -100,7 +100,7 @@ def test_interfaces_and_no_matching_advertisement_reasons() -> None:
 
 
 def test_service_without_addresses_has_nothing_to_explain() -> None:
-    out = explain_service(make_service(ips=[]), make_config(L2Advertisement(name="x")), {}, [])
+    out = explain(make_service(ips=[]), make_config(L2Advertisement(name="x")), {}, []).as_dict()
     assert out == {"announcements": [], "reasons": {}}
 
 

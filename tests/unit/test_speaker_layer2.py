@@ -8,6 +8,7 @@ import pytest
 
 from metallb_fast.config.model import L2Advertisement
 from metallb_fast.resources import Service
+from metallb_fast.speaker.explain import explain
 from metallb_fast.speaker.layer2 import (
     DEFAULT_EXCLUDED_INTERFACES,
     InterfaceExclusion,
@@ -203,13 +204,17 @@ def test_services_that_are_not_announceable_get_metallb_reasons() -> None:
     cluster_ip = Service(namespace="default", name="internal", type="ClusterIP")
     pending = make_service("pending", ips=[])
     broken = make_service("broken", ips=["not-an-ip"])
-    plan = plan_node("a", [cluster_ip, pending, broken], make_config(L2Advertisement(name="all")), nodes, [], LINKS)
+    config = make_config(L2Advertisement(name="all"))
+    plan = plan_node("a", [cluster_ip, pending, broken], config, nodes, [], LINKS)
     assert plan.reasons == {
         "default/internal": "notLoadBalancer",
         "default/pending": "noIPAllocated",
         "default/broken": "invalidIP",
     }
     assert plan.owned == {}
+    # `plan` must tell the same story as the speaker.
+    for service in (cluster_ip, pending, broken):
+        assert explain(service, config, nodes, []).reasons == (("a", plan.reasons[service.key]),)
 
 
 def test_endpoint_slices_of_other_services_do_not_count() -> None:
