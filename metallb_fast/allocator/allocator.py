@@ -21,7 +21,6 @@ from metallb_fast.allocator import service_keys
 from metallb_fast.allocator.ipfamily import (
     Family,
     FamilyError,
-    IPAddress,
     for_ips,
     go_list,
     go_quote,
@@ -30,7 +29,7 @@ from metallb_fast.allocator.ipfamily import (
 )
 from metallb_fast.allocator.service_keys import Port, SharingKey, port_text
 from metallb_fast.allocator.usedset import UsedAddresses, is_buggy
-from metallb_fast.config.model import Config, Pool
+from metallb_fast.config.model import Config, IPAddress, Pool
 from metallb_fast.resources import Service
 
 MAX_INT64 = 2**63 - 1

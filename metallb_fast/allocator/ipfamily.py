@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from enum import Enum
 from functools import lru_cache
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from metallb_fast.config.model import IPAddress
 
 
 class Family(str, Enum):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metallb_fast.allocator.ipfamily import Family, IPAddress, for_addresses, for_ips, go_quote, parse_ip
+from metallb_fast.allocator.ipfamily import Family, for_addresses, for_ips, go_quote, parse_ip
+from metallb_fast.config.model import IPAddress
 from metallb_fast.resources import DEPRECATED_ANNOTATION_PREFIX, Service
 
 ANNOTATION_ADDRESS_POOL = "metallb.io/address-pool"

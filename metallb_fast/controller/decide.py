@@ -24,11 +24,11 @@ from metallb_fast.allocator.allocator import AllocationError, Allocator
 from metallb_fast.allocator.ipfamily import (
     Family,
     FamilyError,
-    IPAddress,
     for_ips,
     go_list,
     go_quote,
     go_quote_ips,
+    go_quote_list,
     ip_text,
     parse_ip,
 )
@@ -36,7 +36,7 @@ from metallb_fast.allocator.service_keys import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
     DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
 )
-from metallb_fast.config.model import Config
+from metallb_fast.config.model import Config, IPAddress
 from metallb_fast.controller import events as ev
 from metallb_fast.controller.events import Event
 from metallb_fast.resources import Service
@@ -191,7 +191,7 @@ def _converge(work: _Working) -> bool:
                 ev.warning(
                     ev.NO_CLUSTER_IPS_FAMILY,
                     "Failed to retrieve ClusterIPs IPFamily for "
-                    f"{_quote_texts(service.cluster_ips)} {service.cluster_ips[0]}: {err}",
+                    f"{go_quote_list(service.cluster_ips)} {service.cluster_ips[0]}: {err}",
                 )
             )
             return False
@@ -253,6 +253,3 @@ def _converge(work: _Working) -> bool:
     work.settle(lb_ips, pool)
     return True
 
-
-def _quote_texts(texts: tuple[str, ...]) -> str:
-    return "[" + " ".join(go_quote(t) for t in texts) + "]"
