@@ -95,27 +95,12 @@ class KubeClient:
             method, url, body=encoded, headers=headers, preload_content=False, timeout=request_timeout
         )
         if response.status >= 300:
-            data = response.read()
-            response.release_conn()
-            raise ApiError(method, path, response.status, _decode_or_none(data))
+            raise ApiError(method, path, response.status, _decode_or_none(_read_all(response)))
         return response
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, Any] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        timeout: float = 30.0,
-    ) -> Json:
-        response = self.open(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
-        try:
-            data = response.read()
-        finally:
-            response.release_conn()
-        return _decode_or_none(data) or {}
+    def request(self, method: str, path: str, **options: Any) -> Json:
+        """`open` (same keyword options), with the whole body read and decoded: {} for an empty one."""
+        return _decode_or_none(_read_all(self.open(method, path, **options))) or {}
 
     def get(self, path: str, **query: Any) -> Json:
         return self.request("GET", path, query=query)
@@ -147,6 +132,14 @@ class KubeClient:
 
     def close(self) -> None:
         self.api.close()
+
+
+def _read_all(response: urllib3.BaseHTTPResponse) -> bytes:
+    """The whole body; the connection goes back to the pool even when reading fails."""
+    try:
+        return response.read()
+    finally:
+        response.release_conn()
 
 
 def _decode_or_none(data: bytes) -> Json | None:
