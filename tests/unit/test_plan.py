@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from metallb_fast.cli import main
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def plan(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["plan", *args])
-    return code, out.getvalue(), err.getvalue()
+from tests.unit.plan_cli import EXAMPLES, plan
 
 
 def plan_json(*files: str, extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:

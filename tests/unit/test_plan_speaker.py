@@ -1,42 +1,27 @@
 """`metallb-fast plan` with Nodes and EndpointSlices: the announcing node of each address, the other nodes' reasons,
-and `--dead`. Expected winners come from sha256(node + "#" + ip) computed here, not from the code under test."""
+and `--dead`. Expected winners come from sha256(node + "#" + ip) (speaker_builders), not from the code under test."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from metallb_fast.cli import main
+from tests.unit.plan_cli import EXAMPLES, plan
+from tests.unit.speaker_builders import hash_order
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE = EXAMPLES / "three-nodes.yaml"
 NODES = ("node-a", "node-b", "node-c")
 # Who may announce each Service of the example: every node for Cluster; for Local (shop) only the nodes with a
 # serving endpoint, and node-c's endpoint is not ready.
 CANDIDATES = {"web": NODES, "api": NODES, "shop": ("node-a", "node-b")}
 ADDRESS = {"web": "192.0.2.10", "api": "192.0.2.11", "shop": "192.0.2.12"}
-
-
-def hash_order(names: Iterable[str], ip: str) -> list[str]:
-    """MetalLB's order: sha256 of "node#ip", compared byte-wise, ascending."""
-    return sorted(names, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
-
-
-def plan(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["plan", *args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def plan_json(path: Path, *args: str) -> dict[str, dict[str, Any]]:

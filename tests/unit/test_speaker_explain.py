@@ -11,7 +11,7 @@ import yaml
 from metallb_fast.config.model import L2Advertisement
 from metallb_fast.resources import Service
 from metallb_fast.speaker.explain import cluster_objects, explain
-from tests.unit.test_speaker_election import (
+from tests.unit.speaker_builders import (
     hash_order,
     make_config,
     make_node,

@@ -17,7 +17,7 @@ from metallb_fast.speaker.layer2 import (
     interface_choice,
     plan_node,
 )
-from tests.unit.test_speaker_election import (
+from tests.unit.speaker_builders import (
     hash_order,
     make_config,
     make_node,

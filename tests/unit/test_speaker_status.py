@@ -9,7 +9,7 @@ import yaml
 
 from metallb_fast.speaker.status import desired_l2_status, node_assigned_event, node_assigned_events
 from tests.conftest import require
-from tests.unit.test_speaker_election import make_service
+from tests.unit.speaker_builders import make_service
 
 CRD_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "metallb-crds"
 
