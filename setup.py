@@ -27,6 +27,9 @@ extensions = [
 ]
 
 setup(
-    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False}),
+    # include_path: ext/packet_socket.pxd, the C declarations both extensions cimport.
+    ext_modules=cythonize(
+        extensions, language_level=3, compiler_directives={"boundscheck": False}, include_path=[str(HERE / "ext")]
+    ),
     package_data={"metallb_fast.dataplane": ["xdp_responder.c"]},
 )

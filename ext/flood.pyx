@@ -10,45 +10,13 @@ from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, strerror
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.time cimport nanosleep, timespec
 from posix.unistd cimport close as c_close
 
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    struct iovec:
-        void *iov_base
-        size_t iov_len
-    struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    struct sockaddr:
-        pass
-    int socket(int, int, int)
-    int bind(int, const sockaddr *, socklen_t)
-    int setsockopt(int, int, int, const void *, socklen_t)
-    int sendmmsg(int, mmsghdr *, unsigned int, int)
-    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_SNDBUFFORCE
-
-
-cdef extern from "<linux/if_packet.h>" nogil:
-    struct sockaddr_ll:
-        unsigned short sll_family
-        unsigned short sll_protocol
-        int sll_ifindex
-        unsigned short sll_hatype
-        unsigned char sll_pkttype
-        unsigned char sll_halen
-        unsigned char sll_addr[8]
-    int SOL_PACKET, PACKET_QDISC_BYPASS
+from packet_socket cimport (
+    AF_PACKET, PACKET_QDISC_BYPASS, SO_SNDBUFFORCE, SOCK_RAW, SOL_PACKET, SOL_SOCKET, bind_to_interface, iovec,
+    mmsghdr, monotonic_ns, sendmmsg, setsockopt, socket,
+)
 
 
 cdef extern from *:
@@ -100,12 +68,6 @@ cdef extern from *:
     int mlbf_flood_live_run(int prog_fd, const void *frame, unsigned size, int ifindex, unsigned repeat) nogil
 
 
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
 def flood(int ifindex, list frames, double duration_s, int batch=64, double rate_pps=0.0) -> dict:
     """Send `frames` round-robin on ifindex for duration_s seconds (at most rate_pps frames/s when > 0).
 
@@ -118,7 +80,6 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     cdef uint8_t *buffer
     cdef iovec *iov
     cdef mmsghdr *msgs
-    cdef sockaddr_ll sll
     cdef int fd, one = 1, sndbuf = 4 << 20, rc, err = 0
     cdef int64_t t0, deadline, now, allowed
     cdef unsigned long long sent = 0, pushbacks = 0
@@ -154,10 +115,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     else:
         setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf))
-        memset(&sll, 0, sizeof(sll))
-        sll.sll_family = AF_PACKET
-        sll.sll_ifindex = ifindex
-        if bind(fd, <sockaddr *>&sll, sizeof(sll)) < 0:
+        if bind_to_interface(fd, ifindex, 0) < 0:
             err = errno
     if err:
         if fd >= 0:
@@ -169,7 +127,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     pause.tv_sec = 0
     pause.tv_nsec = 20000
     with nogil:
-        t0 = _now_ns()
+        t0 = monotonic_ns()
         deadline = t0 + <int64_t>(duration_s * 1e9)
         start = 0
         now = t0
@@ -179,7 +137,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
                 allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>sent
                 if allowed <= 0:
                     nanosleep(&pause, NULL)
-                    now = _now_ns()
+                    now = monotonic_ns()
                     continue
                 if <size_t>allowed < count:
                     count = allowed
@@ -189,7 +147,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
                 start = (start + rc) % n
             elif rc < 0 and errno != EINTR:
                 pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back); retry
-            now = _now_ns()
+            now = monotonic_ns()
         c_close(fd)
     free(buffer)
     free(iov)
@@ -235,7 +193,7 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
         raise OSError(err, f"flood_live: loading the XDP_TX program: {strerror(err).decode()}")
     i = 0
     with nogil:
-        t0 = _now_ns()
+        t0 = monotonic_ns()
         now = t0
         deadline = t0 + <int64_t>(duration_s * 1e9)
         while now < deadline:
@@ -248,13 +206,13 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
             rc = mlbf_flood_live_run(prog_fd, data[i], sizes[i], ifindex, this_chunk)
             if rc < 0:
                 if errno == EINTR:
-                    now = _now_ns()
+                    now = monotonic_ns()
                     continue
                 err = errno
                 break
             sent += this_chunk
             i = (i + 1) % n
-            now = _now_ns()
+            now = monotonic_ns()
         c_close(prog_fd)
     free(data)
     free(sizes)

@@ -13,8 +13,13 @@ from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, qsort
 from libc.string cimport memcmp, memcpy, memset, strerror
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close
+
+from packet_socket cimport (
+    AF_PACKET, MSG_DONTWAIT, MSG_WAITFORONE, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, SO_ATTACH_FILTER,
+    SO_RCVBUFFORCE, SO_RCVTIMEO, SOCK_RAW, SOL_PACKET, SOL_SOCKET, bind_to_interface, iovec, mmsghdr,
+    monotonic_ns, recvmmsg, send, sendmmsg, setsockopt, socket,
+)
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -24,34 +29,6 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_lock(pthread_mutex_t *)
     int pthread_mutex_unlock(pthread_mutex_t *)
     int pthread_mutex_destroy(pthread_mutex_t *)
-
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    struct iovec:
-        void *iov_base
-        size_t iov_len
-    struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    struct sockaddr:
-        pass
-    int socket(int, int, int)
-    int bind(int, const sockaddr *, socklen_t)
-    int setsockopt(int, int, int, const void *, socklen_t)
-    int recvmmsg(int, mmsghdr *, unsigned int, int, void *)
-    int sendmmsg(int, mmsghdr *, unsigned int, int)
-    ssize_t send(int, const void *, size_t, int)
-    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_ATTACH_FILTER, SO_RCVBUFFORCE, SO_RCVTIMEO, SO_SNDBUF
-    int MSG_WAITFORONE, MSG_DONTWAIT
 
 
 cdef extern from "<sys/time.h>" nogil:
@@ -69,18 +46,6 @@ cdef extern from "<linux/filter.h>" nogil:
     struct sock_fprog:
         unsigned short len
         sock_filter *filter
-
-
-cdef extern from "<linux/if_packet.h>" nogil:
-    struct sockaddr_ll:
-        unsigned short sll_family
-        unsigned short sll_protocol
-        int sll_ifindex
-        unsigned short sll_hatype
-        unsigned char sll_pkttype
-        unsigned char sll_halen
-        unsigned char sll_addr[8]
-    int SOL_PACKET, PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING
 
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -397,7 +362,6 @@ cdef int _open_socket(int ifindex, int rcvbuf) noexcept nogil:
     queued). Returns the fd or -errno."""
     cdef sock_filter prog[13]
     cdef sock_fprog fprog
-    cdef sockaddr_ll sll
     cdef timeval tv
     cdef int one = 1
     cdef int fd
@@ -435,21 +399,11 @@ cdef int _open_socket(int ifindex, int rcvbuf) noexcept nogil:
     tv.tv_sec = 0
     tv.tv_usec = RECV_TIMEOUT_US
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))
-    memset(&sll, 0, sizeof(sll))
-    sll.sll_family = AF_PACKET
-    sll.sll_protocol = htons(ETH_P_ALL)
-    sll.sll_ifindex = ifindex
-    if bind(fd, <sockaddr *>&sll, sizeof(sll)) < 0:
+    if bind_to_interface(fd, ifindex, htons(ETH_P_ALL)) < 0:
         i = errno
         c_close(fd)
         return -i
     return fd
-
-
-cdef inline int64_t _monotonic_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef class RingLoop:
@@ -530,7 +484,7 @@ cdef class RingLoop:
             nout = 0
             pthread_mutex_lock(&self.lock)
             deadline = self.deadline_ns
-            alive = deadline < 0 or _monotonic_ns() <= deadline
+            alive = deadline < 0 or monotonic_ns() <= deadline
             for i in range(got):
                 verdict = _decide(<uint8_t *>self.riov[i].iov_base, self.rmsgs[i].msg_len, self.table, alive,
                                   <uint8_t *>self.siov[nout].iov_base, &out_len)
