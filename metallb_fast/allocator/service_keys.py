@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metallb_fast.allocator.ipfamily import Family, for_addresses, for_ips, go_quote, parse_ip
+from metallb_fast.allocator.ipfamily import Family, family_of, for_addresses, for_ips, go_quote, parse_ip
 from metallb_fast.config.model import IPAddress
 from metallb_fast.resources import DEPRECATED_ANNOTATION_PREFIX, Service
 
@@ -83,7 +83,7 @@ def desired_ips(service: Service) -> tuple[tuple[IPAddress, ...], Family | None]
     ip = parse_ip(spec_ip)
     if ip is None:
         raise RequestError(f"invalid spec.loadBalancerIP {go_quote(spec_ip)}")
-    return (ip,), Family.IPV4 if ip.version == 4 else Family.IPV6
+    return (ip,), family_of(ip)
 
 
 def service_family(service: Service) -> Family:
