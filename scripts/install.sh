@@ -14,7 +14,7 @@ log() { printf '[install] %s\n' "$*" >&2; }
 DEB_PACKAGES=(
     python3-bpfcc libbpfcc linux-headers-amd64 bpftool
     iproute2 iputils-arping ndisc6 ethtool tcpdump
-    gcc make rsync
+    gcc make rsync python3-venv python3-dev
 )
 
 install_debian_packages() {
@@ -24,9 +24,10 @@ install_debian_packages() {
     done
     if ((${#missing[@]})); then
         log "installing Debian packages: ${missing[*]}"
-        if [[ ! -f "$STAMP_DIR/apt-updated" ]] || [[ -n "$(find "$STAMP_DIR/apt-updated" -mmin +720)" ]]; then
+        # Refresh the package lists when they are missing (images often ship without them) or older than a day.
+        if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null \
+            || [[ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin +1440 -print -quit)" ]]; then
             apt-get update -qq
-            touch "$STAMP_DIR/apt-updated"
         fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi

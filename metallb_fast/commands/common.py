@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -24,11 +25,28 @@ def install_stop_signals(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_in_worker(run: Callable[[], None], stop: Callable[[], None]) -> None:
+def run_in_worker(run: Callable[[], None], stop: Callable[[], None]) -> int:
     """Run a program's loop on a worker thread and keep the main thread free for signals, which only the main
-    thread receives; SIGTERM/SIGINT call `stop`, and this returns once the loop has finished its work in flight."""
+    thread receives; SIGTERM/SIGINT call `stop`. Returns the exit status: 0 once the loop has finished its work
+    in flight after a stop, 1 when the loop died of an error (so Kubernetes restarts it instead of seeing a
+    clean exit)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as error:
+            logging.getLogger(__name__).critical("the main loop died: %s", error, exc_info=True, extra={"op": "crash"})
+            failure.append(error)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     install_stop_signals(stop)
-    worker = threading.Thread(target=run, name="reconcile")
+    worker = threading.Thread(target=target, name="reconcile")
     worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)
+    try:
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failure else 0

@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
     log.info("controller starting", extra={"op": "startup", "namespace": args.namespace, "lbClass": args.lb_class})
-    run_in_worker(controller.run, controller.stop)
+    status = run_in_worker(controller.run, controller.stop)
     log.info("controller stopped", extra={"op": "shutdown"})
     client.close()
-    return 0
+    return status
 
 

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "speaker starting",
         extra={"op": "startup", "node": args.node_name, "backend": getattr(responder, "backend", args.backend)},
     )
-    run_in_worker(speaker.run, speaker.stop)
+    status = run_in_worker(speaker.run, speaker.stop)
     log.info("speaker stopped", extra={"op": "shutdown"})
     client.close()
-    return 0
+    return status

@@ -7,11 +7,14 @@ that already have an address first, so a restart never moves an address.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import queue
+import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metallb_fast.allocator.allocator import Allocator
@@ -30,6 +33,8 @@ from metallb_fast.resources import Service
 log = logging.getLogger(__name__)
 
 CONFIG = "config"
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
 OWNED_ANNOTATIONS = (ANNOTATION_IP_ALLOCATED_FROM_POOL, DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL)
 
 
@@ -48,6 +53,7 @@ class Controller:
         self.recorder = EventRecorder(client, "metallb-controller")
         self.queue: queue.Queue[str] = queue.Queue()
         self._retries: list[_Retry] = []
+        self._attempts: dict[str, int] = {}
         self._stop = threading.Event()
         self.services = Informer(client, Resource("/api/v1", "services"), self._on_service, name="services")
         self.namespaces = Informer(client, Resource("/api/v1", "namespaces"), self._on_config, name="namespaces")
@@ -85,7 +91,7 @@ class Controller:
             self.queue.put(CONFIG)
             self._loop()
         finally:
-            self.recorder.flush()
+            self.recorder.close()
             self.services.stop()
             self.namespaces.stop()
             self.config.stop()
@@ -95,30 +101,53 @@ class Controller:
             timeout = None
             if self._retries:
                 timeout = max(0.0, self._retries[0].due - time.monotonic())
-            try:
-                key = self.queue.get(timeout=timeout)
-            except queue.Empty:
-                key = heapq.heappop(self._retries).key
-            if self._stop.is_set():
-                return
-            if not key:
-                continue
-            pending = {key}
-            # Coalesce a burst of events (e.g. a relist) into one pass per key.
+            pending: set[str] = set()
+            with contextlib.suppress(queue.Empty):
+                pending.add(self.queue.get(timeout=timeout))
+            # Coalesce a burst of events (e.g. a relist) into one pass per key, with every retry now due.
             while len(pending) < 10000:
                 try:
                     pending.add(self.queue.get_nowait())
                 except queue.Empty:
                     break
+            now = time.monotonic()
+            while self._retries and self._retries[0].due <= now:
+                pending.add(heapq.heappop(self._retries).key)
             pending.discard("")
+            if self._stop.is_set():
+                return
             if CONFIG in pending:
                 pending.discard(CONFIG)
-                if self._reload_config():
+                if self._guarded(CONFIG, self._reload_config):
                     pending.clear()  # every Service is processed by the reload
             for item in sorted(pending):
                 if self._stop.is_set():
                     return
-                self._sync_service(item)
+                self._guarded(item, lambda item=item: self._sync_service(item))
+
+    def _guarded(self, key: str, action: Callable[[], bool | None]) -> bool:
+        """Run one unit of work; a failure (the API server gone, or a bug) is logged and the key retried with
+        exponential backoff, instead of ending the only thread that makes decisions."""
+        try:
+            result = action()
+        except Exception as error:
+            metrics.update_errors.inc()
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            log.warning(
+                "reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
+                key,
+                attempts,
+                delay,
+                error,
+                extra={"op": "reconcile"},
+                exc_info=not isinstance(error, ApiError),
+            )
+            heapq.heappush(self._retries, _Retry(time.monotonic() + delay, key))
+            return False
+        self._attempts.pop(key, None)
+        return bool(result)
 
     # ------------------------------------------------------------------ reconcile
     def _reload_config(self) -> bool:
@@ -148,7 +177,7 @@ class Controller:
         for service in reprocess_order(services):
             if self._stop.is_set():
                 return
-            self._sync_service(service.key, reprocess=False)
+            self._guarded(service.key, lambda key=service.key: self._sync_service(key, reprocess=False))
 
     def _sync_service(self, key: str, reprocess: bool = True) -> None:
         self.processed += 1
@@ -164,13 +193,10 @@ class Controller:
         decision = decide(self.allocator, service, self.lb_class)
         try:
             self._write(service, decision)
-        except (ApiError, OSError) as error:
-            if isinstance(error, ApiError) and error.status == 404:
+        except ApiError as error:
+            if error.status == 404:
                 return  # deleted meanwhile; the DELETED event follows
-            metrics.update_errors.inc()
-            log.warning("writing %s failed, retrying: %s", key, error, extra={"op": "updateService"})
-            heapq.heappush(self._retries, _Retry(time.monotonic() + 1.0, key))
-            return
+            raise  # retried with backoff by _guarded
         if decision.changed:
             self._update_pool_metrics()
         if decision.result is SyncResult.REPROCESS_ALL and reprocess:

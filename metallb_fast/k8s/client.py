@@ -38,6 +38,13 @@ class ApiError(Exception):
         return str(self.body.get("reason") or "")
 
 
+class ApiUnavailable(ApiError):
+    """The API server could not be reached or the connection broke (status 0): retry later."""
+
+    def __init__(self, method: str, path: str, cause: Exception) -> None:
+        super().__init__(method, path, 0, {"message": f"API server unreachable: {cause}"})
+
+
 def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
     """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file."""
     configuration = k8s_client.Configuration()
@@ -91,16 +98,24 @@ class KubeClient:
             request_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         else:
             request_timeout = urllib3.Timeout(total=timeout) if timeout else None
-        response = self.api.rest_client.pool_manager.request(
-            method, url, body=encoded, headers=headers, preload_content=False, timeout=request_timeout
-        )
+        try:
+            response = self.api.rest_client.pool_manager.request(
+                method, url, body=encoded, headers=headers, preload_content=False, timeout=request_timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            # Callers handle one exception type: a lost server is an ApiError they retry, not a crash.
+            raise ApiUnavailable(method, path, error) from error
         if response.status >= 300:
             raise ApiError(method, path, response.status, _decode_or_none(_read_all(response)))
         return response
 
     def request(self, method: str, path: str, **options: Any) -> Json:
         """`open` (same keyword options), with the whole body read and decoded: {} for an empty one."""
-        return _decode_or_none(_read_all(self.open(method, path, **options))) or {}
+        response = self.open(method, path, **options)
+        try:
+            return _decode_or_none(_read_all(response)) or {}
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ApiUnavailable(method, path, error) from error
 
     def get(self, path: str, **query: Any) -> Json:
         return self.request("GET", path, query=query)

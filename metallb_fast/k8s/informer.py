@@ -202,20 +202,28 @@ class Informer:
             "GET", self.resource.path, query=query, timeout=(10.0, self.watch_timeout_seconds + 30.0)
         )
         self._response = response
+        if self._stop.is_set():  # stop() ran while the watch was opening: it could not close it
+            response.release_conn()
+            return resource_version
         try:
             for event in iter_json_lines(response):
-                backoff.reset()
                 event_type = event.get("type")
                 obj = event.get("object") or {}
                 if event_type == "ERROR":
                     if obj.get("code") == 410:
                         raise GoneError()
                     raise ApiError("WATCH", self.resource.path, int(obj.get("code") or 500), obj)
+                backoff.reset()  # only a good event proves the connection healthy
                 resource_version = _resource_version(obj) or resource_version
                 if event_type == "BOOKMARK":
                     continue
                 key = object_key(obj)
                 with self._lock:
+                    cached = self.cache.get(key)
+                    if event_type == "MODIFIED" and cached is not None and _newer(cached, obj):
+                        # A write of ours already put a newer version in the cache (remember_write); deciding
+                        # on this older one would undo it until the watch catches up.
+                        continue
                     if event_type == "DELETED":
                         self.cache.pop(key, None)
                     else:
@@ -225,6 +233,11 @@ class Informer:
             self._response = None
             response.release_conn()
         return resource_version
+
+
+def _newer(a: Json, b: Json) -> bool:
+    ra, rb = _resource_version(a), _resource_version(b)
+    return ra.isdigit() and rb.isdigit() and int(ra) > int(rb)
 
 
 def _newer_or_equal(a: Json, b: Json) -> bool:

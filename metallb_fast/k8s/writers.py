@@ -90,7 +90,7 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._seen: OrderedDict[tuple[str, str, str, str, str], tuple[str, int]] = OrderedDict()
-        self._queue: queue.Queue[tuple[ObjectRef, str, str, str]] = queue.Queue()
+        self._queue: queue.Queue[tuple[ObjectRef, str, str, str] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name=f"events-{component}", daemon=True)
         self._worker.start()
 
@@ -106,9 +106,19 @@ class EventRecorder:
             time.sleep(0.01)
         return True
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then end the writer thread."""
+        self.flush(timeout)
+        self._queue.put(None)
+        self._worker.join(timeout=1.0)
+
     def _run(self) -> None:
         while True:
-            obj, event_type, reason, message = self._queue.get()
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            obj, event_type, reason, message = item
             try:
                 self._write(obj, event_type, reason, message)
             except Exception as error:  # a lost connection must not end the writer thread

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
+
+# MetalLB (Go) exports no *_created series; neither do we.
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry()
 
@@ -51,7 +54,9 @@ layer2_responses = Gauge(
     ["ip"],
     registry=REGISTRY,
 )
-layer2_gratuitous = Counter(
+# A Gauge used as a counter: prometheus_client would export a Counter as "..._sent_total", and dashboards
+# written for MetalLB query "metallb_layer2_gratuitous_sent".
+layer2_gratuitous = Gauge(
     "metallb_layer2_gratuitous_sent",
     "Number of gratuitous layer2 packets sent for owned IPs",
     ["ip"],

@@ -125,7 +125,7 @@ class Speaker:
             self.l2_status.apply({})
         except (ApiError, OSError) as error:
             log.warning("cannot remove ServiceL2Status objects: %s", error, extra={"op": "shutdown"})
-        self.recorder.flush()
+        self.recorder.close()
 
     def _loop(self) -> None:
         self._reconcile(config_changed=True)

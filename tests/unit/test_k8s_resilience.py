@@ -1,0 +1,56 @@
+"""The API server being unreachable is an ordinary, retried condition: never a crash, never a hang on stop."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from kubernetes import client as k8s_client
+
+from metallb_fast.commands.common import run_in_worker
+from metallb_fast.controller.loop import Controller
+from metallb_fast.k8s.client import ApiError, ApiUnavailable, KubeClient
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unreachable_client() -> KubeClient:
+    configuration = k8s_client.Configuration(host=f"https://127.0.0.1:{closed_port()}")
+    configuration.retries = 0
+    return KubeClient(k8s_client.ApiClient(configuration))
+
+
+def test_unreachable_server_raises_api_unavailable() -> None:
+    client = unreachable_client()
+    with pytest.raises(ApiUnavailable) as caught:
+        client.get("/api/v1/services")
+    assert isinstance(caught.value, ApiError) and caught.value.status == 0
+    assert "unreachable" in str(caught.value)
+
+
+def test_controller_without_server_keeps_retrying_and_stops_promptly() -> None:
+    controller = Controller(unreachable_client())
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    time.sleep(1.5)
+    assert thread.is_alive(), "the controller gave up instead of retrying"
+    assert controller.services.reconnects >= 1
+    started = time.monotonic()
+    controller.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 10
+
+
+def test_run_in_worker_reports_a_dead_loop_as_failure() -> None:
+    def crash() -> None:
+        raise RuntimeError("boom")
+
+    assert run_in_worker(crash, lambda: None) == 1
+    assert run_in_worker(lambda: None, lambda: None) == 0
