@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
 
 from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.base import (
@@ -31,6 +30,14 @@ from metallb_fast.dataplane.base import (
     Verdict,
 )
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
+from metallb_fast.dataplane.owned import (
+    announcement,
+    interface_index,
+    interfaces_of,
+    responder_stats,
+    split_for_interface,
+    validate_owned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +57,6 @@ BATCH = 64  # frames drained per readiness event before re-polling (fairness bet
 _COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED})
 
 
-def validate_owned(owned: Owned, backend: str) -> None:
-    """ResponderError naming the bad key or MAC, before anything is changed."""
-    for key, mac in owned.items():
-        if not (isinstance(key, tuple) and len(key) == 2):
-            raise ResponderError(f"{backend} backend: owned key {key!r} must be (address, interface name)")
-        address, interface = key
-        if not isinstance(address, IPv4Address | IPv6Address):
-            raise ResponderError(f"{backend} backend: owned key {key!r}: address must be an IPv4Address/IPv6Address")
-        if not isinstance(interface, str) or not interface:
-            raise ResponderError(f"{backend} backend: owned key {key!r}: interface must be a non-empty name")
-        if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
-            raise ResponderError(f"{backend} backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
-
-
 @dataclass(frozen=True)
 class Table:
     """What one interface answers (address -> MAC) and what it declines as WRONG_INTERFACE."""
@@ -73,8 +66,7 @@ class Table:
 
     @classmethod
     def for_interface(cls, interface: str, owned: Owned) -> Table:
-        here = {address: bytes(mac) for (address, name), mac in owned.items() if name == interface}
-        return cls(here, frozenset(address for address, name in owned if name != interface) - here.keys())
+        return cls(*split_for_interface(owned, interface))
 
 
 @dataclass(frozen=True)
@@ -124,23 +116,15 @@ class PythonResponder:
     def stats(self) -> ResponderStats:
         with self._counters_lock:
             per_address = dict(self._per_address)
-            declined = {verdict: self._declined[verdict] for verdict in Verdict if verdict is not Verdict.ANSWERED}
-        for key in self._owned:
-            per_address.setdefault(key, AddressCounters())
-        return ResponderStats(backend=self.backend, per_address=per_address, declined=declined)
+            declined = Counter(self._declined)
+        return responder_stats(self.backend, self._owned, per_address, declined)
 
     def announce(self, address: IPAddress, interface: str) -> None:
         with self._lock:
-            mac = self._owned.get((address, interface))
-            sock = self._snapshot.sockets.get(interface)
-            if mac is None or sock is None:
-                raise ResponderError(
-                    f"python backend: cannot announce {address} on {interface}: not owned there (sync first)"
-                )
-            if isinstance(address, IPv4Address):
-                frames = packets.gratuitous_arp(address, mac)
-            else:
-                frames = [packets.unsolicited_na(address, mac)]
+            frames = announcement(self._owned, address, interface, self.backend)
+            sock = self._snapshot.sockets.get(interface)  # every owned interface has one until close()
+            if sock is None:
+                raise ResponderError(f"python backend: cannot announce {address} on {interface}: closed")
             try:
                 for frame in frames:
                     sock.send(frame)
@@ -173,7 +157,7 @@ class PythonResponder:
 
     def _adopt(self, owned: Owned) -> None:
         """Build and publish the snapshot for `owned`: open new interfaces first so a failure changes nothing."""
-        wanted = list(dict.fromkeys([*self._fixed, *(name for _, name in owned)]))
+        wanted = interfaces_of(owned, self._fixed)
         current = self._snapshot
         opened: dict[str, socket.socket] = {}
         try:
@@ -195,12 +179,7 @@ class PythonResponder:
 
     def _open(self, name: str) -> socket.socket:
         with in_netns_fd(self._netns, "the responder's namespace"):
-            try:
-                socket.if_nametoindex(name)
-            except OSError:
-                raise ResponderError(
-                    f"python backend: interface {name!r} does not exist in this network namespace"
-                ) from None
+            interface_index(name, self.backend)
             try:
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             except OSError as exc:

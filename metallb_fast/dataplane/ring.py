@@ -8,16 +8,15 @@ into the running loop; counters of a replaced table are folded into totals kept 
 from __future__ import annotations
 
 import logging
-import socket
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from types import ModuleType
 from typing import Any
 
-from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -26,6 +25,15 @@ from metallb_fast.dataplane.base import (
     ResponderError,
     ResponderStats,
     Verdict,
+)
+from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
+from metallb_fast.dataplane.owned import (
+    announcement,
+    interface_index,
+    interfaces_of,
+    responder_stats,
+    split_for_interface,
+    validate_owned,
 )
 
 log = logging.getLogger(__name__)
@@ -61,22 +69,10 @@ Entry = tuple[int, bytes, bytes | None]  # (family, packed address, MAC or None 
 
 def table_for(interface: str, owned: Owned) -> list[Entry]:
     """The lookup table of one interface: what it answers, and what it must call WRONG_INTERFACE."""
-    here = {address: mac for (address, name), mac in owned.items() if name == interface}
-    elsewhere = {address for (address, name) in owned if name != interface and address not in here}
-    entries: list[Entry] = [(address.version, address.packed, bytes(mac)) for address, mac in here.items()]
+    here, elsewhere = split_for_interface(owned, interface)
+    entries: list[Entry] = [(address.version, address.packed, mac) for address, mac in here.items()]
     entries += [(address.version, address.packed, None) for address in elsewhere]
     return entries
-
-
-def _validate(owned: Owned) -> None:
-    for key, mac in owned.items():
-        address, interface = key
-        if not isinstance(address, IPv4Address | IPv6Address):
-            raise ResponderError(f"ring backend: owned key {key!r}: address must be an IPv4Address/IPv6Address")
-        if not isinstance(interface, str) or not interface:
-            raise ResponderError(f"ring backend: owned key {key!r}: interface must be a non-empty name")
-        if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
-            raise ResponderError(f"ring backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
 
 
 class RingResponder:
@@ -87,6 +83,7 @@ class RingResponder:
     def __init__(self, interfaces: Iterable[str] = (), *, receive_buffer: int = DEFAULT_RECEIVE_BUFFER) -> None:
         self._ring = load_extension()
         self._receive_buffer = receive_buffer
+        self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
         self._lock = threading.Lock()  # serialises sync/close/stats against each other
         self._fixed = tuple(dict.fromkeys(interfaces))
         self._interfaces: dict[str, _Interface] = {}
@@ -105,11 +102,11 @@ class RingResponder:
     # --- Responder protocol -------------------------------------------------------------------------------
 
     def sync(self, owned: Owned) -> None:
-        _validate(owned)
+        validate_owned(owned, self.backend)
         with self._lock:
             if self._closed:
                 raise ResponderError("ring backend: sync() after close()")
-            wanted = dict.fromkeys(self._fixed) | dict.fromkeys(name for _, name in owned)
+            wanted = interfaces_of(owned, self._fixed)
             for name in wanted:
                 if name not in self._interfaces:
                     self._open(name)
@@ -127,21 +124,15 @@ class RingResponder:
                 live, counts, _ = interface.loop.counters()
                 _add(per_address, self._keyed(name, live))
                 verdicts.update(self._verdicts(counts))
-            for key in self._owned:
-                per_address.setdefault(key, AddressCounters())
-        declined = {verdict: verdicts[verdict] for verdict in Verdict if verdict is not Verdict.ANSWERED}
-        return ResponderStats(backend=self.backend, per_address=per_address, declined=declined)
+            owned = list(self._owned)
+        return responder_stats(self.backend, owned, per_address, verdicts)
 
     def announce(self, address: IPAddress, interface: str) -> None:
         with self._lock:
-            mac = self._owned.get((address, interface))
-            running = self._interfaces.get(interface)
-        if mac is None or running is None:
-            raise ResponderError(f"ring backend: cannot announce {address} on {interface}: not owned there (sync)")
-        if isinstance(address, IPv4Address):
-            frames = packets.gratuitous_arp(address, mac)
-        else:
-            frames = [packets.unsolicited_na(address, mac)]
+            frames = announcement(self._owned, address, interface, self.backend)
+            running = self._interfaces.get(interface)  # every owned interface has one until close()
+        if running is None:
+            raise ResponderError(f"ring backend: cannot announce {address} on {interface}: closed")
         for frame in frames:
             try:
                 running.loop.send(frame)
@@ -159,6 +150,9 @@ class RingResponder:
             self._closed = True
             for name in list(self._interfaces):
                 self._shut(name)
+            if self._netns >= 0:
+                os.close(self._netns)
+                self._netns = -1
 
     def __enter__(self) -> RingResponder:
         return self
@@ -169,16 +163,13 @@ class RingResponder:
     # --- internals ----------------------------------------------------------------------------------------
 
     def _open(self, name: str) -> None:
-        try:
-            ifindex = socket.if_nametoindex(name)
-        except OSError:
-            raise ResponderError(
-                f"ring backend: interface {name!r} does not exist in this network namespace"
-            ) from None
-        try:
-            loop = self._ring.RingLoop(ifindex, self._receive_buffer)
-        except OSError as exc:
-            raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
+        # The socket is opened in the responder's namespace, so it stays bound there whoever calls sync() later.
+        with in_netns_fd(self._netns, "the responder's namespace"):
+            ifindex = interface_index(name, self.backend)
+            try:
+                loop = self._ring.RingLoop(ifindex, self._receive_buffer)
+            except OSError as exc:
+                raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
         loop.set_deadline(self._deadline_ns)
         thread = threading.Thread(target=_serve, args=(name, loop), name=f"ring-{name}", daemon=True)
         self._interfaces[name] = _Interface(name, ifindex, loop, thread)

@@ -19,11 +19,10 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, packets
+from metallb_fast.dataplane import bpfsys
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -34,6 +33,7 @@ from metallb_fast.dataplane.base import (
     Verdict,
 )
 from metallb_fast.dataplane.netns import in_netns
+from metallb_fast.dataplane.owned import announcement, interfaces_of, responder_stats, validate_owned
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ class XdpResponder:
         self._mode = mode
         self._lock = threading.Lock()
         self._closed = False
-        self._fixed = frozenset(interfaces)
+        self._fixed = tuple(dict.fromkeys(interfaces))
         self._attached: dict[str, Attachment] = {}
         self._owned: dict[OwnedKey, bytes] = {}
         self._program = XdpProgram(max_vips=max_vips)
@@ -394,12 +394,8 @@ class XdpResponder:
             self._reconcile(owned)
 
     def _reconcile(self, owned: Owned) -> None:
-        for (address, interface), mac in owned.items():
-            if not isinstance(address, IPv4Address | IPv6Address):
-                raise ValueError(f"owned address {address!r} on {interface}: not an IPv4Address/IPv6Address")
-            if len(mac) != 6:
-                raise ValueError(f"MAC for {address} on {interface}: must be 6 bytes, got {len(mac)}")
-        names = {interface for _, interface in owned} | self._fixed
+        validate_owned(owned, self.backend)
+        names = set(interfaces_of(owned, self._fixed))
         links = _links(self._ipr)
         missing = sorted(names - links.keys())
         if missing:
@@ -412,8 +408,8 @@ class XdpResponder:
             self._attached[name] = attach(
                 self._ipr, links[name], self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode
             )
-        self._program.apply({(address, links[name].index): mac for (address, name), mac in owned.items()})
-        self._owned = dict(owned)
+        self._program.apply({(address, links[name].index): bytes(mac) for (address, name), mac in owned.items()})
+        self._owned = {key: bytes(mac) for key, mac in owned.items()}
         for name in sorted(self._attached.keys() - names):
             detach(self._ipr, self._attached.pop(name))
 
@@ -422,18 +418,10 @@ class XdpResponder:
         per_address = {
             (address, name): self._program.counters(address, attached[name].ifindex) for address, name in owned
         }
-        declined = {v: n for v, n in self._program.verdict_counts().items() if v is not Verdict.ANSWERED}
-        return ResponderStats(backend=self.backend, per_address=per_address, declined=declined)
+        return responder_stats(self.backend, owned, per_address, self._program.verdict_counts())
 
     def announce(self, address: IPAddress, interface: str) -> None:
-        mac = self._owned.get((address, interface))
-        if mac is None:
-            raise ValueError(f"announce {address} on {interface}: not in the owned table (sync it first)")
-        if isinstance(address, IPv4Address):
-            frames = packets.gratuitous_arp(address, mac)
-        else:
-            frames = [packets.unsolicited_na(address, mac)]
-        for frame in frames:
+        for frame in announcement(self._owned, address, interface, self.backend):
             self._packet_socket.sendto(frame, (interface, 0))
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:

@@ -54,19 +54,47 @@ def test_cli_answers_owned_addresses_only_on_their_interface(backend: str, lab2:
     assert counters["declined"]["not_owned"] >= 2  # the unowned and eth1-only addresses, asked on eth0
 
 
-@pytest.fixture
-def node_responder(backend: str, lab2: Lab) -> Iterator[Responder]:
-    """A responder in the node's namespace; the test body runs there too (sync resolves names where it runs)."""
-    with in_netns(lab2.nodes[0].netns):
+def open_in(netns: str, backend: str) -> Responder:
+    """`backend` created in network namespace `netns` (where its interface names resolve from then on)."""
+    with in_netns(netns):
         try:
-            responder = open_responder(backend)
+            return open_responder(backend)
         except ResponderError as exc:
             require_backend_loads(backend, str(exc))
             raise
+
+
+@pytest.fixture
+def node_responder(backend: str, lab2: Lab) -> Iterator[Responder]:
+    """A responder created in the node's namespace; the test body runs there too."""
+    with in_netns(lab2.nodes[0].netns):
+        responder = open_in(lab2.nodes[0].netns, backend)
         try:
             yield responder
         finally:
             responder.close()
+
+
+@pytest.mark.root
+def test_interface_names_resolve_where_the_responder_was_created(backend: str, lab2: Lab) -> None:
+    # Created in the node's namespace, then driven from the host's (as a speaker thread may be): every backend
+    # must open, resolve and answer on the node's eth0/eth1, never on the host's interfaces of the same name.
+    client = lab2.clients[0].netns
+    v4, v6, v4_eth1 = lab2.vip_v4(0), lab2.vip_v6(0), lab2.vip_v4(1)
+    responder = open_in(lab2.nodes[0].netns, backend)
+    try:
+        # eth1 first: a backend resolving in the caller's namespace fails on it (the host has none) before it
+        # could open the host's own eth0.
+        responder.sync({(v4_eth1, "eth1"): MAC_A, (v4, "eth0"): MAC_A, (v6, "eth0"): MAC_B})
+        assert arping(lab2, client, v4) == [MAC_A, MAC_A]
+        assert ndisc(lab2, client, v6) == MAC_B
+        assert arping(lab2, client, v4_eth1, count=1, wait_s=2) == []
+        assert responder.stats().declined[Verdict.WRONG_INTERFACE] >= 1, "asked on eth0, owned on the node's eth1"
+
+        responder.sync({(v4, "eth0"): MAC_B})
+        assert arping(lab2, client, v4, count=1) == [MAC_B]
+    finally:
+        responder.close()
 
 
 @pytest.mark.root

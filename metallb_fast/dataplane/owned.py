@@ -1,0 +1,90 @@
+"""What every backend does with the owned table around its own machinery: check it, list and resolve its interfaces,
+split it per interface, announce an owned address, and report stats. One definition, so the backends cannot drift.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address, IPv6Address
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import (
+    AddressCounters,
+    IPAddress,
+    Owned,
+    OwnedKey,
+    ResponderError,
+    ResponderStats,
+    Verdict,
+)
+
+
+class OwnedTableError(ResponderError, ValueError):
+    """The owned table (or a request against it) is not valid. Both a ResponderError and a ValueError: the ring
+    and python backends always raised the first, xdp the second, and callers of either keep working."""
+
+
+def validate_owned(owned: Owned, backend: str) -> None:
+    """OwnedTableError naming the bad key or MAC, before anything is changed."""
+    for key, mac in owned.items():
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise OwnedTableError(f"{backend} backend: owned key {key!r} must be (address, interface name)")
+        address, interface = key
+        if not isinstance(address, IPv4Address | IPv6Address):
+            raise OwnedTableError(f"{backend} backend: owned key {key!r}: address must be an IPv4Address/IPv6Address")
+        if not isinstance(interface, str) or not interface:
+            raise OwnedTableError(f"{backend} backend: owned key {key!r}: interface must be a non-empty name")
+        if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
+            raise OwnedTableError(f"{backend} backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
+
+
+def interfaces_of(owned: Owned, fixed: tuple[str, ...] = ()) -> list[str]:
+    """The interfaces a backend listens on: those given at construction, then those in `owned`, each once."""
+    return list(dict.fromkeys([*fixed, *(name for _, name in owned)]))
+
+
+def split_for_interface(owned: Owned, interface: str) -> tuple[dict[IPAddress, bytes], frozenset[IPAddress]]:
+    """(answered here: address -> MAC, owned only on other interfaces: declined as WRONG_INTERFACE)."""
+    here = {address: bytes(mac) for (address, name), mac in owned.items() if name == interface}
+    return here, frozenset(address for address, name in owned if name != interface) - here.keys()
+
+
+def announcement(owned: Mapping[OwnedKey, bytes], address: IPAddress, interface: str, backend: str) -> list[bytes]:
+    """The frames announcing an owned address (MetalLB's gratuitous ARP pair, or one unsolicited NA)."""
+    mac = owned.get((address, interface))
+    if mac is None:
+        raise OwnedTableError(
+            f"{backend} backend: cannot announce {address} on {interface}: not owned there "
+            "(not in the owned table; sync it first)"
+        )
+    if isinstance(address, IPv4Address):
+        return packets.gratuitous_arp(address, mac)
+    return [packets.unsolicited_na(address, mac)]
+
+
+def responder_stats(
+    backend: str,
+    owned: Iterable[OwnedKey],
+    per_address: Mapping[OwnedKey, AddressCounters],
+    verdicts: Mapping[Verdict, int],
+) -> ResponderStats:
+    """stats() as every backend reports it: each owned key present (zeros until asked), and one declined count
+    per reason other than ANSWERED (zero when none); keys no longer owned keep the counts they had."""
+    counted = dict(per_address)
+    for key in owned:
+        counted.setdefault(key, AddressCounters())
+    declined = {verdict: verdicts.get(verdict, 0) for verdict in Verdict if verdict is not Verdict.ANSWERED}
+    return ResponderStats(backend=backend, per_address=counted, declined=declined)
+
+
+def interface_index(name: str, backend: str) -> int:
+    """The ifindex of interface `name` in this thread's network namespace, or ResponderError naming it.
+
+    Backends call it inside the namespace they were created in (FASTPATH.md, Interfaces and namespaces)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise ResponderError(
+            f"{backend} backend: interface {name!r} does not exist in this network namespace"
+        ) from None

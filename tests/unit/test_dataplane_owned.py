@@ -1,0 +1,92 @@
+"""metallb_fast.dataplane.owned: the owned-table handling every backend shares (no root, no sockets)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+import pytest
+
+from metallb_fast.dataplane import packets
+from metallb_fast.dataplane.base import AddressCounters, ResponderError, Verdict
+from metallb_fast.dataplane.owned import (
+    OwnedTableError,
+    announcement,
+    interface_index,
+    interfaces_of,
+    responder_stats,
+    split_for_interface,
+    validate_owned,
+)
+
+V4 = IPv4Address("192.0.2.10")
+V4_B = IPv4Address("192.0.2.11")
+V6 = IPv6Address("2001:db8::10")
+MAC_A = bytes.fromhex("02aabbccdd01")
+MAC_B = bytes.fromhex("02aabbccdd02")
+OWNED = {(V4, "eth0"): MAC_A, (V6, "eth0"): MAC_B, (V4_B, "eth1"): MAC_B, (V4, "eth1"): MAC_B}
+
+
+def test_a_valid_table_passes() -> None:
+    validate_owned(OWNED, "ring")
+    validate_owned({(V4, "eth0"): bytearray(MAC_A)}, "ring")
+    validate_owned({}, "ring")
+
+
+@pytest.mark.parametrize(
+    ("owned", "message"),
+    [
+        ({V4: MAC_A}, r"ring backend: owned key IPv4Address\('192.0.2.10'\) must be \(address, interface name\)"),
+        ({(V4, "eth0", 1): MAC_A}, "must be \\(address, interface name\\)"),
+        ({("192.0.2.10", "eth0"): MAC_A}, "address must be an IPv4Address/IPv6Address"),
+        ({(V4, ""): MAC_A}, "interface must be a non-empty name"),
+        ({(V4, 3): MAC_A}, "interface must be a non-empty name"),
+        ({(V4, "eth0"): MAC_A[:5]}, "MAC for 192.0.2.10 on eth0 must be 6 bytes"),
+        ({(V6, "eth0"): "02:aa:bb:cc:dd:01"}, "MAC for 2001:db8::10 on eth0 must be 6 bytes"),
+    ],
+)
+def test_a_bad_table_names_the_key_and_is_both_error_kinds(owned: dict[Any, Any], message: str) -> None:
+    # ResponderError for the ring/python callers, ValueError for the xdp callers: one error serves both.
+    with pytest.raises(OwnedTableError, match=message) as caught:
+        validate_owned(owned, "ring")
+    assert isinstance(caught.value, ResponderError) and isinstance(caught.value, ValueError)
+
+
+def test_interfaces_of_keeps_the_fixed_ones_first_each_once() -> None:
+    assert interfaces_of(OWNED) == ["eth0", "eth1"]
+    assert interfaces_of(OWNED, ("eth9", "eth1")) == ["eth9", "eth1", "eth0"]
+    assert interfaces_of({}, ("eth9",)) == ["eth9"]
+
+
+def test_split_for_interface_answers_here_and_declines_only_what_is_owned_elsewhere() -> None:
+    here, elsewhere = split_for_interface(OWNED, "eth0")
+    assert here == {V4: MAC_A, V6: MAC_B}
+    assert elsewhere == frozenset({V4_B})  # V4 is owned on eth1 too, but answered here
+    here, elsewhere = split_for_interface(OWNED, "eth1")
+    assert here == {V4_B: MAC_B, V4: MAC_B} and elsewhere == frozenset({V6})
+    assert split_for_interface(OWNED, "eth9") == ({}, frozenset({V4, V4_B, V6}))
+    here, _ = split_for_interface({(V4, "eth0"): bytearray(MAC_A)}, "eth0")
+    assert type(here[V4]) is bytes
+
+
+def test_announcement_is_metallbs_burst_for_the_owned_mac() -> None:
+    assert announcement(OWNED, V4, "eth0", "python") == packets.gratuitous_arp(V4, MAC_A)
+    assert announcement(OWNED, V4, "eth1", "python") == packets.gratuitous_arp(V4, MAC_B)
+    assert announcement(OWNED, V6, "eth0", "python") == [packets.unsolicited_na(V6, MAC_B)]
+    with pytest.raises(OwnedTableError, match="xdp backend: cannot announce 2001:db8::10 on eth1: not owned there"):
+        announcement(OWNED, V6, "eth1", "xdp")
+
+
+def test_responder_stats_lists_every_owned_key_and_every_declined_reason() -> None:
+    counted = {(V4, "eth0"): AddressCounters(3, 2), (V4_B, "eth9"): AddressCounters(1, 1)}
+    stats = responder_stats("ring", [(V4, "eth0"), (V6, "eth0")], counted, {Verdict.ANSWERED: 3, Verdict.MALFORMED: 4})
+    assert stats.backend == "ring"
+    assert stats.per_address == {**counted, (V6, "eth0"): AddressCounters()}  # a dropped key keeps its counts
+    assert stats.declined == {v: (4 if v is Verdict.MALFORMED else 0) for v in Verdict if v is not Verdict.ANSWERED}
+    assert stats.requests == 4 and stats.replies == 3
+
+
+def test_interface_index_names_a_missing_interface() -> None:
+    assert interface_index("lo", "ring") >= 1
+    with pytest.raises(ResponderError, match="ring backend: interface 'nope0' does not exist"):
+        interface_index("nope0", "ring")
