@@ -25,7 +25,7 @@ from metallb_fast.allocator.service_keys import (
 from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource
+from metallb_fast.k8s.informer import EventType, Informer, Resource, wait_synced
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_status
 from metallb_fast.obs import metrics
 from metallb_fast.resources import Service
@@ -81,11 +81,7 @@ class Controller:
         self.namespaces.start()
         self.config.start()
         try:
-            for informer in (self.services, self.namespaces):
-                while not informer.synced.wait(0.5):
-                    if self._stop.is_set():
-                        return
-            if not self.config.wait_synced(stop=self._stop.is_set):
+            if not wait_synced((self.services, self.namespaces, *self.config.informers), self._stop.is_set):
                 return
             log.info("caches synced", extra={"op": "startup", "services": len(self.services.cache)})
             self.queue.put(CONFIG)

@@ -7,13 +7,12 @@ last valid Config keeps serving: `current` only ever moves from one valid Config
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.k8s.client import ApiError, KubeClient
+from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.informer import Handler, Informer, Resource
-from metallb_fast.k8s.writers import EventRecorder, ObjectRef, write_configuration_state
+from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, write_configuration_state
 from metallb_fast.obs import metrics
 
 log = logging.getLogger(__name__)
@@ -65,6 +64,9 @@ class ConfigSource:
         self.state = state
         self.current: Config | None = None
         self.last_error: str | None = None
+        self._state_writer: LatestStateWriter[tuple[bool, str]] = LatestStateWriter(
+            "configurationstate", self._write_state
+        )
         self.informers = [
             Informer(client, Resource(gv, plural, namespace=namespace), on_change, name=plural)
             for gv, plural in CONFIG_RESOURCES
@@ -77,13 +79,7 @@ class ConfigSource:
     def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
-
-    def wait_synced(self, stop: Callable[[], bool] = lambda: False) -> bool:
-        for informer in self.informers:
-            while not informer.synced.wait(timeout=0.5):
-                if stop():
-                    return False
-        return True
+        self._state_writer.close(timeout=5.0)
 
     def objects(self) -> list[dict]:
         return [obj for informer in self.informers for obj in informer.snapshot()]
@@ -114,12 +110,8 @@ class ConfigSource:
         return True
 
     def _report(self, *, valid: bool, summary: str) -> None:
-        try:
-            write_configuration_state(
-                self.client, self.namespace, self.state.name, valid, summary, self.state.labels
-            )
-        except ApiError as error:
-            log.warning("cannot write ConfigurationState: %s", error, extra={"op": "configurationState"})
+        # The write goes through a background writer: reloading must not wait on the API server.
+        self._state_writer.submit((valid, summary))
         if not valid:
             ref = ObjectRef(
                 kind="ConfigurationState",
@@ -128,3 +120,7 @@ class ConfigSource:
                 api_version="metallb.io/v1beta1",
             )
             self.recorder.record(ref, "Warning", INVALID_CONFIG_REASON, summary)
+
+    def _write_state(self, state: tuple[bool, str]) -> None:
+        valid, summary = state
+        write_configuration_state(self.client, self.namespace, self.state.name, valid, summary, self.state.labels)

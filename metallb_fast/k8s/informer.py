@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -52,6 +52,15 @@ class Resource:
         if self.namespace:
             return f"{self.group_version_path}/namespaces/{self.namespace}/{self.plural}"
         return f"{self.group_version_path}/{self.plural}"
+
+
+def wait_synced(informers: Iterable[Informer], stop: Callable[[], bool]) -> bool:
+    """Block until every informer has listed once; False as soon as `stop()` says the program is stopping."""
+    for informer in informers:
+        while not informer.synced.wait(0.5):
+            if stop():
+                return False
+    return True
 
 
 class GoneError(Exception):

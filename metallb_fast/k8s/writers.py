@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 
@@ -206,23 +206,35 @@ class ServiceL2StatusWriter:
         self.owner = owner  # ownerReference to the speaker's pod, when running in one
         self.path = f"{METALLB_GROUP_PATH}/namespaces/{namespace}/servicel2statuses"
 
-    def current(self) -> dict[tuple[str, str], Json]:
-        listing = self.client.get(self.path, labelSelector=f"metallb.io/node={self.node}")
-        result: dict[tuple[str, str], Json] = {}
+    def current(self) -> tuple[dict[tuple[str, str], Json], list[Json]]:
+        """This node's objects by service, and every other node's objects."""
+        listing = self.client.get(self.path)
+        ours: dict[tuple[str, str], Json] = {}
+        others: list[Json] = []
         for item in listing.get("items") or []:
             labels = (item.get("metadata") or {}).get("labels") or {}
-            key = (labels.get("metallb.io/service-namespace", ""), labels.get("metallb.io/service-name", ""))
-            if key in result:  # a duplicate from an interrupted earlier run
+            if labels.get("metallb.io/node") != self.node:
+                others.append(item)
+                continue
+            key = _service_of(item)
+            if key in ours:  # a duplicate from an interrupted earlier run
                 self._delete(item)
                 continue
-            result[key] = item
-        return result
+            ours[key] = item
+        return ours, others
 
     def apply(self, desired: Mapping[tuple[str, str], Json]) -> None:
-        """desired: (service namespace, service name) -> ServiceL2Status body (generateName, labels, status)."""
-        existing = self.current()
+        """desired: (service namespace, service name) -> ServiceL2Status body (generateName, labels, status).
+
+        As MetalLB's announcing speaker does, another node's object for a Service this node announces is
+        deleted: after a failover the old node (perhaps dead, its Pod never evicted) would otherwise be shown
+        announcing forever."""
+        existing, others = self.current()
         for key, item in existing.items():
             if key not in desired:
+                self._delete(item)
+        for item in others:
+            if _service_of(item) in desired:
                 self._delete(item)
         for key, body in desired.items():
             item = existing.get(key)
@@ -251,3 +263,81 @@ class ServiceL2StatusWriter:
             if error.status != 404:
                 raise
 
+
+
+def _service_of(item: Json) -> tuple[str, str]:
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    return (labels.get("metallb.io/service-namespace", ""), labels.get("metallb.io/service-name", ""))
+
+
+class LatestStateWriter(Generic[T]):
+    """Applies the most recent desired state on a background thread, retrying with backoff until it sticks.
+
+    The speaker's reconcile loop must never wait on the API server: it also keeps the fast path's liveness
+    deadline fresh, and a slow API server must not make every node stop answering. Intermediate states that
+    were superseded before they could be written are skipped, which is what a level-triggered writer wants.
+    """
+
+    def __init__(self, name: str, apply: Callable[[T], None], max_delay: float = 30.0) -> None:
+        self._apply = apply
+        self._max_delay = max_delay
+        self._condition = threading.Condition()
+        self._pending: tuple[T] | None = None
+        self._closed = False
+        self._busy = False
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name=f"writer-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, state: T) -> None:
+        with self._condition:
+            self._pending = (state,)
+            self._condition.notify()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the last submitted state was written (or given up on at close); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._pending is not None or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._thread.join(timeout=1.0)
+
+    def _run(self) -> None:
+        delay = 0.0
+        while True:
+            with self._condition:
+                while self._pending is None and not self._closed:
+                    self._condition.wait()
+                if self._closed and self._pending is None:
+                    return
+                assert self._pending is not None
+                (state,) = self._pending
+                self._pending = None
+                self._busy = True
+            try:
+                self._apply(state)
+                delay = 0.0
+            except Exception as error:
+                self.failures += 1
+                delay = min(self._max_delay, delay * 2 if delay else 0.5)
+                log.warning("write failed, retrying in %.1fs: %s", delay, error, extra={"op": "write"})
+                with self._condition:
+                    closing = self._closed
+                    if self._pending is None and not closing:
+                        self._pending = (state,)  # retry unless a newer state arrived meanwhile
+                if not closing:
+                    time.sleep(delay)
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from metallb_fast.controller.decide import class_matches
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
-from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.k8s.client import Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource
-from metallb_fast.k8s.writers import EventRecorder, ObjectRef, ServiceL2StatusWriter
+from metallb_fast.k8s.informer import EventType, Informer, Resource, wait_synced
+from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, ServiceL2StatusWriter
 from metallb_fast.obs import metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, layer2, status
@@ -78,6 +78,9 @@ class Speaker:
             ConfigStateTarget(f"speaker-{options.node_name}", "speaker", options.node_name),
         )
         self.l2_status = ServiceL2StatusWriter(client, options.namespace, options.node_name, pod_owner_reference())
+        self._l2_writer: LatestStateWriter[dict[tuple[str, str], Json]] = LatestStateWriter(
+            "servicel2status", self.l2_status.apply
+        )
         self.owned: dict[OwnedKey, bytes] = {}
         self.announced: set[str] = set()
         self._warned: set[tuple[str, str]] = set()
@@ -87,6 +90,7 @@ class Speaker:
         self._links: tuple[layer2.LinkInfo, ...] = ()
         self._links_read_at = -1e9
         self.reconciles = 0
+        self._dirty = False
         self._service_cache: dict[str, tuple[str, Service]] = {}
 
     def _wake(self, _: EventType, __: Json) -> None:
@@ -103,11 +107,7 @@ class Speaker:
             informer.start()
         self.config.start()
         try:
-            for informer in informers:
-                while not informer.synced.wait(0.5):
-                    if self._stop.is_set():
-                        return
-            if not self.config.wait_synced(stop=self._stop.is_set):
+            if not wait_synced((*informers, *self.config.informers), self._stop.is_set):
                 return
             log.info("caches synced", extra={"op": "startup", "node": self.options.node_name})
             self._loop()
@@ -121,14 +121,14 @@ class Speaker:
         for informer in informers:
             informer.stop()
         self.config.stop()
-        try:
-            self.l2_status.apply({})
-        except (ApiError, OSError) as error:
-            log.warning("cannot remove ServiceL2Status objects: %s", error, extra={"op": "shutdown"})
+        self._l2_writer.submit({})
+        if not self._l2_writer.flush(timeout=10.0):
+            log.warning("could not remove this node's ServiceL2Status objects", extra={"op": "shutdown"})
+        self._l2_writer.close(timeout=0)
         self.recorder.close()
 
     def _loop(self) -> None:
-        self._reconcile(config_changed=True)
+        self._safe_reconcile()
         while not self._stop.is_set():
             now = time.monotonic()
             wake_at = now + 1.0
@@ -141,7 +141,8 @@ class Speaker:
             if self._stop.is_set():
                 return
             self._keep_alive()
-            if item is None:
+            links_stale = time.monotonic() - self._links_read_at >= self.options.links_refresh_s
+            if item is None and not self._dirty and not links_stale:
                 self._send_gratuitous()
                 continue
             while True:  # coalesce a burst of watch events into one reconcile
@@ -149,14 +150,27 @@ class Speaker:
                     self.queue.get_nowait()
                 except queue.Empty:
                     break
-            self._reconcile(config_changed=False)
+            self._safe_reconcile()
+
+    def _safe_reconcile(self) -> None:
+        """A failed reconcile (a link that vanished under the fast path, a bug) is logged and retried on the
+        next wake-up, a second later, with the links read again; it never ends the loop."""
+        try:
+            self._reconcile()
+        except Exception as error:
+            metrics.update_errors.inc()
+            self._dirty = True
+            self._links_read_at = -1e9
+            log.error("reconcile failed, retrying: %s", error, exc_info=True, extra={"op": "reconcile"})
+        else:
+            self._dirty = False
 
     def _keep_alive(self) -> None:
         deadline = time.monotonic_ns() + int(self.options.liveness_timeout_s * 1e9)
         self.responder.set_liveness_deadline(deadline)
 
     # ------------------------------------------------------------------ reconcile
-    def _reconcile(self, config_changed: bool) -> None:
+    def _reconcile(self) -> None:
         self.reconciles += 1
         metrics.updates.inc()
         self.config.reload()
@@ -238,12 +252,8 @@ class Speaker:
             for a in announced
         }
         if desired != self._status_written:
-            try:
-                self.l2_status.apply(desired)
-                self._status_written = desired
-            except (ApiError, OSError) as error:
-                metrics.update_errors.inc()
-                log.warning("ServiceL2Status update failed: %s", error, extra={"op": "serviceL2Status"})
+            self._l2_writer.submit(desired)  # written (and retried) off this thread: see LatestStateWriter
+            self._status_written = desired
 
     def _record(self, event: status.ServiceEvent) -> None:
         ref = ObjectRef("Service", event.namespace, event.service_name, event.service_uid)

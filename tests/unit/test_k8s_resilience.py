@@ -54,3 +54,29 @@ def test_run_in_worker_reports_a_dead_loop_as_failure() -> None:
 
     assert run_in_worker(crash, lambda: None) == 1
     assert run_in_worker(lambda: None, lambda: None) == 0
+
+
+def test_latest_state_writer_retries_and_skips_superseded_states() -> None:
+    from metallb_fast.k8s.writers import LatestStateWriter
+
+    written: list[int] = []
+    failures_left = [2]
+    gate = threading.Event()
+
+    def apply(state: int) -> None:
+        gate.wait(5)
+        if failures_left[0]:
+            failures_left[0] -= 1
+            raise ApiUnavailable("PATCH", "/x", OSError("connection refused"))
+        written.append(state)
+
+    writer = LatestStateWriter("test", apply, max_delay=0.05)
+    writer.submit(1)
+    writer.submit(2)  # supersedes 1 if 1 was not picked up yet
+    writer.submit(3)
+    gate.set()
+    assert writer.flush(timeout=10)
+    writer.close()
+    assert written[-1] == 3  # the latest state always lands, after the failures were retried
+    assert writer.failures == 2
+    assert written == sorted(written) and len(written) <= 2
