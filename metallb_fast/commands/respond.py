@@ -10,6 +10,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 import orjson
 
 from metallb_fast.dataplane.backends import CHOICES, open_responder
-from metallb_fast.dataplane.base import IPAddress, Owned, ResponderError, ResponderStats
+from metallb_fast.dataplane.base import IPAddress, Owned, Responder, ResponderError, ResponderStats
 from metallb_fast.dataplane.packets import format_mac, parse_mac
 
 HELP = "answer ARP/NDP for addresses on an interface (a responder backend as an operator tool)"
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=CHOICES, default="auto", help="responder backend (default: auto)")
     parser.add_argument("--announce", action="store_true", help="send gratuitous ARP / unsolicited NA at start")
     parser.add_argument("--json", action="store_true", help="print the counters as JSON")
+    parser.add_argument(
+        "--liveness",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="stop answering this long after this process stops refreshing the deadline, e.g. when it was killed "
+        "with SIGKILL and could not detach (default 10; 0 = no deadline)",
+    )
 
 
 def parse_address_spec(text: str) -> AddressSpec:
@@ -106,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
             if args.announce:
                 for address, name in owned:
                     responder.announce(address, name)
+            keep_alive(responder, args.liveness)
             print("ready", flush=True)
             while not stop.wait(0.5):  # a timed wait: signal handlers run promptly in the main thread
-                pass
+                keep_alive(responder, args.liveness)
             stats = responder.stats()
             attachments = _attachments(responder)
         finally:
@@ -118,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print_stats(stats, owned, sys.stdout, as_json=args.json, attachments=attachments)
     return 0
+
+
+def keep_alive(responder: Responder, liveness_s: float) -> None:
+    if liveness_s > 0:
+        responder.set_liveness_deadline(time.monotonic_ns() + int(liveness_s * 1e9))
 
 
 def _attachments(responder: object) -> list[dict[str, Any]]:
