@@ -26,6 +26,19 @@ from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.base import AddressCounters, IPAddress, ResponderError, Verdict
 from metallb_fast.dataplane.ring import RingResponder, table_for
 from tests.conftest import IN_CI, require, require_root
+from tests.dataplane.frames import (
+    BCAST,
+    CLIENT_MAC,
+    OTHER_MAC,
+    OWNED_MAC,
+    STRANGER_MAC,
+    VIP4,
+    VIP6,
+    arp,
+    ns,
+    sllao,
+    vlan_tagged,
+)
 
 try:
     from metallb_fast.dataplane import _ring as ring_ext
@@ -34,20 +47,11 @@ except ImportError:  # in CI a missing extension is a failure, not a skip
         raise
     pytest.skip("the Cython extension metallb_fast.dataplane._ring is not built", allow_module_level=True)
 
-VIP4 = IPv4Address("192.0.2.10")
 VIP4_B = IPv4Address("192.0.2.11")
 ELSEWHERE4 = IPv4Address("192.0.2.20")
 STRANGER4 = IPv4Address("192.0.2.99")
-VIP6 = IPv6Address("2001:db8::10")
 ELSEWHERE6 = IPv6Address("2001:db8::20")
 STRANGER6 = IPv6Address("2001:db8::99")
-CLIENT4 = IPv4Address("198.51.100.7")
-CLIENT6 = IPv6Address("2001:db8:1::7")
-OWNED_MAC = bytes.fromhex("02aabbccdd01")
-OTHER_MAC = bytes.fromhex("02aabbccdd02")
-CLIENT_MAC = bytes.fromhex("02112233aa01")
-STRANGER_MAC = bytes.fromhex("02deadbeef01")
-BCAST = b"\xff" * 6
 IFACE = "rg0"
 PEER_IFACE = "rg1"
 OTHER_IFACE = "eth9"  # owns ELSEWHERE*, never opened by the decision tests
@@ -58,57 +62,21 @@ HERE = {address: mac for (address, name), mac in OWNED.items() if name == IFACE}
 ELSEWHERE = frozenset(address for (address, name) in OWNED if name != IFACE)
 
 
-def arp(target: IPv4Address = VIP4, *, sender: IPv4Address = CLIENT4, op: int = 1, dst: bytes = BCAST,
-        pad: int = 60) -> bytes:
-    frame = bytearray(packets.arp_request(CLIENT_MAC, sender, target, eth_dst=dst))
-    frame[20:22] = op.to_bytes(2, "big")
-    return bytes(frame[:42]).ljust(pad, b"\x00")
-
-
-def ns(target: IPv6Address = VIP6, **changes: int | bytes) -> bytes:
-    frame = bytearray(packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, target))
-    for field, value in changes.items():
-        offset = {"hop": 21, "type": 54, "code": 55, "next": 20}[field]
-        frame[offset] = int(value)
-    return bytes(frame)
-
-
-def ns_options(options: bytes, target: IPv6Address = VIP6) -> bytes:
-    frame = bytearray(packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, target)[:78]) + options
-    frame[18:20] = (24 + len(options)).to_bytes(2, "big")
-    return bytes(frame)
-
-
 def corpus() -> list[bytes]:
     """Every decision branch of FASTPATH.md at least once, plus padding and boundary lengths."""
-    vlan = BCAST + CLIENT_MAC + b"\x81\x00\x00\x05" + arp()[12:]
-    dad = bytearray(ns())
-    dad[22:38] = bytes(16)
-    multicast_target = bytearray(ns())
-    multicast_target[62] = 0xFF
-    bad_version = bytearray(ns())
-    bad_version[14] = 0x40
-    long_payload = bytearray(ns())
-    long_payload[18:20] = (200).to_bytes(2, "big")
-    short_payload = bytearray(ns())
-    short_payload[18:20] = (16).to_bytes(2, "big")
-    bad_htype = bytearray(arp())
-    bad_htype[15] = 6
-    bad_plen = bytearray(arp())
-    bad_plen[19] = 16
     return [
-        arp(), arp(pad=42), arp(pad=64), arp(pad=300), arp(VIP4, sender=IPv4Address("0.0.0.0")),
-        arp(dst=OWNED_MAC), arp(dst=STRANGER_MAC), arp(op=2), arp(op=3), arp(sender=VIP4),
-        arp(ELSEWHERE4), arp(STRANGER4), arp()[:41], arp()[:30], arp()[:20], bytes(bad_htype), bytes(bad_plen),
-        vlan, BCAST + CLIENT_MAC + b"\x08\x00" + bytes(46),
-        ns(), ns(hop=64), ns(type=136), ns(type=128), ns(code=1), ns(next=17), ns(ELSEWHERE6), ns(STRANGER6),
-        bytes(dad), bytes(multicast_target), bytes(bad_version), bytes(long_payload), bytes(short_payload),
-        ns()[:60], ns()[:53], ns() + bytes(40),
-        ns_options(b""), ns_options(b"\x0e\x01" + bytes(6)), ns_options(b"\x01\x00" + bytes(6)),
-        ns_options(b"\x01\x02" + bytes(6)), ns_options(b"\x05\x01" + bytes(6) + b"\x01\x01" + CLIENT_MAC),
-        ns_options(b"\x05\x01" + bytes(6) * 9 + b"\x01\x01" + CLIENT_MAC),
-        ns_options((b"\x05\x01" + bytes(6)) * 8 + b"\x01\x01" + CLIENT_MAC),
-        ns_options(b"\x01"), ns_options(b"\x01\x01" + CLIENT_MAC + b"\x00\x00" + bytes(6)),
+        arp(), arp(pad=b""), arp(pad=bytes(22)), arp(pad=bytes(258)), arp(VIP4, spa=IPv4Address("0.0.0.0")),
+        arp(eth_dst=OWNED_MAC), arp(eth_dst=STRANGER_MAC), arp(op=2), arp(op=3), arp(spa=VIP4),
+        arp(ELSEWHERE4), arp(STRANGER4), arp()[:41], arp()[:30], arp()[:20], arp(htype=6), arp(plen=16),
+        vlan_tagged(arp()), BCAST + CLIENT_MAC + b"\x08\x00" + bytes(46),
+        ns(), ns(hop_limit=64), ns(icmp_type=136), ns(icmp_type=128), ns(code=1), ns(next_header=17),
+        ns(ELSEWHERE6), ns(STRANGER6), ns(src=IPv6Address("::")), ns(IPv6Address("ff01:db8::10")), ns(version=4),
+        ns(payload_len=200), ns(payload_len=16), ns()[:60], ns()[:53], ns(trailer=bytes(40)),
+        ns(options=b""), ns(options=b"\x0e\x01" + bytes(6)), ns(options=b"\x01\x00" + bytes(6)),
+        ns(options=b"\x01\x02" + bytes(6)), ns(options=b"\x05\x01" + bytes(6) + sllao()),
+        ns(options=b"\x05\x01" + bytes(6) * 9 + sllao()),
+        ns(options=(b"\x05\x01" + bytes(6)) * 8 + sllao()),
+        ns(options=b"\x01"), ns(options=sllao() + b"\x00\x00" + bytes(6)),
         ns()[:-2] + bytes(2),
         bytes(13), b"",
     ]
@@ -418,9 +386,9 @@ def test_unknown_interface_is_a_responder_error(pair: Pair) -> None:
 
 def test_frame_layout_helpers_are_what_they_claim() -> None:
     # Guards the corpus builders themselves: the NS edits land on the fields they name.
-    frame = ns(hop=64, type=135, code=0)
+    frame = ns(hop_limit=64, icmp_type=135, code=0)
     assert frame[21] == 64 and struct.unpack_from("!BB", frame, 54) == (135, 0)
-    assert arp(op=2)[20:22] == b"\x00\x02" and len(arp(pad=42)) == 42
+    assert arp(op=2)[20:22] == b"\x00\x02" and len(arp(pad=b"")) == 42 and len(arp()) == 60
 
 
 def test_interface_left_out_of_owned_is_no_longer_read(pair: Pair) -> None:

@@ -1,7 +1,7 @@
 """packets.py, the oracle: every verdict of the decision order, exact reply bytes, and never an exception.
 
-Request frames are built by hand here (struct, offsets from the RFCs) rather than with packets.py's own builders,
-so the codec is checked against an independent reading of the wire format.
+Request frames are built by hand (tests/dataplane/frames.py: struct, offsets from the RFCs) rather than with
+packets.py's own builders, so the codec is checked against an independent reading of the wire format.
 """
 
 from __future__ import annotations
@@ -16,39 +16,27 @@ from hypothesis import strategies as st
 from metallb_fast.dataplane import packets
 from metallb_fast.dataplane.base import Verdict
 from metallb_fast.dataplane.packets import Answer, answer, format_mac, parse_mac
+from tests.dataplane.frames import (
+    BCAST,
+    CLIENT4,
+    CLIENT6,
+    CLIENT_MAC,
+    OWNED_MAC,
+    STRANGER_MAC,
+    VIP4,
+    VIP6,
+    arp,
+    ns,
+    vlan_tagged,
+)
 
-VIP4 = IPv4Address("192.0.2.200")
-VIP6 = IPv6Address("2001:db8::200")
 OTHER4 = IPv4Address("192.0.2.201")
 OTHER6 = IPv6Address("2001:db8::201")
-CLIENT4 = IPv4Address("192.0.2.10")
-CLIENT6 = IPv6Address("2001:db8::10")
-OWNED_MAC = bytes.fromhex("02aabbccdd01")
-CLIENT_MAC = bytes.fromhex("02112233aa01")
-STRANGER_MAC = bytes.fromhex("02deadbeef01")
-BCAST = b"\xff" * 6
 OWNED = {VIP4: OWNED_MAC, VIP6: OWNED_MAC}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Hand-built frames
-
-
-def arp(
-    op: int = 1,
-    spa: IPv4Address = CLIENT4,
-    tpa: IPv4Address = VIP4,
-    eth_dst: bytes = BCAST,
-    htype: int = 1,
-    ptype: int = 0x0800,
-    hlen: int = 6,
-    plen: int = 4,
-    pad: bytes = b"",
-) -> bytes:
-    eth = eth_dst + CLIENT_MAC + b"\x08\x06"
-    body = struct.pack("!HHBBH", htype, ptype, hlen, plen, op)
-    body += CLIENT_MAC + spa.packed + b"\x00" * 6 + tpa.packed
-    return eth + body + pad
+# Checksums, independently
 
 
 def csum(data: bytes) -> int:
@@ -66,30 +54,6 @@ def csum(data: bytes) -> int:
 def icmp6_sum_ok(src: bytes, dst: bytes, message: bytes) -> bool:
     pseudo = src + dst + len(message).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
     return csum(pseudo + message) == 0xFFFF
-
-
-def ns(
-    target: IPv6Address = VIP6,
-    src: IPv6Address = CLIENT6,
-    eth_dst: bytes | None = None,
-    hop_limit: int = 255,
-    icmp_type: int = 135,
-    code: int = 0,
-    options: bytes | None = None,
-    next_header: int = 58,
-    version: int = 6,
-    payload_len: int | None = None,
-    trailer: bytes = b"",
-) -> bytes:
-    group = b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + target.packed[13:]
-    if eth_dst is None:
-        eth_dst = b"\x33\x33" + group[12:]
-    if options is None:
-        options = b"\x01\x01" + CLIENT_MAC
-    icmp = struct.pack("!BBHI", icmp_type, code, 0, 0) + target.packed + options
-    plen = len(icmp) if payload_len is None else payload_len
-    ip6 = struct.pack("!IHBB", version << 28, plen, next_header, hop_limit) + src.packed + group
-    return eth_dst + CLIENT_MAC + b"\x86\xdd" + ip6 + icmp + trailer
 
 
 def decide(frame: bytes, alive: bool = True, elsewhere: frozenset = frozenset()) -> Answer:
@@ -130,43 +94,21 @@ def test_arp_probe_from_unspecified_sender_is_answered() -> None:
     assert result.reply is not None and result.reply[38:42] == b"\x00\x00\x00\x00"
 
 
-@pytest.mark.parametrize(
-    ("frame", "verdict"),
-    [
-        (b"", Verdict.MALFORMED),
-        (b"\xff" * 13, Verdict.MALFORMED),
-        (arp()[:41], Verdict.MALFORMED),
-        (arp(htype=6), Verdict.MALFORMED),
-        (arp(ptype=0x86DD), Verdict.MALFORMED),
-        (arp(hlen=8), Verdict.MALFORMED),
-        (arp(plen=16), Verdict.MALFORMED),
-        (arp(op=2), Verdict.NOT_REQUEST),
-        (arp(op=3), Verdict.NOT_REQUEST),
-        (arp(spa=VIP4), Verdict.GRATUITOUS),
-        (arp(tpa=OTHER4), Verdict.NOT_OWNED),
-        (BCAST + CLIENT_MAC + b"\x81\x00\x00\x01\x08\x06" + arp()[14:], Verdict.NOT_ARP_OR_NDP),
-        (BCAST + CLIENT_MAC + b"\x08\x00" + b"\x45" + bytes(45), Verdict.NOT_ARP_OR_NDP),
-    ],
-    ids=[
-        "empty",
-        "short-eth",
-        "short-arp",
-        "htype",
-        "ptype",
-        "hlen",
-        "plen",
-        "reply",
-        "op3",
-        "gratuitous",
-        "not-owned",
-        "vlan",
-        "ipv4",
-    ],
-)
-def test_arp_declines(frame: bytes, verdict: Verdict) -> None:
-    result = decide(frame)
-    assert result.verdict is verdict
-    assert result.reply is None
+ARP_DECLINES: dict[str, tuple[bytes, Verdict]] = {
+    "arp-empty": (b"", Verdict.MALFORMED),
+    "arp-short-eth": (b"\xff" * 13, Verdict.MALFORMED),
+    "arp-short-arp": (arp()[:41], Verdict.MALFORMED),
+    "arp-htype": (arp(htype=6), Verdict.MALFORMED),
+    "arp-ptype": (arp(ptype=0x86DD), Verdict.MALFORMED),
+    "arp-hlen": (arp(hlen=8), Verdict.MALFORMED),
+    "arp-plen": (arp(plen=16), Verdict.MALFORMED),
+    "arp-reply": (arp(op=2), Verdict.NOT_REQUEST),
+    "arp-op3": (arp(op=3), Verdict.NOT_REQUEST),
+    "arp-gratuitous": (arp(spa=VIP4), Verdict.GRATUITOUS),
+    "arp-not-owned": (arp(tpa=OTHER4), Verdict.NOT_OWNED),
+    "arp-vlan": (vlan_tagged(arp(), 1), Verdict.NOT_ARP_OR_NDP),
+    "arp-ipv4": (BCAST + CLIENT_MAC + b"\x08\x00" + b"\x45" + bytes(45), Verdict.NOT_ARP_OR_NDP),
+}
 
 
 def test_arp_owned_elsewhere_is_wrong_interface() -> None:
@@ -180,7 +122,7 @@ def test_arp_liveness_expired_comes_after_ownership_checks() -> None:
 
 
 def test_arp_minimum_42_bytes_is_answered_with_42_bytes() -> None:
-    result = decide(arp())
+    result = decide(arp(pad=b""))
     assert result.verdict is Verdict.ANSWERED
     assert result.reply is not None and len(result.reply) == 42
 
@@ -227,64 +169,40 @@ def test_ns_scan_stops_after_eight_options() -> None:
     assert decide(ns(options=filler * 8 + b"\x01\x01" + CLIENT_MAC)).verdict is Verdict.NO_SOURCE_LLADDR
 
 
-@pytest.mark.parametrize(
-    ("frame", "verdict"),
-    [
-        (ns()[:53], Verdict.MALFORMED),
-        (ns(version=4), Verdict.MALFORMED),
-        (ns(next_header=6), Verdict.NOT_ARP_OR_NDP),
-        (ns(next_header=0), Verdict.NOT_ARP_OR_NDP),
-        (ns(payload_len=23), Verdict.MALFORMED),
-        (ns(payload_len=33), Verdict.MALFORMED),
-        (ns()[:-1], Verdict.MALFORMED),
-        (ns(icmp_type=136), Verdict.NOT_REQUEST),
-        (ns(icmp_type=128), Verdict.NOT_ARP_OR_NDP),
-        (ns(icmp_type=133), Verdict.NOT_ARP_OR_NDP),
-        (ns(code=1), Verdict.MALFORMED),
-        (ns(hop_limit=254), Verdict.BAD_HOP_LIMIT),
-        (ns(hop_limit=64, code=1), Verdict.MALFORMED),
-        (ns(target=IPv6Address("ff02::1")), Verdict.MALFORMED),
-        (ns(src=IPv6Address("::")), Verdict.GRATUITOUS),
-        (ns(src=IPv6Address("::"), options=b""), Verdict.GRATUITOUS),
-        (ns(options=b""), Verdict.NO_SOURCE_LLADDR),
-        (ns(options=b"\x02\x01" + CLIENT_MAC), Verdict.NO_SOURCE_LLADDR),
-        (ns(options=b"\x01\x02" + CLIENT_MAC + bytes(8)), Verdict.NO_SOURCE_LLADDR),
-        (ns(options=b"\x01\x00" + CLIENT_MAC), Verdict.MALFORMED),
-        (ns(options=b"\x01\x02" + CLIENT_MAC), Verdict.MALFORMED),
-        (ns(options=b"\x01"), Verdict.MALFORMED),
-        (ns(options=b"\x0e\x00" + bytes(6) + b"\x01\x01" + CLIENT_MAC), Verdict.MALFORMED),
-        (ns(target=OTHER6), Verdict.NOT_OWNED),
-        (BCAST + CLIENT_MAC + b"\x81\x00\x00\x01\x86\xdd" + ns()[14:], Verdict.NOT_ARP_OR_NDP),
-    ],
-    ids=[
-        "short",
-        "version",
-        "tcp",
-        "hop-by-hop",
-        "payload-short",
-        "payload-past-end",
-        "truncated",
-        "na",
-        "echo",
-        "rs",
-        "code",
-        "hop-limit",
-        "hop-limit-before-code",
-        "multicast-target",
-        "dad",
-        "dad-no-opt",
-        "no-options",
-        "target-lla-only",
-        "slla-len2",
-        "opt-len0",
-        "opt-past-end",
-        "opt-1-byte",
-        "len0-before-slla",
-        "not-owned",
-        "vlan",
-    ],
-)
-def test_ns_declines(frame: bytes, verdict: Verdict) -> None:
+NS_DECLINES: dict[str, tuple[bytes, Verdict]] = {
+    "ns-short": (ns()[:53], Verdict.MALFORMED),
+    "ns-version": (ns(version=4), Verdict.MALFORMED),
+    "ns-tcp": (ns(next_header=6), Verdict.NOT_ARP_OR_NDP),
+    "ns-hop-by-hop": (ns(next_header=0), Verdict.NOT_ARP_OR_NDP),
+    "ns-payload-short": (ns(payload_len=23), Verdict.MALFORMED),
+    "ns-payload-past-end": (ns(payload_len=33), Verdict.MALFORMED),
+    "ns-truncated": (ns()[:-1], Verdict.MALFORMED),
+    "ns-na": (ns(icmp_type=136), Verdict.NOT_REQUEST),
+    "ns-echo": (ns(icmp_type=128), Verdict.NOT_ARP_OR_NDP),
+    "ns-rs": (ns(icmp_type=133), Verdict.NOT_ARP_OR_NDP),
+    "ns-code": (ns(code=1), Verdict.MALFORMED),
+    "ns-hop-limit": (ns(hop_limit=254), Verdict.BAD_HOP_LIMIT),
+    "ns-hop-limit-before-code": (ns(hop_limit=64, code=1), Verdict.MALFORMED),
+    "ns-multicast-target": (ns(target=IPv6Address("ff02::1")), Verdict.MALFORMED),
+    "ns-dad": (ns(src=IPv6Address("::")), Verdict.GRATUITOUS),
+    "ns-dad-no-opt": (ns(src=IPv6Address("::"), options=b""), Verdict.GRATUITOUS),
+    "ns-no-options": (ns(options=b""), Verdict.NO_SOURCE_LLADDR),
+    "ns-target-lla-only": (ns(options=b"\x02\x01" + CLIENT_MAC), Verdict.NO_SOURCE_LLADDR),
+    "ns-slla-len2": (ns(options=b"\x01\x02" + CLIENT_MAC + bytes(8)), Verdict.NO_SOURCE_LLADDR),
+    "ns-opt-len0": (ns(options=b"\x01\x00" + CLIENT_MAC), Verdict.MALFORMED),
+    "ns-opt-past-end": (ns(options=b"\x01\x02" + CLIENT_MAC), Verdict.MALFORMED),
+    "ns-opt-1-byte": (ns(options=b"\x01"), Verdict.MALFORMED),
+    "ns-len0-before-slla": (ns(options=b"\x0e\x00" + bytes(6) + b"\x01\x01" + CLIENT_MAC), Verdict.MALFORMED),
+    "ns-not-owned": (ns(target=OTHER6), Verdict.NOT_OWNED),
+    "ns-vlan": (vlan_tagged(ns(), 1), Verdict.NOT_ARP_OR_NDP),
+}
+
+
+DECLINES = {**ARP_DECLINES, **NS_DECLINES}
+
+
+@pytest.mark.parametrize(("frame", "verdict"), DECLINES.values(), ids=DECLINES.keys())
+def test_declines(frame: bytes, verdict: Verdict) -> None:
     result = decide(frame)
     assert result.verdict is verdict
     assert result.reply is None
@@ -331,7 +249,7 @@ def test_unsolicited_na() -> None:
 
 
 def test_request_builders_match_hand_built_frames() -> None:
-    assert packets.arp_request(CLIENT_MAC, CLIENT4, VIP4) == arp(pad=bytes(18))
+    assert packets.arp_request(CLIENT_MAC, CLIENT4, VIP4) == arp()
     built = packets.neighbor_solicitation(CLIENT_MAC, CLIENT6, VIP6)
     hand = ns()
     assert built[:56] == hand[:56] and built[58:] == hand[58:]  # hand-built one has a zero checksum
