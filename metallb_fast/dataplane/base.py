@@ -61,7 +61,10 @@ class Responder(Protocol):
     backend: str
 
     def sync(self, owned: Owned) -> None:
-        """Make the set of answered (address, interface) pairs exactly `owned`."""
+        """Make the set of answered (address, interface) pairs exactly `owned`.
+
+        Interface names resolve in the network namespace the responder was created in, whichever thread (in
+        whichever namespace) calls; a bad key or MAC raises before anything changes."""
 
     def stats(self) -> ResponderStats: ...
 
