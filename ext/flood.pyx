@@ -92,66 +92,62 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     buffer = <uint8_t *>calloc(total_bytes if total_bytes else 1, 1)
     iov = <iovec *>calloc(2 * n + batch, sizeof(iovec))
     msgs = <mmsghdr *>calloc(2 * n + batch, sizeof(mmsghdr))
-    if buffer == NULL or iov == NULL or msgs == NULL:
-        free(buffer)
-        free(iov)
-        free(msgs)
-        raise MemoryError("flood buffers")
-    total_bytes = 0
-    for i in range(n):
-        frame = <bytes>frames[i]
-        memcpy(buffer + total_bytes, PyBytes_AS_STRING(frame), len(frame))
-        iov[i].iov_base = buffer + total_bytes
-        iov[i].iov_len = len(frame)
-        total_bytes += len(frame)
-    for i in range(n, 2 * n + batch):
-        iov[i] = iov[i % n]
-    for i in range(2 * n + batch):
-        msgs[i].msg_hdr.msg_iov = &iov[i]
-        msgs[i].msg_hdr.msg_iovlen = 1
-    fd = socket(AF_PACKET, SOCK_RAW, 0)  # protocol 0: this socket never receives
-    if fd < 0:
-        err = errno
-    else:
-        setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf))
-        if bind_to_interface(fd, ifindex, 0) < 0:
+    try:
+        if buffer == NULL or iov == NULL or msgs == NULL:
+            raise MemoryError("flood buffers")
+        total_bytes = 0
+        for i in range(n):
+            frame = <bytes>frames[i]
+            memcpy(buffer + total_bytes, PyBytes_AS_STRING(frame), len(frame))
+            iov[i].iov_base = buffer + total_bytes
+            iov[i].iov_len = len(frame)
+            total_bytes += len(frame)
+        for i in range(n, 2 * n + batch):
+            iov[i] = iov[i % n]
+        for i in range(2 * n + batch):
+            msgs[i].msg_hdr.msg_iov = &iov[i]
+            msgs[i].msg_hdr.msg_iovlen = 1
+        fd = socket(AF_PACKET, SOCK_RAW, 0)  # protocol 0: this socket never receives
+        if fd < 0:
             err = errno
-    if err:
-        if fd >= 0:
+        else:
+            setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf))
+            if bind_to_interface(fd, ifindex, 0) < 0:
+                err = errno
+        if err:
+            if fd >= 0:
+                c_close(fd)
+            raise OSError(err, f"flood: AF_PACKET socket on ifindex {ifindex}: {strerror(err).decode()}")
+        pause.tv_sec = 0
+        pause.tv_nsec = 20000
+        with nogil:
+            t0 = monotonic_ns()
+            deadline = t0 + <int64_t>(duration_s * 1e9)
+            start = 0
+            now = t0
+            while now < deadline:
+                count = batch
+                if rate_pps > 0:
+                    allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>sent
+                    if allowed <= 0:
+                        nanosleep(&pause, NULL)
+                        now = monotonic_ns()
+                        continue
+                    if <size_t>allowed < count:
+                        count = allowed
+                rc = sendmmsg(fd, &msgs[start], count, 0)
+                if rc > 0:
+                    sent += rc
+                    start = (start + rc) % n
+                elif rc < 0 and errno != EINTR:
+                    pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back); retry
+                now = monotonic_ns()
             c_close(fd)
+    finally:  # free(NULL) is a no-op: one place releases whatever was allocated
         free(buffer)
         free(iov)
         free(msgs)
-        raise OSError(err, f"flood: AF_PACKET socket on ifindex {ifindex}: {strerror(err).decode()}")
-    pause.tv_sec = 0
-    pause.tv_nsec = 20000
-    with nogil:
-        t0 = monotonic_ns()
-        deadline = t0 + <int64_t>(duration_s * 1e9)
-        start = 0
-        now = t0
-        while now < deadline:
-            count = batch
-            if rate_pps > 0:
-                allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>sent
-                if allowed <= 0:
-                    nanosleep(&pause, NULL)
-                    now = monotonic_ns()
-                    continue
-                if <size_t>allowed < count:
-                    count = allowed
-            rc = sendmmsg(fd, &msgs[start], count, 0)
-            if rc > 0:
-                sent += rc
-                start = (start + rc) % n
-            elif rc < 0 and errno != EINTR:
-                pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back); retry
-            now = monotonic_ns()
-        c_close(fd)
-    free(buffer)
-    free(iov)
-    free(msgs)
     return {"sent": sent, "pushbacks": pushbacks, "elapsed_s": (now - t0) / 1e9}
 
 
@@ -178,44 +174,42 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
         this_chunk = max(64, min(chunk, <unsigned>(rate_pps / 1000)))  # about one call per millisecond
     data = <const char **>calloc(n, sizeof(char *))
     sizes = <unsigned *>calloc(n, sizeof(unsigned))
-    if data == NULL or sizes == NULL:
+    try:
+        if data == NULL or sizes == NULL:
+            raise MemoryError("flood_live")
+        for i in range(n):
+            data[i] = PyBytes_AS_STRING(owned[i])
+            sizes[i] = len(owned[i])
+        prog_fd = mlbf_flood_load_xdp(XDP_TX, b"mlbf_flood_tx")
+        if prog_fd < 0:
+            err = errno
+            raise OSError(err, f"flood_live: loading the XDP_TX program: {strerror(err).decode()}")
+        i = 0
+        with nogil:
+            t0 = monotonic_ns()
+            now = t0
+            deadline = t0 + <int64_t>(duration_s * 1e9)
+            while now < deadline:
+                if rate_pps > 0:
+                    due = t0 + <int64_t>((sent + this_chunk) * 1e9 / rate_pps)
+                    if due > now:
+                        pause.tv_sec = (due - now) // 1000000000
+                        pause.tv_nsec = (due - now) % 1000000000
+                        nanosleep(&pause, NULL)
+                rc = mlbf_flood_live_run(prog_fd, data[i], sizes[i], ifindex, this_chunk)
+                if rc < 0:
+                    if errno == EINTR:
+                        now = monotonic_ns()
+                        continue
+                    err = errno
+                    break
+                sent += this_chunk
+                i = (i + 1) % n
+                now = monotonic_ns()
+            c_close(prog_fd)
+    finally:
         free(data)
         free(sizes)
-        raise MemoryError("flood_live")
-    for i in range(n):
-        data[i] = PyBytes_AS_STRING(owned[i])
-        sizes[i] = len(owned[i])
-    prog_fd = mlbf_flood_load_xdp(XDP_TX, b"mlbf_flood_tx")
-    if prog_fd < 0:
-        err = errno
-        free(data)
-        free(sizes)
-        raise OSError(err, f"flood_live: loading the XDP_TX program: {strerror(err).decode()}")
-    i = 0
-    with nogil:
-        t0 = monotonic_ns()
-        now = t0
-        deadline = t0 + <int64_t>(duration_s * 1e9)
-        while now < deadline:
-            if rate_pps > 0:
-                due = t0 + <int64_t>((sent + this_chunk) * 1e9 / rate_pps)
-                if due > now:
-                    pause.tv_sec = (due - now) // 1000000000
-                    pause.tv_nsec = (due - now) % 1000000000
-                    nanosleep(&pause, NULL)
-            rc = mlbf_flood_live_run(prog_fd, data[i], sizes[i], ifindex, this_chunk)
-            if rc < 0:
-                if errno == EINTR:
-                    now = monotonic_ns()
-                    continue
-                err = errno
-                break
-            sent += this_chunk
-            i = (i + 1) % n
-            now = monotonic_ns()
-        c_close(prog_fd)
-    free(data)
-    free(sizes)
     if err:
         raise OSError(err, f"flood_live: BPF_PROG_RUN (live frames) on ifindex {ifindex}: {strerror(err).decode()}")
     return {"sent": sent, "pushbacks": 0, "elapsed_s": (now - t0) / 1e9}

@@ -18,7 +18,7 @@ from metallb_fast.dataplane import bpfsys, packets
 from metallb_fast.dataplane.base import AddressCounters, IPAddress, Verdict
 from metallb_fast.dataplane.xdp import MapKey, XdpProgram
 from tests.dataplane.frames import BCAST, CLIENT4, CLIENT6, CLIENT_MAC, arp, ns, option, sllao, vlan_tagged
-from tests.dataplane.xdp_testing import INGRESS_IFINDEX, OTHER_IFINDEX, load_program, run_frame
+from tests.dataplane.xdp_testing import INGRESS_IFINDEX, OTHER_IFINDEX, loaded_program, run_frame
 
 MAC_A = bytes.fromhex("02005e00000a")
 MAC_B = bytes.fromhex("02005e00000b")
@@ -119,13 +119,8 @@ CORPUS = list(corpus())
 
 @pytest.fixture(scope="module")
 def program() -> Iterator[XdpProgram]:
-    prog = load_program()
-    try:
-        prog.apply(DESIRED)
-        prog.set_deadline(None)
+    with loaded_program(DESIRED) as prog:
         yield prog
-    finally:
-        prog.close()
 
 
 def assert_same_as_oracle(program: XdpProgram, frame: bytes) -> Verdict:

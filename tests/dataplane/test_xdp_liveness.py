@@ -14,7 +14,7 @@ import pytest
 from metallb_fast.dataplane import bpfsys, packets
 from metallb_fast.dataplane.base import AddressCounters, Verdict
 from metallb_fast.dataplane.xdp import MapKey, XdpProgram
-from tests.dataplane.xdp_testing import INGRESS_IFINDEX, load_program, run_frame
+from tests.dataplane.xdp_testing import INGRESS_IFINDEX, loaded_program, run_frame
 
 pytestmark = pytest.mark.root
 
@@ -33,12 +33,8 @@ REQUESTS = {
 
 @pytest.fixture
 def program() -> Iterator[XdpProgram]:
-    prog = load_program()
-    try:
-        prog.apply(DESIRED)
+    with loaded_program(DESIRED) as prog:
         yield prog
-    finally:
-        prog.close()
 
 
 def assert_answered(program: XdpProgram, address: IPv4Address | IPv6Address) -> None:

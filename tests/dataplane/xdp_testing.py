@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from metallb_fast.dataplane import bpfsys
@@ -22,6 +23,18 @@ def load_program() -> XdpProgram:
     except ResponderError as exc:
         require(False, f"a loadable XDP program ({exc})")
         raise  # unreachable: require() skipped or failed
+
+
+@contextmanager
+def loaded_program(desired: Mapping[MapKey, bytes]) -> Iterator[XdpProgram]:
+    """load_program() answering `desired` with no liveness deadline; unloaded afterwards."""
+    prog = load_program()
+    try:
+        prog.apply(desired)
+        prog.set_deadline(None)
+        yield prog
+    finally:
+        prog.close()
 
 
 @dataclass(frozen=True)
