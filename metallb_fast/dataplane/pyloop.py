@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from metallb_fast.dataplane import packets
+from metallb_fast.dataplane import ownership, packets
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -30,14 +30,6 @@ from metallb_fast.dataplane.base import (
     Verdict,
 )
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
-from metallb_fast.dataplane.owned import (
-    announcement,
-    interface_index,
-    interfaces_of,
-    responder_stats,
-    split_for_interface,
-    validate_owned,
-)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +58,7 @@ class Table:
 
     @classmethod
     def for_interface(cls, interface: str, owned: Owned) -> Table:
-        return cls(*split_for_interface(owned, interface))
+        return cls(*ownership.split(owned, interface))
 
 
 @dataclass(frozen=True)
@@ -107,7 +99,7 @@ class PythonResponder:
     # --- Responder protocol -------------------------------------------------------------------------------
 
     def sync(self, owned: Owned) -> None:
-        validate_owned(owned, self.backend)
+        ownership.validate(owned, self.backend)
         with self._lock:
             if self._closed:
                 raise ResponderError("python backend: sync() after close()")
@@ -117,11 +109,11 @@ class PythonResponder:
         with self._counters_lock:
             per_address = dict(self._per_address)
             declined = Counter(self._declined)
-        return responder_stats(self.backend, self._owned, per_address, declined)
+        return ownership.stats(self.backend, self._owned, per_address, declined)
 
     def announce(self, address: IPAddress, interface: str) -> None:
         with self._lock:
-            frames = announcement(self._owned, address, interface, self.backend)
+            frames = ownership.announcement(self._owned, address, interface, self.backend)
             sock = self._snapshot.sockets.get(interface)  # every owned interface has one until close()
             if sock is None:
                 raise ResponderError(f"python backend: cannot announce {address} on {interface}: closed")
@@ -157,7 +149,7 @@ class PythonResponder:
 
     def _adopt(self, owned: Owned) -> None:
         """Build and publish the snapshot for `owned`: open new interfaces first so a failure changes nothing."""
-        wanted = interfaces_of(owned, self._fixed)
+        wanted = ownership.interfaces(owned, self._fixed)
         current = self._snapshot
         opened: dict[str, socket.socket] = {}
         try:
@@ -179,7 +171,7 @@ class PythonResponder:
 
     def _open(self, name: str) -> socket.socket:
         with in_netns_fd(self._netns, "the responder's namespace"):
-            interface_index(name, self.backend)
+            ownership.interface_index(name, self.backend)
             try:
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             except OSError as exc:

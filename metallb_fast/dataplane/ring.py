@@ -17,6 +17,7 @@ from ipaddress import ip_address
 from types import ModuleType
 from typing import Any
 
+from metallb_fast.dataplane import ownership
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -27,14 +28,6 @@ from metallb_fast.dataplane.base import (
     Verdict,
 )
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
-from metallb_fast.dataplane.owned import (
-    announcement,
-    interface_index,
-    interfaces_of,
-    responder_stats,
-    split_for_interface,
-    validate_owned,
-)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +62,7 @@ Entry = tuple[int, bytes, bytes | None]  # (family, packed address, MAC or None 
 
 def table_for(interface: str, owned: Owned) -> list[Entry]:
     """The lookup table of one interface: what it answers, and what it must call WRONG_INTERFACE."""
-    here, elsewhere = split_for_interface(owned, interface)
+    here, elsewhere = ownership.split(owned, interface)
     entries: list[Entry] = [(address.version, address.packed, mac) for address, mac in here.items()]
     entries += [(address.version, address.packed, None) for address in elsewhere]
     return entries
@@ -102,11 +95,11 @@ class RingResponder:
     # --- Responder protocol -------------------------------------------------------------------------------
 
     def sync(self, owned: Owned) -> None:
-        validate_owned(owned, self.backend)
+        ownership.validate(owned, self.backend)
         with self._lock:
             if self._closed:
                 raise ResponderError("ring backend: sync() after close()")
-            wanted = interfaces_of(owned, self._fixed)
+            wanted = ownership.interfaces(owned, self._fixed)
             for name in wanted:
                 if name not in self._interfaces:
                     self._open(name)
@@ -125,11 +118,11 @@ class RingResponder:
                 _add(per_address, self._keyed(name, live))
                 verdicts.update(self._verdicts(counts))
             owned = list(self._owned)
-        return responder_stats(self.backend, owned, per_address, verdicts)
+        return ownership.stats(self.backend, owned, per_address, verdicts)
 
     def announce(self, address: IPAddress, interface: str) -> None:
         with self._lock:
-            frames = announcement(self._owned, address, interface, self.backend)
+            frames = ownership.announcement(self._owned, address, interface, self.backend)
             running = self._interfaces.get(interface)  # every owned interface has one until close()
         if running is None:
             raise ResponderError(f"ring backend: cannot announce {address} on {interface}: closed")
@@ -165,7 +158,7 @@ class RingResponder:
     def _open(self, name: str) -> None:
         # The socket is opened in the responder's namespace, so it stays bound there whoever calls sync() later.
         with in_netns_fd(self._netns, "the responder's namespace"):
-            ifindex = interface_index(name, self.backend)
+            ifindex = ownership.interface_index(name, self.backend)
             try:
                 loop = self._ring.RingLoop(ifindex, self._receive_buffer)
             except OSError as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys
+from metallb_fast.dataplane import bpfsys, ownership
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -33,7 +33,6 @@ from metallb_fast.dataplane.base import (
     Verdict,
 )
 from metallb_fast.dataplane.netns import in_netns
-from metallb_fast.dataplane.owned import announcement, interfaces_of, responder_stats, validate_owned
 
 log = logging.getLogger(__name__)
 
@@ -394,8 +393,8 @@ class XdpResponder:
             self._reconcile(owned)
 
     def _reconcile(self, owned: Owned) -> None:
-        validate_owned(owned, self.backend)
-        names = set(interfaces_of(owned, self._fixed))
+        ownership.validate(owned, self.backend)
+        names = set(ownership.interfaces(owned, self._fixed))
         links = _links(self._ipr)
         missing = sorted(names - links.keys())
         if missing:
@@ -418,10 +417,10 @@ class XdpResponder:
         per_address = {
             (address, name): self._program.counters(address, attached[name].ifindex) for address, name in owned
         }
-        return responder_stats(self.backend, owned, per_address, self._program.verdict_counts())
+        return ownership.stats(self.backend, owned, per_address, self._program.verdict_counts())
 
     def announce(self, address: IPAddress, interface: str) -> None:
-        for frame in announcement(self._owned, address, interface, self.backend):
+        for frame in ownership.announcement(self._owned, address, interface, self.backend):
             self._packet_socket.sendto(frame, (interface, 0))
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:

@@ -1,4 +1,4 @@
-"""metallb_fast.dataplane.owned: the owned-table handling every backend shares (no root, no sockets)."""
+"""metallb_fast.dataplane.ownership: the owned-table handling every backend shares (no root, no sockets)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ from typing import Any
 
 import pytest
 
-from metallb_fast.dataplane import packets
+from metallb_fast.dataplane import ownership, packets
 from metallb_fast.dataplane.base import AddressCounters, ResponderError, Verdict
-from metallb_fast.dataplane.owned import (
-    OwnedTableError,
-    announcement,
-    interface_index,
-    interfaces_of,
-    responder_stats,
-    split_for_interface,
-    validate_owned,
-)
+from metallb_fast.dataplane.ownership import OwnedTableError
 
 V4 = IPv4Address("192.0.2.10")
 V4_B = IPv4Address("192.0.2.11")
@@ -28,9 +20,9 @@ OWNED = {(V4, "eth0"): MAC_A, (V6, "eth0"): MAC_B, (V4_B, "eth1"): MAC_B, (V4, "
 
 
 def test_a_valid_table_passes() -> None:
-    validate_owned(OWNED, "ring")
-    validate_owned({(V4, "eth0"): bytearray(MAC_A)}, "ring")
-    validate_owned({}, "ring")
+    ownership.validate(OWNED, "ring")
+    ownership.validate({(V4, "eth0"): bytearray(MAC_A)}, "ring")
+    ownership.validate({}, "ring")
 
 
 @pytest.mark.parametrize(
@@ -48,38 +40,38 @@ def test_a_valid_table_passes() -> None:
 def test_a_bad_table_names_the_key_and_is_both_error_kinds(owned: dict[Any, Any], message: str) -> None:
     # ResponderError for the ring/python callers, ValueError for the xdp callers: one error serves both.
     with pytest.raises(OwnedTableError, match=message) as caught:
-        validate_owned(owned, "ring")
+        ownership.validate(owned, "ring")
     assert isinstance(caught.value, ResponderError) and isinstance(caught.value, ValueError)
 
 
 def test_interfaces_of_keeps_the_fixed_ones_first_each_once() -> None:
-    assert interfaces_of(OWNED) == ["eth0", "eth1"]
-    assert interfaces_of(OWNED, ("eth9", "eth1")) == ["eth9", "eth1", "eth0"]
-    assert interfaces_of({}, ("eth9",)) == ["eth9"]
+    assert ownership.interfaces(OWNED) == ["eth0", "eth1"]
+    assert ownership.interfaces(OWNED, ("eth9", "eth1")) == ["eth9", "eth1", "eth0"]
+    assert ownership.interfaces({}, ("eth9",)) == ["eth9"]
 
 
 def test_split_for_interface_answers_here_and_declines_only_what_is_owned_elsewhere() -> None:
-    here, elsewhere = split_for_interface(OWNED, "eth0")
+    here, elsewhere = ownership.split(OWNED, "eth0")
     assert here == {V4: MAC_A, V6: MAC_B}
     assert elsewhere == frozenset({V4_B})  # V4 is owned on eth1 too, but answered here
-    here, elsewhere = split_for_interface(OWNED, "eth1")
+    here, elsewhere = ownership.split(OWNED, "eth1")
     assert here == {V4_B: MAC_B, V4: MAC_B} and elsewhere == frozenset({V6})
-    assert split_for_interface(OWNED, "eth9") == ({}, frozenset({V4, V4_B, V6}))
-    here, _ = split_for_interface({(V4, "eth0"): bytearray(MAC_A)}, "eth0")
+    assert ownership.split(OWNED, "eth9") == ({}, frozenset({V4, V4_B, V6}))
+    here, _ = ownership.split({(V4, "eth0"): bytearray(MAC_A)}, "eth0")
     assert type(here[V4]) is bytes
 
 
 def test_announcement_is_metallbs_burst_for_the_owned_mac() -> None:
-    assert announcement(OWNED, V4, "eth0", "python") == packets.gratuitous_arp(V4, MAC_A)
-    assert announcement(OWNED, V4, "eth1", "python") == packets.gratuitous_arp(V4, MAC_B)
-    assert announcement(OWNED, V6, "eth0", "python") == [packets.unsolicited_na(V6, MAC_B)]
+    assert ownership.announcement(OWNED, V4, "eth0", "python") == packets.gratuitous_arp(V4, MAC_A)
+    assert ownership.announcement(OWNED, V4, "eth1", "python") == packets.gratuitous_arp(V4, MAC_B)
+    assert ownership.announcement(OWNED, V6, "eth0", "python") == [packets.unsolicited_na(V6, MAC_B)]
     with pytest.raises(OwnedTableError, match="xdp backend: cannot announce 2001:db8::10 on eth1: not owned there"):
-        announcement(OWNED, V6, "eth1", "xdp")
+        ownership.announcement(OWNED, V6, "eth1", "xdp")
 
 
 def test_responder_stats_lists_every_owned_key_and_every_declined_reason() -> None:
     counted = {(V4, "eth0"): AddressCounters(3, 2), (V4_B, "eth9"): AddressCounters(1, 1)}
-    stats = responder_stats("ring", [(V4, "eth0"), (V6, "eth0")], counted, {Verdict.ANSWERED: 3, Verdict.MALFORMED: 4})
+    stats = ownership.stats("ring", [(V4, "eth0"), (V6, "eth0")], counted, {Verdict.ANSWERED: 3, Verdict.MALFORMED: 4})
     assert stats.backend == "ring"
     assert stats.per_address == {**counted, (V6, "eth0"): AddressCounters()}  # a dropped key keeps its counts
     assert stats.declined == {v: (4 if v is Verdict.MALFORMED else 0) for v in Verdict if v is not Verdict.ANSWERED}
@@ -87,6 +79,6 @@ def test_responder_stats_lists_every_owned_key_and_every_declined_reason() -> No
 
 
 def test_interface_index_names_a_missing_interface() -> None:
-    assert interface_index("lo", "ring") >= 1
+    assert ownership.interface_index("lo", "ring") >= 1
     with pytest.raises(ResponderError, match="ring backend: interface 'nope0' does not exist"):
-        interface_index("nope0", "ring")
+        ownership.interface_index("nope0", "ring")

@@ -8,24 +8,15 @@ import socket
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 
-from metallb_fast.dataplane import packets
-from metallb_fast.dataplane.base import (
-    AddressCounters,
-    IPAddress,
-    Owned,
-    OwnedKey,
-    ResponderError,
-    ResponderStats,
-    Verdict,
-)
+from metallb_fast.dataplane import base, packets
 
 
-class OwnedTableError(ResponderError, ValueError):
+class OwnedTableError(base.ResponderError, ValueError):
     """The owned table (or a request against it) is not valid. Both a ResponderError and a ValueError: the ring
     and python backends always raised the first, xdp the second, and callers of either keep working."""
 
 
-def validate_owned(owned: Owned, backend: str) -> None:
+def validate(owned: base.Owned, backend: str) -> None:
     """OwnedTableError naming the bad key or MAC, before anything is changed."""
     for key, mac in owned.items():
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -39,18 +30,18 @@ def validate_owned(owned: Owned, backend: str) -> None:
             raise OwnedTableError(f"{backend} backend: MAC for {address} on {interface} must be 6 bytes, got {mac!r}")
 
 
-def interfaces_of(owned: Owned, fixed: tuple[str, ...] = ()) -> list[str]:
+def interfaces(owned: base.Owned, fixed: tuple[str, ...] = ()) -> list[str]:
     """The interfaces a backend listens on: those given at construction, then those in `owned`, each once."""
     return list(dict.fromkeys([*fixed, *(name for _, name in owned)]))
 
 
-def split_for_interface(owned: Owned, interface: str) -> tuple[dict[IPAddress, bytes], frozenset[IPAddress]]:
+def split(owned: base.Owned, interface: str) -> tuple[dict[base.IPAddress, bytes], frozenset[base.IPAddress]]:
     """(answered here: address -> MAC, owned only on other interfaces: declined as WRONG_INTERFACE)."""
     here = {address: bytes(mac) for (address, name), mac in owned.items() if name == interface}
     return here, frozenset(address for address, name in owned if name != interface) - here.keys()
 
 
-def announcement(owned: Mapping[OwnedKey, bytes], address: IPAddress, interface: str, backend: str) -> list[bytes]:
+def announcement(owned: base.Owned, address: base.IPAddress, interface: str, backend: str) -> list[bytes]:
     """The frames announcing an owned address (MetalLB's gratuitous ARP pair, or one unsolicited NA)."""
     mac = owned.get((address, interface))
     if mac is None:
@@ -63,19 +54,19 @@ def announcement(owned: Mapping[OwnedKey, bytes], address: IPAddress, interface:
     return [packets.unsolicited_na(address, mac)]
 
 
-def responder_stats(
+def stats(
     backend: str,
-    owned: Iterable[OwnedKey],
-    per_address: Mapping[OwnedKey, AddressCounters],
-    verdicts: Mapping[Verdict, int],
-) -> ResponderStats:
+    owned: Iterable[base.OwnedKey],
+    per_address: Mapping[base.OwnedKey, base.AddressCounters],
+    verdicts: Mapping[base.Verdict, int],
+) -> base.ResponderStats:
     """stats() as every backend reports it: each owned key present (zeros until asked), and one declined count
     per reason other than ANSWERED (zero when none); keys no longer owned keep the counts they had."""
     counted = dict(per_address)
     for key in owned:
-        counted.setdefault(key, AddressCounters())
-    declined = {verdict: verdicts.get(verdict, 0) for verdict in Verdict if verdict is not Verdict.ANSWERED}
-    return ResponderStats(backend=backend, per_address=counted, declined=declined)
+        counted.setdefault(key, base.AddressCounters())
+    declined = {verdict: verdicts.get(verdict, 0) for verdict in base.Verdict if verdict is not base.Verdict.ANSWERED}
+    return base.ResponderStats(backend=backend, per_address=counted, declined=declined)
 
 
 def interface_index(name: str, backend: str) -> int:
@@ -85,6 +76,6 @@ def interface_index(name: str, backend: str) -> int:
     try:
         return socket.if_nametoindex(name)
     except OSError:
-        raise ResponderError(
+        raise base.ResponderError(
             f"{backend} backend: interface {name!r} does not exist in this network namespace"
         ) from None
