@@ -1,14 +1,18 @@
 """What every backend does with the owned table around its own machinery: check it, list and resolve its interfaces,
-split it per interface, announce an owned address, and report stats. One definition, so the backends cannot drift.
+split it per interface, apply what it can when some interfaces fail, announce an owned address, and report stats.
+One definition, so the backends cannot drift.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
+from typing import TypeVar
 
 from metallb_fast.dataplane import base, packets
+
+T = TypeVar("T")
 
 
 class OwnedTableError(base.ResponderError, ValueError):
@@ -33,6 +37,45 @@ def validate(owned: base.Owned, backend: str) -> None:
 def interfaces(owned: base.Owned, fixed: tuple[str, ...] = ()) -> list[str]:
     """The interfaces a backend listens on: those given at construction, then those in `owned`, each once."""
     return list(dict.fromkeys([*fixed, *(name for _, name in owned)]))
+
+
+class InterfacesUnavailable(base.ResponderError):
+    """sync() could not serve some interfaces (gone, or refusing the backend); everything else it applied.
+
+    `failures` maps each such interface name to why. The speaker logs this and syncs again after re-reading links."""
+
+    def __init__(self, backend: str, failures: Mapping[str, str]) -> None:
+        self.failures = dict(sorted(failures.items()))
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.failures.items())
+        super().__init__(
+            f"{backend} backend: not serving interface(s) {', '.join(self.failures)} (the rest of the owned table "
+            f"is applied, withdrawals included): {reasons}"
+        )
+
+
+def prepare(names: Iterable[str], prepare_one: Callable[[str], T]) -> tuple[dict[str, T], dict[str, str]]:
+    """Run prepare_one (open a socket, attach a program) for each interface, going on past failures:
+    ({name: result} of those that worked, {name: why} of those that raised ResponderError)."""
+    done: dict[str, T] = {}
+    failures: dict[str, str] = {}
+    for name in names:
+        try:
+            done[name] = prepare_one(name)
+        except base.ResponderError as exc:
+            failures[name] = str(exc)
+    return done, failures
+
+
+def servable(owned: base.Owned, failed: Collection[str]) -> dict[base.OwnedKey, bytes]:
+    """`owned` without the entries on failed interfaces: what a backend applies at once, so one missing interface
+    never holds back the withdrawal of an address elsewhere (two nodes would answer for it meanwhile)."""
+    return {key: bytes(mac) for key, mac in owned.items() if key[1] not in failed}
+
+
+def check_served(backend: str, failures: Mapping[str, str]) -> None:
+    """After applying servable(): InterfacesUnavailable naming every interface that failed, if any did."""
+    if failures:
+        raise InterfacesUnavailable(backend, failures)
 
 
 def split(owned: base.Owned, interface: str) -> tuple[dict[base.IPAddress, bytes], frozenset[base.IPAddress]]:
@@ -76,6 +119,8 @@ def interface_index(name: str, backend: str) -> int:
     try:
         return socket.if_nametoindex(name)
     except OSError:
-        raise base.ResponderError(
-            f"{backend} backend: interface {name!r} does not exist in this network namespace"
-        ) from None
+        raise missing_interface(name, backend) from None
+
+
+def missing_interface(name: str, backend: str) -> base.ResponderError:
+    return base.ResponderError(f"{backend} backend: interface {name!r} does not exist in this network namespace")

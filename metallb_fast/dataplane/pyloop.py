@@ -148,26 +148,20 @@ class PythonResponder:
     # --- internals ----------------------------------------------------------------------------------------
 
     def _adopt(self, owned: Owned) -> None:
-        """Build and publish the snapshot for `owned`: open new interfaces first so a failure changes nothing."""
+        """Build and publish the snapshot for `owned` on every interface that opens; then name those that did not."""
         wanted = ownership.interfaces(owned, self._fixed)
         current = self._snapshot
-        opened: dict[str, socket.socket] = {}
-        try:
-            for name in wanted:
-                if name not in current.sockets:
-                    opened[name] = self._open(name)
-        except ResponderError:
-            for sock in opened.values():
-                sock.close()
-            raise
-        sockets = {name: current.sockets.get(name) or opened[name] for name in wanted}
+        opened, failures = ownership.prepare([n for n in wanted if n not in current.sockets], self._open)
+        served = ownership.servable(owned, failures)
+        sockets = {name: current.sockets.get(name) or opened[name] for name in wanted if name not in failures}
         with self._retired_lock:
             self._retired += [sock for name, sock in current.sockets.items() if name not in sockets]
-        tables = {name: Table.for_interface(name, owned) for name in wanted}
-        self._owned = {key: bytes(mac) for key, mac in owned.items()}
+        tables = {name: Table.for_interface(name, served) for name in sockets}
+        self._owned = served
         by_fd = {sock.fileno(): name for name, sock in sockets.items()}
         self._snapshot = _Snapshot(sockets, tables, by_fd)
         self._wake()
+        ownership.check_served(self.backend, failures)
 
     def _open(self, name: str) -> socket.socket:
         with in_netns_fd(self._netns, "the responder's namespace"):

@@ -100,14 +100,14 @@ class RingResponder:
             if self._closed:
                 raise ResponderError("ring backend: sync() after close()")
             wanted = ownership.interfaces(owned, self._fixed)
-            for name in wanted:
-                if name not in self._interfaces:
-                    self._open(name)
+            _, failures = ownership.prepare([n for n in wanted if n not in self._interfaces], self._open)
+            served = ownership.servable(owned, failures)
             for name, interface in self._interfaces.items():
-                self._fold(name, interface.loop.replace_table(table_for(name, owned)))
+                self._fold(name, interface.loop.replace_table(table_for(name, served)))
             for name in [n for n in self._interfaces if n not in wanted]:
                 self._shut(name)
-            self._owned = {key: bytes(mac) for key, mac in owned.items()}
+            self._owned = served
+        ownership.check_served(self.backend, failures)
 
     def stats(self) -> ResponderStats:
         with self._lock:

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -284,13 +285,60 @@ def _set_xdp(ipr: Any, ifindex: int, fd: int, flags: int) -> None:
     ipr.link("set", index=ifindex, xdp={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]})
 
 
-def remove_stale(ipr: Any, link: Link, name: str, keep_prog_id: int | None = None) -> None:
-    """Detach programs called `name` (an earlier run of ours that died without detaching) from `link`."""
-    for flag, prog_id in attached_programs(ipr, link.index):
-        if prog_id != keep_prog_id and _program_name(prog_id) == name:
-            log.warning("xdp: removing stale %s (prog id %d, %s) from %s",
-                        name, prog_id, _MODE_NAMES.get(flag, flag), link.name)
-            _set_xdp(ipr, link.index, -1, flag)
+_PROG_ID_LINE = re.compile(r"^prog_id:\s*(\d+)$", re.MULTILINE)
+
+
+def program_holders(proc: Path = Path("/proc")) -> dict[int, int]:
+    """{program id: pid of one live process holding an fd of it}. A program that is attached but held by no
+    process belongs to a run that died without detaching (SIGKILL): only the attachment keeps it loaded."""
+    holders: dict[int, int] = {}
+    for process in proc.iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            fds = list((process / "fd").iterdir())
+        except OSError:
+            continue  # exited meanwhile
+        for fd in fds:
+            try:
+                if os.readlink(fd) != "anon_inode:bpf-prog":
+                    continue
+                match = _PROG_ID_LINE.search((process / "fdinfo" / fd.name).read_text())
+            except OSError:
+                continue  # closed meanwhile
+            if match:
+                holders.setdefault(int(match.group(1)), int(process.name))
+    return holders
+
+
+def remove_stale(ipr: Any, links: Iterable[Link], name: str, keep_prog_id: int | None = None) -> list[int]:
+    """Detach programs called `name` that no live process holds (an earlier run of ours that died without
+    detaching) from `links`; a live run's program and every program of another name stay. Ids detached."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    candidates: list[tuple[Link, int, int]] = []
+    for link in links:
+        try:
+            attached = attached_programs(ipr, link.index)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                continue  # deleted since the link dump
+            raise
+        candidates += [(link, flag, i) for flag, i in attached if i != keep_prog_id and _program_name(i) == name]
+    if not candidates:
+        return []  # the /proc scan only when there is something to decide
+    holders = program_holders()
+    removed: list[int] = []
+    for link, flag, prog_id in candidates:
+        mode = _MODE_NAMES.get(flag, flag)
+        if prog_id in holders:
+            log.info("xdp: leaving %s (prog id %d, %s) on %s: live process %d holds it",
+                     name, prog_id, mode, link.name, holders[prog_id])
+            continue
+        log.warning("xdp: removing stale %s (prog id %d, %s) from %s", name, prog_id, mode, link.name)
+        _set_xdp(ipr, link.index, -1, flag)
+        removed.append(prog_id)
+    return removed
 
 
 def attach(ipr: Any, link: Link, fd: int, prog_id: int, name: str, mode: str) -> Attachment:
@@ -298,7 +346,7 @@ def attach(ipr: Any, link: Link, fd: int, prog_id: int, name: str, mode: str) ->
     a program that is not ours."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    remove_stale(ipr, link, name, keep_prog_id=prog_id)
+    remove_stale(ipr, [link], name, keep_prog_id=prog_id)
     for flag, attached_id in attached_programs(ipr, link.index):
         if attached_id == prog_id:
             return Attachment(link.name, link.index, flag, prog_id)
@@ -377,6 +425,8 @@ class XdpResponder:
         self._packet_socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         atexit.register(self.close)
         try:
+            # Every link, not only ours: a killed run may have attached where this one never will.
+            remove_stale(self._ipr, _links(self._ipr).values(), FUNCTION_NAME, keep_prog_id=self._program.prog_id)
             self._reconcile({})
         except BaseException:
             self.close()
@@ -394,23 +444,36 @@ class XdpResponder:
 
     def _reconcile(self, owned: Owned) -> None:
         ownership.validate(owned, self.backend)
-        names = set(ownership.interfaces(owned, self._fixed))
+        names = sorted(ownership.interfaces(owned, self._fixed))
         links = _links(self._ipr)
-        missing = sorted(names - links.keys())
-        if missing:
-            raise ResponderError(f"xdp: no such interface in this network namespace: {', '.join(missing)}")
         # Attach first, then program the maps, then detach: an address that stays is answered throughout.
-        for name in sorted(names):
-            current = self._attached.get(name)
-            if current is not None and current.ifindex == links[name].index:
-                continue
-            self._attached[name] = attach(
-                self._ipr, links[name], self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode
-            )
-        self._program.apply({(address, links[name].index): bytes(mac) for (address, name), mac in owned.items()})
-        self._owned = {key: bytes(mac) for key, mac in owned.items()}
-        for name in sorted(self._attached.keys() - names):
+        # An interface that is gone or refuses us holds back only its own entries (ownership.servable).
+        _, failures = ownership.prepare(names, lambda name: self._attach(name, links))
+        served = ownership.servable(owned, failures)
+        self._program.apply({(address, links[name].index): mac for (address, name), mac in served.items()})
+        self._owned = served
+        for name in sorted(self._attached.keys() - {n for n in names if n not in failures}):
             detach(self._ipr, self._attached.pop(name))
+        ownership.check_served(self.backend, failures)
+
+    def _attach(self, name: str, links: Mapping[str, Link]) -> Attachment:
+        """Our program on interface `name` (already there, or attached now), or ResponderError naming it."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        link = links.get(name)
+        if link is None:
+            raise ownership.missing_interface(name, self.backend)
+        current = self._attached.get(name)
+        if current is not None and current.ifindex == link.index:
+            return current
+        try:
+            attachment = attach(self._ipr, link, self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode)
+        except NetlinkError as exc:  # deleted between the link dump and now
+            raise ResponderError(f"xdp: cannot attach to interface {name}: {os.strerror(exc.code)}") from exc
+        if current is not None:  # the name now belongs to a new link; the old one may still exist, renamed
+            detach(self._ipr, current)
+        self._attached[name] = attachment
+        return attachment
 
     def stats(self) -> ResponderStats:
         owned, attached = self._owned, self._attached

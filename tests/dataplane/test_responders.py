@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from metallb_fast.dataplane import backends, packets
+from metallb_fast.dataplane import backends, ownership, packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
 from metallb_fast.lab import Lab, in_netns
@@ -199,14 +199,14 @@ def _index_of(frame: bytes) -> int:
     return int.from_bytes(frame[10:12], "big")  # see _source_mac
 
 
-def _exchange(client_netns: str, frames: dict[int, bytes]) -> dict[int, bytes]:
-    """Send every frame from the client's eth0; collect replies addressed to a corpus source MAC."""
+def _exchange(netns: str, frames: dict[int, bytes], interface: str = "eth0") -> dict[int, bytes]:
+    """Send every frame from `interface` in `netns`; collect replies addressed to a corpus source MAC."""
     sources = {_source_mac(i): i for i in frames}
     replies: dict[int, bytes] = {}
-    with in_netns(client_netns):
+    with in_netns(netns):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     with sock:
-        sock.bind(("eth0", 0x0003))
+        sock.bind((interface, 0x0003))
         for frame in frames.values():
             sock.send(frame)
         sock.settimeout(0.2)
@@ -251,6 +251,34 @@ def test_backends_answer_exactly_what_packets_py_answers(backend: str, lab2: Lab
     assert not extra and not missing, f"answered though packets.py declines: {extra}; unanswered: {missing}"
     for i, reply in replies.items():
         assert reply == expected[i], f"frame {i}: reply differs from packets.py"
+
+
+def _answered_on_lan1(lab: Lab, address: IPv4Address) -> bool:
+    """Whether node0's eth1 answers an ARP request for `address`, asked from its bridge port (no client on LAN 1)."""
+    assert lab.bridge_netns is not None
+    request = packets.arp_request(_source_mac(0), IPv4Address("198.51.100.100"), address)
+    return bool(_exchange(lab.bridge_netns, {0: request}, interface="n0l1"))
+
+
+@pytest.mark.root
+def test_sync_applies_everything_but_the_missing_interface_then_names_it(
+    backend: str, lab2: Lab, node_responder: Responder
+) -> None:
+    client = lab2.clients[0].netns
+    v4, v4_eth1 = lab2.vip_v4(0), lab2.vip_v4(0, lan=1)
+    node_responder.sync({(v4, "eth0"): MAC_A, (v4_eth1, "eth1"): MAC_A})
+    assert arping(lab2, client, v4, count=1) == [MAC_A]
+    assert _answered_on_lan1(lab2, v4_eth1)
+
+    # eth1's address withdrawn while another entry names an interface that is not there: the withdrawal must
+    # not wait for it (until the next good sync, another node may already answer for that address).
+    with pytest.raises(ResponderError, match="nope0") as failed:
+        node_responder.sync({(v4, "eth0"): MAC_A, (lab2.vip_v4(2), "nope0"): MAC_B})
+    assert isinstance(failed.value, ownership.InterfacesUnavailable)
+    assert list(failed.value.failures) == ["nope0"]
+    assert not _answered_on_lan1(lab2, v4_eth1)
+    assert arping(lab2, client, v4, count=1) == [MAC_A]
+    assert (lab2.vip_v4(2), "nope0") not in node_responder.stats().per_address, "only what was applied is owned"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Topology (metallb_fast.lab): node0 has eth0 on LAN 0 and eth1 on LAN 1; client0 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -12,10 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 
 import pytest
 
-from metallb_fast.dataplane import packets
+from metallb_fast.dataplane import bpfsys, packets
 from metallb_fast.dataplane.base import ResponderError, Verdict
 from metallb_fast.dataplane.xdp import (
     FUNCTION_NAME,
@@ -25,13 +27,19 @@ from metallb_fast.dataplane.xdp import (
     XDP_FLAGS_SKB_MODE,
     XdpPassProgram,
     XdpResponder,
+    _links,
+    _open_ipr,
+    attach,
     attach_order,
+    detach,
     diff_entries,
     map_entries,
+    program_holders,
     verdict_cflags,
 )
 from metallb_fast.lab import Lab, in_netns
 from tests.conftest import require, require_root
+from tests.dataplane.conftest import respond
 
 MAC = bytes.fromhex("02005e0000aa")
 MAC_TEXT = packets.format_mac(MAC)
@@ -100,11 +108,12 @@ def test_clients_get_our_mac_only_where_owned_and_until_dropped(lab: Lab) -> Non
         assert Verdict.ANSWERED not in stats.declined
 
         with pytest.raises(ResponderError, match="nosuch0"):
-            r.sync({(vip4, "nosuch0"): MAC})
-        assert arping(lab, vip4, count=1) == [MAC_TEXT]  # a failed sync changed nothing
+            r.sync({(vip6, "eth0"): MAC, (vip4, "nosuch0"): MAC})
+        # all but the missing interface applied: vip4 withdrawn from eth0, eth1 detached
+        assert arping(lab, vip4, count=1) == []
+        assert set(r.attachments) == {"eth0"}
 
         r.sync({(vip6, "eth0"): MAC})
-        assert arping(lab, vip4, count=1) == []
         assert ndisc6(lab, vip6) == [MAC_TEXT]
         assert set(r.attachments) == {"eth0"}
         assert xdp_on(lab, node.netns, "eth1") == ""
@@ -172,6 +181,43 @@ def test_stale_attachment_of_a_crashed_run_is_replaced_and_others_are_respected(
     finally:
         foreign.close()
     assert xdp_on(lab, node.netns, "eth1") == ""
+
+
+@pytest.mark.root
+def test_start_sweeps_every_link_for_programs_of_killed_runs_only(lab: Lab) -> None:
+    node = lab.nodes[0]
+    # Somebody else's program, orphaned too (no process holds it): a name that is not ours is never touched.
+    ipr = _open_ipr(node.netns)
+    foreign_fd = bpfsys.load_xdp_pass("mlbf_foreign")
+    foreign = attach(ipr, _links(ipr)["lo"], foreign_fd, bpfsys.prog_info_by_fd(foreign_fd).id, "mlbf_foreign",
+                     "generic")
+    os.close(foreign_fd)
+    running = respond(lab, node.netns, "xdp", "eth1", [str(lab.vip_v4(5, lan=1))])
+    try:
+        live = xdp_on(lab, node.netns, "eth1")
+        assert FUNCTION_NAME in live
+
+        r = responder(node.netns, ["eth0"])
+        r.close()
+        assert xdp_on(lab, node.netns, "eth1") == live, "a live run's program stays"
+
+        running.proc.kill()  # SIGKILL: no detach, no atexit; the attachment alone keeps the program loaded
+        running.proc.communicate(timeout=30)
+        assert xdp_on(lab, node.netns, "eth1") == live
+
+        r = responder(node.netns, ["eth0"])  # eth1 is not among its interfaces
+        try:
+            assert xdp_on(lab, node.netns, "eth1") == ""
+            assert "mlbf_foreign" in xdp_on(lab, node.netns, "lo")
+        finally:
+            r.close()
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.communicate(timeout=30)
+        detach(ipr, foreign)
+        ipr.close()
+    assert xdp_on(lab, node.netns, "lo") == ""
 
 
 @pytest.mark.root
@@ -244,3 +290,20 @@ def test_verdict_indices_follow_base_verdict_order() -> None:
     assert flags[0] == "-DVERDICT_ANSWERED=0"
     assert flags[-1] == f"-DVERDICT_COUNT={len(Verdict)}"
     assert [f.split("=")[0].removeprefix("-DVERDICT_") for f in flags[:-1]] == [v.name for v in Verdict]
+
+
+def test_program_holders_reads_bpf_prog_fds_of_every_process(tmp_path: Path) -> None:
+    def process(pid: str, fds: dict[str, tuple[str, str]]) -> None:
+        (tmp_path / pid / "fd").mkdir(parents=True)
+        (tmp_path / pid / "fdinfo").mkdir()
+        for fd, (target, info) in fds.items():
+            (tmp_path / pid / "fd" / fd).symlink_to(target)  # dangling, as /proc's anon inodes look to readlink
+            (tmp_path / pid / "fdinfo" / fd).write_text(info)
+
+    process("10", {"3": ("anon_inode:bpf-prog", "pos:\t0\nprog_type:\t6\nprog_id:\t77\nrun_cnt:\t0\n"),
+                   "4": ("anon_inode:bpf-map", "map_id:\t5\n"),
+                   "5": ("socket:[123]", "prog_id:\t99\n")})  # only bpf-prog fds count
+    process("11", {"7": ("anon_inode:bpf-prog", "prog_id:\t78\n")})
+    (tmp_path / "12").mkdir()  # exited between the listing and the read: no fd directory
+    (tmp_path / "self").mkdir()
+    assert program_holders(tmp_path) == {77: 10, 78: 11}

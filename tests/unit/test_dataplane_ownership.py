@@ -82,3 +82,43 @@ def test_interface_index_names_a_missing_interface() -> None:
     assert ownership.interface_index("lo", "ring") >= 1
     with pytest.raises(ResponderError, match="ring backend: interface 'nope0' does not exist"):
         ownership.interface_index("nope0", "ring")
+
+
+def test_prepare_goes_on_past_failures_and_collects_every_one() -> None:
+    def open_one(name: str) -> int:
+        if name.startswith("nope"):
+            raise ownership.missing_interface(name, "ring")
+        return len(name)
+
+    done, failures = ownership.prepare(["eth0", "nope0", "eth10", "nope1"], open_one)
+    assert done == {"eth0": 4, "eth10": 5}
+    assert failures == {
+        "nope0": "ring backend: interface 'nope0' does not exist in this network namespace",
+        "nope1": "ring backend: interface 'nope1' does not exist in this network namespace",
+    }
+
+
+def test_prepare_lets_other_errors_through() -> None:
+    def broken(name: str) -> None:
+        raise KeyError(name)  # a bug, not an interface the backend cannot use: must not be swallowed
+
+    with pytest.raises(KeyError):
+        ownership.prepare(["eth0"], broken)
+
+
+def test_servable_drops_only_the_failed_interfaces_entries() -> None:
+    assert ownership.servable(OWNED, {"eth1"}) == {(V4, "eth0"): MAC_A, (V6, "eth0"): MAC_B}
+    assert ownership.servable(OWNED, ()) == OWNED
+    assert ownership.servable({(V4, "eth0"): bytearray(MAC_A)}, ()) == {(V4, "eth0"): MAC_A}
+    assert type(ownership.servable({(V4, "eth0"): bytearray(MAC_A)}, ())[(V4, "eth0")]) is bytes
+
+
+def test_check_served_names_every_failed_interface_once() -> None:
+    ownership.check_served("xdp", {})
+    with pytest.raises(ownership.InterfacesUnavailable) as caught:
+        ownership.check_served("xdp", {"nope1": "gone", "eth3": "another XDP program"})
+    error = caught.value
+    assert isinstance(error, ResponderError)
+    assert error.failures == {"eth3": "another XDP program", "nope1": "gone"}
+    assert str(error).startswith("xdp backend: not serving interface(s) eth3, nope1 (the rest of the owned table")
+    assert str(error).endswith(": eth3: another XDP program; nope1: gone")
