@@ -122,5 +122,19 @@ def interface_index(name: str, backend: str) -> int:
         raise missing_interface(name, backend) from None
 
 
+def moved(opened: Mapping[str, int]) -> list[str]:
+    """Names of opened interfaces ({name: ifindex when opened}) that are gone from this thread's network namespace
+    or now name another link: what a backend bound to them serves no longer exists, so it reopens (or fails)."""
+    gone = []
+    for name, ifindex in opened.items():
+        try:
+            if socket.if_nametoindex(name) == ifindex:
+                continue
+        except OSError:
+            pass
+        gone.append(name)
+    return gone
+
+
 def missing_interface(name: str, backend: str) -> base.ResponderError:
     return base.ResponderError(f"{backend} backend: interface {name!r} does not exist in this network namespace")

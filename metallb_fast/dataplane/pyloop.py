@@ -64,6 +64,7 @@ class Table:
 @dataclass(frozen=True)
 class _Snapshot:
     sockets: Mapping[str, socket.socket]  # interface name -> bound socket
+    indexes: Mapping[str, int]  # interface name -> the ifindex its socket is bound to
     tables: Mapping[str, Table]
     by_fd: Mapping[int, str] = field(default_factory=dict)
 
@@ -85,7 +86,7 @@ class PythonResponder:
         self._closed = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._snapshot = _Snapshot({}, {})
+        self._snapshot = _Snapshot({}, {}, {})
         self._retired: list[socket.socket] = []  # closed by the loop thread once it stops polling them
         self._retired_lock = threading.Lock()
         try:
@@ -151,21 +152,26 @@ class PythonResponder:
         """Build and publish the snapshot for `owned` on every interface that opens; then name those that did not."""
         wanted = ownership.interfaces(owned, self._fixed)
         current = self._snapshot
-        opened, failures = ownership.prepare([n for n in wanted if n not in current.sockets], self._open)
+        with in_netns_fd(self._netns, "the responder's namespace"):
+            moved = ownership.moved(current.indexes)
+        kept = {name: sock for name, sock in current.sockets.items() if name not in moved}
+        opened, failures = ownership.prepare([n for n in wanted if n not in kept], self._open)
         served = ownership.servable(owned, failures)
-        sockets = {name: current.sockets.get(name) or opened[name] for name in wanted if name not in failures}
+        sockets = {name: kept.get(name) or opened[name][0] for name in wanted if name not in failures}
+        indexes = {name: current.indexes[name] if name in kept else opened[name][1] for name in sockets}
         with self._retired_lock:
-            self._retired += [sock for name, sock in current.sockets.items() if name not in sockets]
+            in_use = {id(sock) for sock in sockets.values()}
+            self._retired += [sock for sock in current.sockets.values() if id(sock) not in in_use]
         tables = {name: Table.for_interface(name, served) for name in sockets}
         self._owned = served
         by_fd = {sock.fileno(): name for name, sock in sockets.items()}
-        self._snapshot = _Snapshot(sockets, tables, by_fd)
+        self._snapshot = _Snapshot(sockets, indexes, tables, by_fd)
         self._wake()
         ownership.check_served(self.backend, failures)
 
-    def _open(self, name: str) -> socket.socket:
+    def _open(self, name: str) -> tuple[socket.socket, int]:
         with in_netns_fd(self._netns, "the responder's namespace"):
-            ownership.interface_index(name, self.backend)
+            ifindex = ownership.interface_index(name, self.backend)
             try:
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             except OSError as exc:
@@ -178,7 +184,7 @@ class PythonResponder:
         except OSError as exc:
             sock.close()
             raise ResponderError(f"python backend: cannot bind an AF_PACKET socket to {name}: {exc}") from exc
-        return sock
+        return sock, ifindex
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -255,7 +261,7 @@ class PythonResponder:
         self._close_retired(None)
         for sock in self._snapshot.sockets.values():
             sock.close()
-        self._snapshot = _Snapshot({}, {})
+        self._snapshot = _Snapshot({}, {}, {})
         for fd in (self._wake_r, self._wake_w, self._netns):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -100,6 +100,10 @@ class RingResponder:
             if self._closed:
                 raise ResponderError("ring backend: sync() after close()")
             wanted = ownership.interfaces(owned, self._fixed)
+            with in_netns_fd(self._netns, "the responder's namespace"):
+                moved = ownership.moved({name: i.ifindex for name, i in self._interfaces.items()})
+            for name in moved:
+                self._shut(name)
             _, failures = ownership.prepare([n for n in wanted if n not in self._interfaces], self._open)
             served = ownership.servable(owned, failures)
             for name, interface in self._interfaces.items():

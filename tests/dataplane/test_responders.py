@@ -281,6 +281,23 @@ def test_sync_applies_everything_but_the_missing_interface_then_names_it(
     assert (lab2.vip_v4(2), "nope0") not in node_responder.stats().per_address, "only what was applied is owned"
 
 
+@pytest.mark.root
+def test_an_interface_deleted_under_the_responder_is_named_on_the_next_sync(
+    backend: str, lab2: Lab, node_responder: Responder
+) -> None:
+    client = lab2.clients[0].netns
+    v4, v4_eth1 = lab2.vip_v4(0), lab2.vip_v4(0, lan=1)
+    owned = {(v4, "eth0"): MAC_A, (v4_eth1, "eth1"): MAC_A}
+    node_responder.sync(owned)
+    lab2.run(lab2.nodes[0].netns, ["ip", "link", "del", "eth1"])
+    # the socket or program bound to the old eth1 serves nothing now: say so, as for a never-seen interface
+    with pytest.raises(ResponderError, match="eth1") as failed:
+        node_responder.sync(owned)
+    assert isinstance(failed.value, ownership.InterfacesUnavailable)
+    assert list(failed.value.failures) == ["eth1"]
+    assert arping(lab2, client, v4, count=1) == [MAC_A]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The selector (no root needed: backends are replaced by stand-ins)
 

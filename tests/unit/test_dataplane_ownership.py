@@ -122,3 +122,9 @@ def test_check_served_names_every_failed_interface_once() -> None:
     assert error.failures == {"eth3": "another XDP program", "nope1": "gone"}
     assert str(error).startswith("xdp backend: not serving interface(s) eth3, nope1 (the rest of the owned table")
     assert str(error).endswith(": eth3: another XDP program; nope1: gone")
+
+
+def test_moved_names_interfaces_gone_or_now_another_link() -> None:
+    lo = ownership.interface_index("lo", "ring")
+    assert ownership.moved({"lo": lo}) == []
+    assert ownership.moved({"lo": lo + 1000, "nope0": 7}) == ["lo", "nope0"]
