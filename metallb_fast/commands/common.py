@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 
 from metallb_fast.obs.logs import configure_logging
+
+
+def add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags the controller and the speaker share (MetalLB's names and defaults)."""
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("METALLB_NAMESPACE") or "metallb-system",
+        help="namespace of the metallb.io objects (default: $METALLB_NAMESPACE, else metallb-system)",
+    )
+    parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
+    parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
+    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")
+    parser.add_argument("--metrics-host", default="0.0.0.0")
 
 
 def setup_logging(level: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+
+from metallb_fast.commands.common import add_program_arguments
 
 HELP = "run the controller: watch Services and metallb.io pools, assign addresses, write status and events"
 
@@ -12,16 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("METALLB_NAMESPACE") or "metallb-system",
-        help="namespace of the metallb.io objects (default: $METALLB_NAMESPACE, else metallb-system)",
-    )
-    parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
-    parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
-    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")
-    parser.add_argument("--metrics-host", default="0.0.0.0")
+    add_program_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,31 +6,24 @@ import argparse
 import logging
 import os
 
+from metallb_fast.commands.common import add_program_arguments
+
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("METALLB_NAMESPACE") or "metallb-system",
-        help="namespace of the metallb.io objects (default: $METALLB_NAMESPACE, else metallb-system)",
-    )
+    add_program_arguments(parser)
     parser.add_argument(
         "--node-name", default=os.environ.get("METALLB_NODE_NAME"), help="this node (default: $METALLB_NODE_NAME)"
     )
-    parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
     parser.add_argument(
         "--ignore-exclude-lb",
         action="store_true",
         help="also announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers",
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "xdp", "ring", "python"])
-    parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
-    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")
-    parser.add_argument("--metrics-host", default="0.0.0.0")
     parser.add_argument(
         "--liveness-timeout", type=float, default=10.0, help="seconds the fast path answers without a live speaker"
     )
