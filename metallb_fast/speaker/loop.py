@@ -8,6 +8,7 @@ fast path's liveness deadline ahead of now: if this loop ever hangs, the kernel 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -92,6 +93,7 @@ class Speaker:
         self.reconciles = 0
         self._dirty = False
         self._service_cache: dict[str, tuple[str, Service]] = {}
+        self._metric_ips: set[str] = set()
 
     def _wake(self, _: EventType, __: Json) -> None:
         self.queue.put(WAKE)
@@ -260,10 +262,20 @@ class Speaker:
         self.recorder.record(ref, event.type, event.reason, event.message)
 
     def _update_metrics(self) -> None:
+        """MetalLB's per-IP series (summed over interfaces); an address no longer owned loses its series."""
         stats = self.responder.stats()
+        per_ip: dict[str, tuple[int, int]] = {}
         for (address, _), counters in stats.per_address.items():
-            metrics.layer2_requests.labels(ip=str(address)).set(counters.requests)
-            metrics.layer2_responses.labels(ip=str(address)).set(counters.replies)
+            requests, replies = per_ip.get(str(address), (0, 0))
+            per_ip[str(address)] = (requests + counters.requests, replies + counters.replies)
+        for ip, (requests, replies) in per_ip.items():
+            metrics.layer2_requests.labels(ip=ip).set(requests)
+            metrics.layer2_responses.labels(ip=ip).set(replies)
+        for gone in self._metric_ips - per_ip.keys():
+            for series in (metrics.layer2_requests, metrics.layer2_responses, metrics.layer2_gratuitous):
+                with contextlib.suppress(KeyError):
+                    series.remove(gone)
+        self._metric_ips = set(per_ip)
         for verdict, count in stats.declined.items():
             metrics.layer2_declined.labels(reason=verdict.value).set(count)
 
