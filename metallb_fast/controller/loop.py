@@ -26,7 +26,7 @@ from metallb_fast.controller.decide import Decision, SyncResult, apply_config, d
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
 from metallb_fast.k8s.informer import EventType, Informer, Resource, wait_synced
-from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_status
+from metallb_fast.k8s.writers import EventRecorder, ObjectRef, write_service_state
 from metallb_fast.obs import metrics
 from metallb_fast.resources import Service
 
@@ -206,13 +206,9 @@ class Controller:
             patch: dict[str, str | None] = {
                 name: desired.get(name) for name in OWNED_ANNOTATIONS if current.get(name) != desired.get(name)
             }
-            if patch:
-                written = self.client.merge_patch(
-                    service_path(service.namespace, service.name), {"metadata": {"annotations": patch}}
-                )
-                self.services.remember_write(written)
-            if tuple(decision.ingress_ips) != service.ingress_ips:
-                written = write_service_status(self.client, service.namespace, service.name, list(decision.ingress_ips))
+            ingress = list(decision.ingress_ips) if tuple(decision.ingress_ips) != service.ingress_ips else None
+            if patch or ingress is not None:
+                written = write_service_state(self.client, service.namespace, service.name, patch, ingress)
                 self.services.remember_write(written)
             log.info(
                 "service updated",

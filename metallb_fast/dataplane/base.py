@@ -69,7 +69,8 @@ class Responder(Protocol):
     def stats(self) -> ResponderStats: ...
 
     def announce(self, address: IPAddress, interface: str) -> None:
-        """Send the gratuitous burst (ARP) or unsolicited NA (IPv6) for an owned address, once."""
+        """Send the gratuitous burst (ARP) or unsolicited NA (IPv6) for an owned address, once. Every failure
+        (an address not owned there, a closed responder, a send the kernel refused) is a ResponderError."""
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         """Answer nothing once CLOCK_MONOTONIC (time.monotonic_ns) passes deadline_ns; None = no deadline."""

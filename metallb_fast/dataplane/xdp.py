@@ -484,7 +484,10 @@ class XdpResponder:
 
     def announce(self, address: IPAddress, interface: str) -> None:
         for frame in ownership.announcement(self._owned, address, interface, self.backend):
-            self._packet_socket.sendto(frame, (interface, 0))
+            try:
+                self._packet_socket.sendto(frame, (interface, 0))
+            except OSError as exc:
+                raise ResponderError(f"xdp: announcing {address} on {interface}: {exc}") from exc
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._program.set_deadline(deadline_ns)

@@ -20,7 +20,6 @@ from metallb_fast.k8s.client import ApiError, Json, KubeClient
 log = logging.getLogger(__name__)
 
 METALLB_GROUP_PATH = "/apis/metallb.io/v1beta1"
-POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
 
 T = TypeVar("T")
 
@@ -44,17 +43,23 @@ def service_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/services/{name}"
 
 
-def write_service_status(client: KubeClient, namespace: str, name: str, ingress_ips: list[str]) -> Json:
-    """Replace status.loadBalancer.ingress through the status subresource."""
-    ingress = [{"ip": ip} for ip in ingress_ips]
-    patch = {"status": {"loadBalancer": {"ingress": ingress or None}}}
+def write_service_state(
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    annotations: Mapping[str, str | None],
+    ingress_ips: list[str] | None,
+) -> Json:
+    """Write the pool annotation (None removes one) and, unless None, status.loadBalancer.ingress, in one merge
+    patch of the status subresource. The API server keeps metadata changes made through a Service's /status (its
+    status strategy resets only the spec), which is how MetalLB writes the annotation with nothing but
+    `services/status` granted: no write access to Services themselves is needed."""
+    patch: Json = {}
+    if annotations:
+        patch["metadata"] = {"annotations": dict(annotations)}
+    if ingress_ips is not None:
+        patch["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress_ips] or None}}
     return retry_on_conflict(lambda: client.merge_patch(service_path(namespace, name) + "/status", patch))
-
-
-def write_pool_annotation(client: KubeClient, namespace: str, name: str, pool: str | None) -> Json:
-    """Set (or remove, with None) the metallb.io/ip-allocated-from-pool annotation."""
-    patch = {"metadata": {"annotations": {POOL_ANNOTATION: pool}}}
-    return retry_on_conflict(lambda: client.merge_patch(service_path(namespace, name), patch))
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -28,19 +27,9 @@ from metallb_fast.testing.kubeenv import KubeEnv
 
 METALLB_FAST = [sys.executable, "-m", "metallb_fast.cli"]
 METALLB_NAMESPACE = "metallb-system"
-CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
+CRD_DIR = DEPLOY_DIR / "crds"
 STOP_TIMEOUT_S = 15.0
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -77,14 +66,18 @@ class ClusterLab:
         for host in self.lab.nodes:
             self.kube.create_node(host.name, internal_ip=str(host.ipv4("eth0")))
         self._stack.callback(self._delete_nodes)
-        # The same port inside every node namespace as on the host: the admin kubeconfig works unchanged there.
+        # The same port inside every node namespace as on the host: the kubeconfigs work unchanged there.
         nodes = [h.netns for h in self.lab.nodes]
         self._stack.enter_context(LoopbackProxy(nodes, port=self.kube.port, target_port=self.kube.port))
-        kubeconfig = str(self.kube.kubeconfig_path("admin"))
-        common = ["--kubeconfig", kubeconfig, "--metrics-port", "0", "--log-level", "debug"]
-        self._spawn("controller", None, [*METALLB_FAST, "controller", *common])
+        # Each program with its own ServiceAccount's token, bound by deploy/'s roles: what a user deploys.
+        self.kube.apply_deploy_rbac(DEPLOY_DIR)
+        common = ["--metrics-port", "0", "--log-level", "debug"]
+        controller_config = ["--kubeconfig", str(self.kube.kubeconfig_path("controller"))]
+        speaker_config = ["--kubeconfig", str(self.kube.kubeconfig_path("speaker"))]
+        self._spawn("controller", None, [*METALLB_FAST, "controller", *controller_config, *common])
         for host in self.lab.nodes:
-            argv = [*METALLB_FAST, "speaker", *common, "--node-name", host.name, "--backend", self.backend]
+            argv = [*METALLB_FAST, "speaker", *speaker_config, *common, "--node-name", host.name,
+                    "--backend", self.backend]
             self._spawn(f"speaker-{host.name}", host.netns, argv)
 
     def _spawn(self, name: str, netns: str | None, argv: list[str]) -> None:
@@ -202,6 +195,7 @@ def started_kube() -> Iterator[KubeEnv]:
     env = KubeEnv().start()
     try:
         env.apply_crds(CRD_DIR)
+        env.apply_deploy_rbac(DEPLOY_DIR)
         env.start_controller_manager()
         yield env
     finally:

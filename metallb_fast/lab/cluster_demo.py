@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from metallb_fast.lab.cluster import ClusterLab, started_kube, wait_for
+from metallb_fast.lab.cluster import ClusterLab, started_kube
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.texttable import render_table
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from metallb_fast.dataplane.base import OwnedKey, Responder
+from metallb_fast.dataplane.base import OwnedKey, Responder, ResponderError
 
 BURST_INTERVAL_S = 1.1  # MetalLB's choice (its issue #172)
 BURST_DURATION_S = 5.0
@@ -117,12 +117,12 @@ def schedule(
     return Schedule(state=GratuitousState(pairs=pairs), due=tuple(due), wake_at=min(times) if times else None)
 
 
-def announce_due(responder: Responder, due: Iterable[OwnedKey]) -> list[tuple[OwnedKey, OSError]]:
+def announce_due(responder: Responder, due: Iterable[OwnedKey]) -> list[tuple[OwnedKey, ResponderError]]:
     """Send each due frame through the dataplane; a failing interface must not stop the others."""
-    failures: list[tuple[OwnedKey, OSError]] = []
+    failures: list[tuple[OwnedKey, ResponderError]] = []
     for address, interface in due:
         try:
             responder.announce(address, interface)
-        except OSError as exc:
+        except ResponderError as exc:
             failures.append(((address, interface), exc))
     return failures

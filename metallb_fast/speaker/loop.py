@@ -14,13 +14,15 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from metallb_fast.controller.decide import class_matches
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
-from metallb_fast.k8s.client import Json, KubeClient
+from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource, wait_synced
+from metallb_fast.k8s.informer import Backoff, EventType, Informer, Resource, wait_synced
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, ServiceL2StatusWriter
 from metallb_fast.obs import metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
@@ -30,6 +32,7 @@ from metallb_fast.speaker.links import read_links
 log = logging.getLogger(__name__)
 
 WAKE = "wake"
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Speaker:
         self._stop = threading.Event()
         self.services = Informer(client, Resource("/api/v1", "services"), self._wake, name="services")
         self.nodes = Informer(client, Resource("/api/v1", "nodes"), self._wake, name="nodes")
-        self.slices = Informer(client, endpoint_slice_resource(client), self._wake, name="endpointslices")
+        self.slices: Informer | None = None  # its API version is discovered in run(): the server may be down now
         self.config = ConfigSource(
             client,
             options.namespace,
@@ -104,6 +107,10 @@ class Speaker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
+        slices_resource = self._discover(endpoint_slice_resource)
+        if slices_resource is None:
+            return
+        self.slices = Informer(self.client, slices_resource, self._wake, name="endpointslices")
         informers = (self.services, self.nodes, self.slices)
         for informer in informers:
             informer.start()
@@ -115,6 +122,19 @@ class Speaker:
             self._loop()
         finally:
             self._shutdown(informers)
+
+    def _discover(self, ask: Callable[[KubeClient], T]) -> T | None:
+        """Ask the API server something the speaker cannot start without, retrying (with backoff) while it is
+        unreachable, as the informers do; None when stopped first."""
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                return ask(self.client)
+            except ApiError as error:
+                delay = backoff.next_delay()
+                log.warning("API server not usable yet, retrying in %.1fs: %s", delay, error, extra={"op": "startup"})
+                self._stop.wait(delay)
+        return None
 
     def _shutdown(self, informers: tuple[Informer, ...]) -> None:
         """Stop answering first (another speaker may take over), then tidy the API objects we own."""
@@ -145,7 +165,7 @@ class Speaker:
             self._keep_alive()
             links_stale = time.monotonic() - self._links_read_at >= self.options.links_refresh_s
             if item is None and not self._dirty and not links_stale:
-                self._send_gratuitous()
+                self._safe_send_gratuitous()
                 continue
             while True:  # coalesce a burst of watch events into one reconcile
                 try:
@@ -166,6 +186,15 @@ class Speaker:
             log.error("reconcile failed, retrying: %s", error, exc_info=True, extra={"op": "reconcile"})
         else:
             self._dirty = False
+
+    def _safe_send_gratuitous(self) -> None:
+        """The timer path of the gratuitous schedule: like a reconcile, a failure here is logged and never ends
+        the loop (the next wake-up retries; the fast path keeps answering meanwhile)."""
+        try:
+            self._send_gratuitous()
+        except Exception as error:
+            metrics.update_errors.inc()
+            log.error("gratuitous announcements failed: %s", error, exc_info=True, extra={"op": "gratuitous"})
 
     def _keep_alive(self) -> None:
         deadline = time.monotonic_ns() + int(self.options.liveness_timeout_s * 1e9)
@@ -192,7 +221,7 @@ class Speaker:
                 services,
                 config,
                 {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())},
-                [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()],
+                [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()] if self.slices else [],
                 self._links,
                 live_nodes=None,
                 ignore_exclude_lb=self.options.ignore_exclude_lb,

@@ -508,3 +508,8 @@ class KubeEnv:
         if names:
             self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names)
         return [n.split("/", 1)[1] for n in names]
+
+    def apply_deploy_rbac(self, deploy_dir: Path) -> None:
+        """The namespace, ServiceAccounts, roles and bindings of deploy/: the controller and speaker run with the
+        tokens of those accounts (kubeconfig_path("controller"/"speaker")), so a missing verb fails a test."""
+        self.kubectl("apply", "-f", str(deploy_dir / "namespace.yaml"), "-f", str(deploy_dir / "rbac.yaml"))

@@ -19,6 +19,7 @@ from metallb_fast.dataplane import backends, ownership, packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
 from metallb_fast.lab import Lab, in_netns
+from metallb_fast.speaker.announce import announce_due
 from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, respond
 
 MAC_A = bytes.fromhex("02aabbccdd01")
@@ -296,6 +297,21 @@ def test_an_interface_deleted_under_the_responder_is_named_on_the_next_sync(
     assert isinstance(failed.value, ownership.InterfacesUnavailable)
     assert list(failed.value.failures) == ["eth1"]
     assert arping(lab2, client, v4, count=1) == [MAC_A]
+
+
+@pytest.mark.root
+def test_a_failed_announcement_is_reported_not_raised_by_announce_due(
+    backend: str, lab2: Lab, node_responder: Responder
+) -> None:
+    # Defect A: the speaker's gratuitous timer died on the first send the kernel refused with ring/python.
+    v4, v4_eth1 = lab2.vip_v4(0), lab2.vip_v4(0, lan=1)
+    node_responder.sync({(v4, "eth0"): MAC_A, (v4_eth1, "eth1"): MAC_A})
+    lab2.run(lab2.nodes[0].netns, ["ip", "link", "del", "eth1"])
+    with pytest.raises(ResponderError, match="eth1"):
+        node_responder.announce(v4_eth1, "eth1")
+    failures = announce_due(node_responder, [(v4_eth1, "eth1"), (v4, "eth0"), (lab2.vip_v4(3), "eth0")])
+    assert [key for key, _ in failures] == [(v4_eth1, "eth1"), (lab2.vip_v4(3), "eth0")]
+    assert all(isinstance(error, ResponderError) for _, error in failures)
 
 
 # ---------------------------------------------------------------------------------------------------------------

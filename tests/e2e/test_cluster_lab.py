@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from metallb_fast.lab.cluster import METALLB_NAMESPACE, ClusterLab, wait_for
+from metallb_fast.lab.cluster import METALLB_NAMESPACE, ClusterLab
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
 from tests.conftest import require, require_root
 

@@ -1,6 +1,7 @@
 """pytest fixtures for a real Kubernetes API server (registered for the whole suite by tests/conftest.py).
 
-    kube_env                  session: etcd + kube-apiserver 1.20 with our CRDs applied and Established (KubeEnv)
+    kube_env                  session: etcd + kube-apiserver 1.20 with our CRDs applied and Established and
+                              deploy/'s RBAC applied (KubeEnv)
     kube_controller_manager   session: the same KubeEnv with kube-controller-manager running, so Endpoints and
                               EndpointSlices come from Nodes + Pods (mark Pods Ready through their status)
     kubectl                   the env's kubectl(*args, input=None, check=True, user="admin") -> CompletedProcess
@@ -24,7 +25,8 @@ from tests.conftest import require
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
+CRD_DIR = DEPLOY_DIR / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +42,7 @@ def kube_env(kube_binaries: KubeBinaries) -> Iterator[KubeEnv]:
     env = KubeEnv(kube_binaries).start()
     try:
         env.apply_crds(CRD_DIR)
+        env.apply_deploy_rbac(DEPLOY_DIR)
         yield env
     finally:
         env.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,19 +11,10 @@ import pytest
 
 from metallb_fast.controller.loop import Controller
 from metallb_fast.k8s.client import KubeClient
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
 
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def get_json(kube_env: KubeEnv, *args: str) -> Any:
@@ -78,7 +68,8 @@ def metallb_namespace(kube_env: KubeEnv) -> Iterator[str]:
 
 class RunningController:
     def __init__(self, kube_env: KubeEnv) -> None:
-        self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("admin")))
+        # The controller's own ServiceAccount, bound by deploy/rbac.yaml: what a user deploys is what we test.
+        self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("controller")))
         self.controller = Controller(self.client, namespace="metallb-system")
         self.thread = threading.Thread(target=self.controller.run, daemon=True)
         self.thread.start()

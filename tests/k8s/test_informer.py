@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.informer import EventType, Informer, Resource
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def configmap(kube_env: KubeEnv, namespace: str, name: str, value: str) -> None:

@@ -20,7 +20,8 @@ NAMESPACE = "metallb-system"
 @pytest.fixture
 def client(kube_env: KubeEnv) -> Iterator[KubeClient]:
     kube_env.kubectl("create", "namespace", NAMESPACE, check=False)
-    client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("admin")))
+    # The speaker's ServiceAccount (deploy/rbac.yaml): these are the writes the speaker makes.
+    client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("speaker")))
     yield client
     kube_env.kubectl("delete", "servicel2statuses", "--all", "-n", NAMESPACE, check=False)
     client.close()

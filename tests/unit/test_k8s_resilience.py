@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
@@ -12,6 +14,8 @@ from kubernetes import client as k8s_client
 from metallb_fast.commands.common import run_in_worker
 from metallb_fast.controller.loop import Controller
 from metallb_fast.k8s.client import ApiError, ApiUnavailable, KubeClient
+from metallb_fast.lab.waiting import wait_for
+from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
 
 def closed_port() -> int:
@@ -20,10 +24,28 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def unreachable_client() -> KubeClient:
+class CountingClient(KubeClient):
+    """A client of a closed port that counts the requests made through it."""
+
+    requests = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return super().request(*args, **kwargs)
+
+
+def unreachable_client() -> CountingClient:
     configuration = k8s_client.Configuration(host=f"https://127.0.0.1:{closed_port()}")
     configuration.retries = 0
-    return KubeClient(k8s_client.ApiClient(configuration))
+    return CountingClient(k8s_client.ApiClient(configuration))
+
+
+def stops_promptly(thread: threading.Thread, stop: Callable[[], None]) -> None:
+    started = time.monotonic()
+    stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 10
 
 
 def test_unreachable_server_raises_api_unavailable() -> None:
@@ -38,14 +60,48 @@ def test_controller_without_server_keeps_retrying_and_stops_promptly() -> None:
     controller = Controller(unreachable_client())
     thread = threading.Thread(target=controller.run, daemon=True)
     thread.start()
-    time.sleep(1.5)
+    wait_for(lambda: controller.services.reconnects >= 2 or not thread.is_alive(), timeout=20, what="reconnects")
     assert thread.is_alive(), "the controller gave up instead of retrying"
-    assert controller.services.reconnects >= 1
-    started = time.monotonic()
-    controller.stop()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-    assert time.monotonic() - started < 10
+    stops_promptly(thread, controller.stop)
+
+
+def test_speaker_started_without_server_keeps_retrying_and_stops_promptly() -> None:
+    # Defect K: the speaker's start-up discovery of the EndpointSlice version was one unretried call.
+    client = unreachable_client()
+    speaker = Speaker(client, PythonResponderStandIn(), SpeakerOptions(node_name="node-a"))
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            speaker.run()
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for(lambda: client.requests >= 3 or not thread.is_alive(), timeout=20, what="three start-up attempts")
+    assert not failures, f"the speaker crashed: {failures!r}"
+    assert thread.is_alive(), "the speaker gave up instead of retrying"
+    stops_promptly(thread, speaker.stop)
+    assert not failures
+
+
+class PythonResponderStandIn:
+    """A responder that records what the speaker asks of it (no sockets: this test is about the API server)."""
+
+    backend = "stand-in"
+
+    def __init__(self) -> None:
+        self.synced: list[dict[Any, bytes]] = []
+
+    def sync(self, owned: dict[Any, bytes]) -> None:
+        self.synced.append(dict(owned))
+
+    def close(self) -> None:
+        pass
+
+    def set_liveness_deadline(self, deadline_ns: int | None) -> None:
+        pass
 
 
 def test_run_in_worker_reports_a_dead_loop_as_failure() -> None:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from metallb_fast.dataplane.base import OwnedKey
+from metallb_fast.dataplane.base import OwnedKey, ResponderError
 from metallb_fast.speaker.announce import (
     GratuitousPolicy,
     GratuitousState,
@@ -112,7 +112,7 @@ class FakeResponder:
     def announce(self, address, interface) -> None:
         self.calls.append((address, interface))
         if interface in self.failing:
-            raise OSError(19, "No such device")
+            raise ResponderError(f"fake backend: announcing {address} on {interface}: No such device")
 
 
 def test_announce_due_sends_through_the_responder_and_survives_one_failure() -> None:
