@@ -15,6 +15,9 @@ DEB_PACKAGES=(
     python3-bpfcc libbpfcc linux-headers-amd64 bpftool
     iproute2 iputils-arping ndisc6 ethtool tcpdump
     gcc make rsync python3-venv python3-dev
+    # The Go memberlist peer of the interop tests (tests/interop/mlnode): Go and Debian's memberlist 0.2.2,
+    # whose -dev package pulls its build dependencies (go-msgpack, go-sockaddr, miekg-dns, go-metrics, ...).
+    golang-go golang-github-hashicorp-memberlist-dev
 )
 
 install_debian_packages() {
@@ -29,7 +32,8 @@ install_debian_packages() {
             || [[ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin +1440 -print -quit)" ]]; then
             apt-get update -qq
         fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Wait for a dpkg lock held by another install instead of failing at once.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >/dev/null
     fi
 }
 
@@ -67,6 +71,28 @@ make_venv() {
     fi
 }
 
+# tests/interop/mlnode: GOPATH-mode build against /usr/share/gocode only (no modules, no network), rebuilt when
+# main.go changes. The stamp holds main.go's sha256; tests/interop/gonode.py compares it to spot a stale binary.
+build_mlnode() {
+    local src="$ROOT/tests/interop/mlnode/main.go" out="$STAMP_DIR/mlnode" want gopath
+    want="$(sha256sum "$src" | cut -d' ' -f1)"
+    if [[ -x "$out/mlnode" && "$(cat "$out/stamp" 2>/dev/null || true)" == "$want" ]]; then
+        return 0
+    fi
+    log "building mlnode (Go memberlist $(dpkg-query -W -f='${Version}' golang-github-hashicorp-memberlist-dev))"
+    gopath="$(mktemp -d)"
+    mkdir -p "$gopath/src/mlnode" "$out"
+    cp "$src" "$gopath/src/mlnode/main.go"
+    (
+        cd "$gopath/src/mlnode"
+        env GO111MODULE=off GOPATH="/usr/share/gocode:$gopath" GOCACHE="$gopath/cache" GOPROXY=off GOFLAGS= \
+            GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -o "$out/mlnode.new" .
+    ) || { rm -rf "$gopath"; log "mlnode build failed"; return 1; }
+    rm -rf "$gopath"
+    mv -f "$out/mlnode.new" "$out/mlnode"
+    echo "$want" >"$out/stamp"
+}
+
 pip_install() {
     local want have
     want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/ext/"* | sha256sum | cut -d' ' -f1)"
@@ -81,6 +107,7 @@ pip_install() {
 
 install_debian_packages
 arrange_kernel_headers
+build_mlnode
 make_venv
 pip_install
 log "ready: $VENV"
