@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from metallb_fast.commands.common import add_program_arguments
 
@@ -24,7 +25,13 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     client = KubeClient.from_kubeconfig(args.kubeconfig)
-    controller = Controller(client, namespace=args.namespace, lb_class=args.lb_class)
+    controller = Controller(
+        client,
+        namespace=args.namespace,
+        lb_class=args.lb_class,
+        memberlist_secret=os.environ.get("METALLB_ML_SECRET_NAME") or None,
+        deployment=os.environ.get("METALLB_DEPLOYMENT") or None,
+    )
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
     log.info("controller starting", extra={"op": "startup", "namespace": args.namespace, "lbClass": args.lb_class})

@@ -25,7 +25,8 @@ from metallb_fast.allocator.service_keys import (
 from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource, wait_synced
+from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
+from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, write_service_state
 from metallb_fast.obs import metrics
 from metallb_fast.resources import Service
@@ -45,10 +46,19 @@ class _Retry:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, namespace: str = "metallb-system", lb_class: str | None = None) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str = "metallb-system",
+        lb_class: str | None = None,
+        memberlist_secret: str | None = None,
+        deployment: str | None = None,
+    ) -> None:
         self.client = client
         self.namespace = namespace
         self.lb_class = lb_class
+        self.memberlist_secret = memberlist_secret
+        self.deployment = deployment
         self.allocator = Allocator()
         self.recorder = EventRecorder(client, "metallb-controller")
         self.queue: queue.Queue[str] = queue.Queue()
@@ -77,6 +87,8 @@ class Controller:
         self.queue.put("")
 
     def run(self) -> None:
+        if self.memberlist_secret:
+            threading.Thread(target=self._ensure_memberlist_secret, name="memberlist-secret", daemon=True).start()
         self.services.start()
         self.namespaces.start()
         self.config.start()
@@ -144,6 +156,20 @@ class Controller:
             return False
         self._attempts.pop(key, None)
         return bool(result)
+
+    def _ensure_memberlist_secret(self) -> None:
+        """The speakers' memberlist key, created when missing; retried with backoff while the API server says no
+        (unreachable, or a permission missing: the log line says which)."""
+        assert self.memberlist_secret is not None
+        secret, deployment = self.memberlist_secret, self.deployment
+        created = retry_until_stopped(
+            lambda: ensure_memberlist_secret(self.client, self.namespace, secret, deployment),
+            self._stop,
+            f"ensuring the memberlist secret {self.namespace}/{secret}",
+            "memberlist",
+        )
+        if created:
+            log.info("created the memberlist secret", extra={"op": "memberlist", "secret": secret})
 
     # ------------------------------------------------------------------ reconcile
     def _reload_config(self) -> bool:

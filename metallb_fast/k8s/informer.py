@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 
 from metallb_fast.k8s.client import ApiError, Json, KubeClient, iter_json_lines
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,20 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = 0.0
+
+
+def retry_until_stopped(action: Callable[[], T], stop: threading.Event, what: str, op: str) -> T | None:
+    """Call `action` until it gets past the API server (an ApiError is logged and retried with jittered backoff);
+    None when `stop` is set first."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            return action()
+        except ApiError as error:
+            delay = backoff.next_delay()
+            log.warning("%s failed, retrying in %.1fs: %s", what, delay, error, extra={"op": op})
+            stop.wait(delay)
+    return None
 
 
 class Informer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from metallb_fast.controller.loop import Controller
 from metallb_fast.k8s.client import KubeClient
+from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
 
@@ -67,10 +69,10 @@ def metallb_namespace(kube_env: KubeEnv) -> Iterator[str]:
 
 
 class RunningController:
-    def __init__(self, kube_env: KubeEnv) -> None:
+    def __init__(self, kube_env: KubeEnv, **options: Any) -> None:
         # The controller's own ServiceAccount, bound by deploy/rbac.yaml: what a user deploys is what we test.
         self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("controller")))
-        self.controller = Controller(self.client, namespace="metallb-system")
+        self.controller = Controller(self.client, namespace="metallb-system", **options)
         self.thread = threading.Thread(target=self.controller.run, daemon=True)
         self.thread.start()
 
@@ -82,11 +84,11 @@ class RunningController:
 
 
 @pytest.fixture
-def run_controller(kube_env: KubeEnv) -> Iterator[Callable[[], RunningController]]:
+def run_controller(kube_env: KubeEnv) -> Iterator[Callable[..., RunningController]]:
     started: list[RunningController] = []
 
-    def start() -> RunningController:
-        running = RunningController(kube_env)
+    def start(**options: Any) -> RunningController:
+        running = RunningController(kube_env, **options)
         started.append(running)
         return running
 
@@ -206,3 +208,22 @@ def test_controller_catches_up_after_apiserver_outage(
     assert assigned == ["192.0.2.40", "192.0.2.41"]
     assert running.controller.services.reconnects > reconnects_before
     assert running.thread.is_alive()
+
+
+def test_memberlist_secret_is_created_once_and_then_left_alone(
+    kube_env: KubeEnv, metallb_namespace: str, run_controller: Callable[..., RunningController]
+) -> None:
+    kube_env.kubectl("delete", "secret", "ml-test", "-n", metallb_namespace, check=False)
+
+    def secret_key() -> str | None:
+        found = kube_env.kubectl("get", "secret", "ml-test", "-n", metallb_namespace, "-o", "json", check=False)
+        return base64.b64decode(orjson.loads(found.stdout)["data"]["secretkey"]).decode() if found.returncode == 0 \
+            else None
+
+    running = run_controller(memberlist_secret="ml-test")
+    key = wait_for(secret_key, what="the memberlist secret")
+    assert len(key) == 22 and len(base64.b64decode(key + "==")) == 16  # 16 random bytes, unpadded base64
+    # Another controller (a restart, a rollout) finds it and leaves it: the speakers keep agreeing on the key.
+    assert ensure_memberlist_secret(running.client, metallb_namespace, "ml-test", None) is False
+    assert secret_key() == key
+    kube_env.kubectl("delete", "secret", "ml-test", "-n", metallb_namespace, check=False)

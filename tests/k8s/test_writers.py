@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from metallb_fast.k8s.client import KubeClient
@@ -31,14 +32,16 @@ def statuses(client: KubeClient) -> list[dict[str, Any]]:
     return client.get(f"/apis/metallb.io/v1beta1/namespaces/{NAMESPACE}/servicel2statuses")["items"]
 
 
-def test_repeated_event_is_aggregated_into_one_with_a_count(client: KubeClient, kube_namespace: str) -> None:
+def test_repeated_event_is_aggregated_into_one_with_a_count(
+    client: KubeClient, kube_env: KubeEnv, kube_namespace: str
+) -> None:
     recorder = EventRecorder(client, "metallb-controller")
     ref = ObjectRef("Service", kube_namespace, "web")
     for _ in range(3):
         recorder.record(ref, "Warning", "AllocationFailed", "no available IPs")
     recorder.record(ref, "Normal", "IPAllocated", 'Assigned IP ["192.0.2.1"]')
     recorder.close()
-    events = client.get(f"/api/v1/namespaces/{kube_namespace}/events")["items"]
+    events = orjson.loads(kube_env.kubectl("get", "events", "-n", kube_namespace, "-o", "json").stdout)["items"]
     by_reason = {e["reason"]: e for e in events}
     assert len(events) == 2
     assert by_reason["AllocationFailed"]["count"] == 3
