@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "plan": "metallb_fast.commands.plan",
     "respond": "metallb_fast.commands.respond",
     "demo": "metallb_fast.commands.demo",
+    "members": "metallb_fast.commands.members",
 }
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 
 from metallb_fast.commands.common import add_program_arguments
+from metallb_fast.membership.settings import add_membership_arguments
 
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness-timeout", type=float, default=10.0, help="seconds the fast path answers without a live speaker"
     )
+    add_membership_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,12 +36,18 @@ def run(args: argparse.Namespace) -> int:
     from metallb_fast.dataplane.backends import open_responder
     from metallb_fast.dataplane.base import ResponderError
     from metallb_fast.k8s.client import KubeClient
+    from metallb_fast.membership.settings import SettingsError, membership_settings
     from metallb_fast.obs import metrics
     from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
     setup_logging(args.log_level)
     if not args.node_name:
         log.error("no node name: pass --node-name or set METALLB_NODE_NAME", extra={"op": "startup"})
+        return 2
+    try:
+        membership = membership_settings(args, args.node_name, args.namespace)
+    except SettingsError as error:
+        log.error("%s", error, extra={"op": "startup"})
         return 2
     try:
         responder = open_responder(args.backend)
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         lb_class=args.lb_class,
         ignore_exclude_lb=args.ignore_exclude_lb,
         liveness_timeout_s=args.liveness_timeout,
+        membership=membership,
     )
     speaker = Speaker(client, responder, options)
     if args.metrics_port:

@@ -30,6 +30,7 @@ METALLB_NAMESPACE = "metallb-system"
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 CRD_DIR = DEPLOY_DIR / "crds"
 STOP_TIMEOUT_S = 15.0
+SPEAKER_LABELS = {"app": "metallb", "component": "speaker"}  # MetalLB's METALLB_ML_LABELS
 
 
 @dataclass
@@ -38,10 +39,15 @@ class ClusterLab:
     log_dir: Path
     nodes: int = 3
     backend: str = "auto"
+    # Memberlist between the speakers (None: off), with this timing preset; the speakers find each other through
+    # speaker Pods registered with their node's address, as in a DaemonSet with hostNetwork.
+    memberlist_timing: str | None = None
+    liveness_timeout_s: float | None = None
     lab: Lab = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     returncodes: dict[str, int] = field(default_factory=dict, init=False)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict, init=False)
+    _speaker_argv: dict[str, list[str]] = field(default_factory=dict, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
 
     # ------------------------------------------------------------------ lifecycle
@@ -75,13 +81,53 @@ class ClusterLab:
         controller_config = ["--kubeconfig", str(self.kube.kubeconfig_path("controller"))]
         speaker_config = ["--kubeconfig", str(self.kube.kubeconfig_path("speaker"))]
         self._spawn("controller", None, [*METALLB_FAST, "controller", *controller_config, *common])
+        if self.memberlist_timing is not None:
+            self._register_speaker_pods()
         for host in self.lab.nodes:
             argv = [*METALLB_FAST, "speaker", *speaker_config, *common, "--node-name", host.name,
-                    "--backend", self.backend]
+                    "--backend", self.backend, *self._memberlist_arguments(host.name)]
+            if self.liveness_timeout_s is not None:
+                argv += ["--liveness-timeout", str(self.liveness_timeout_s)]
+            self._speaker_argv[host.name] = argv
             self._spawn(f"speaker-{host.name}", host.netns, argv)
 
-    def _spawn(self, name: str, netns: str | None, argv: list[str]) -> None:
-        handle = self._logs[name] = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop
+    def _register_speaker_pods(self) -> None:
+        """One speaker Pod per node with the node's address as its IP (hostNetwork), and the memberlist Secret."""
+        secret_dir = self.log_dir / "ml-secret"
+        secret_dir.mkdir(exist_ok=True)
+        (secret_dir / "secretkey").write_text("mlb-fast-lab-secret-22")  # 22 chars, like the controller makes
+        for host in self.lab.nodes:
+            self.kube.create_ready_pod(METALLB_NAMESPACE, f"speaker-{host.name}", host.name, SPEAKER_LABELS,
+                                       [str(host.ipv4("eth0"))])
+        self._stack.callback(
+            lambda: self.kube.kubectl("delete", "pods", "-n", METALLB_NAMESPACE, "-l", "component=speaker",
+                                      "--wait=false", check=False)
+        )
+
+    def _memberlist_arguments(self, node_name: str) -> list[str]:
+        if self.memberlist_timing is None:
+            return []
+        host = next(h for h in self.lab.nodes if h.name == node_name)
+        return ["--ml-bindaddr", str(host.ipv4("eth0")), "--ml-labels", "app=metallb,component=speaker",
+                "--ml-namespace", METALLB_NAMESPACE, "--ml-secret-key-path", str(self.log_dir / "ml-secret"),
+                "--ml-timing", self.memberlist_timing]
+
+    def kill_speaker(self, node_name: str) -> None:
+        """SIGKILL one speaker (our own child, by its pid): no leave, no detach, as when its node dies."""
+        proc = self.processes[f"speaker-{node_name}"]
+        proc.kill()
+        proc.wait()
+
+    def restart_speaker(self, node_name: str) -> None:
+        """Start the speaker of `node_name` again (after kill_speaker or a stop), as the kubelet would."""
+        host = next(h for h in self.lab.nodes if h.name == node_name)
+        self._spawn(f"speaker-{node_name}", host.netns, self._speaker_argv[node_name], append=True)
+
+    def _spawn(self, name: str, netns: str | None, argv: list[str], append: bool = False) -> None:
+        if name in self._logs:
+            self._logs.pop(name).close()
+        mode = "ab" if append else "wb"
+        handle = self._logs[name] = open(self.log_dir / f"{name}.log", mode)  # noqa: SIM115 - closed in stop
         if netns is None:
             self.processes[name] = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
         else:

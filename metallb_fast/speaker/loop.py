@@ -14,16 +14,19 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from metallb_fast.controller.decide import class_matches
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
-from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.k8s.client import Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import Backoff, EventType, Informer, Resource, wait_synced
+from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
+from metallb_fast.k8s.pods import pod_ips
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, ServiceL2StatusWriter
+from metallb_fast.membership.settings import MembershipSettings
+from metallb_fast.membership.speakers import SpeakerMembership
+from metallb_fast.membership.swim import MemberEvent
 from metallb_fast.obs import metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, layer2, status
@@ -32,7 +35,6 @@ from metallb_fast.speaker.links import read_links
 log = logging.getLogger(__name__)
 
 WAKE = "wake"
-T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +47,7 @@ class SpeakerOptions:
     gratuitous: announce.GratuitousPolicy = field(default_factory=announce.GratuitousPolicy)
     exclusion: layer2.InterfaceExclusion = field(default_factory=layer2.InterfaceExclusion)
     links_refresh_s: float = 10.0  # MetalLB rescans interfaces every 10 s
+    membership: MembershipSettings | None = None  # None: memberlist off, candidates = Ready Nodes
 
 
 def endpoint_slice_resource(client: KubeClient) -> Resource:
@@ -97,6 +100,37 @@ class Speaker:
         self._dirty = False
         self._service_cache: dict[str, tuple[str, Service]] = {}
         self._metric_ips: set[str] = set()
+        self.membership: SpeakerMembership | None = None
+        self._membership_change: MemberEvent | None = None  # the latest, until a reconcile has acted on it
+
+    def _start_membership(self) -> None:
+        settings = self.options.membership
+        if settings is None:
+            log.info(
+                "not starting fast dead node detection (memberlist): candidates are the Ready Nodes",
+                extra={"op": "startup"},
+            )
+            return
+        if not settings.encrypted:
+            log.warning("memberlist traffic will not be encrypted (no secret key)", extra={"op": "startup"})
+        self.membership = SpeakerMembership(
+            settings.node,
+            lambda: pod_ips(self.client, settings.namespace, settings.labels),
+            self._on_membership_change,
+        )
+        self.membership.start()
+
+    def _on_membership_change(self, event: MemberEvent) -> None:
+        self._membership_change = event
+        self.queue.put(WAKE)
+
+    def live_nodes(self, nodes: Mapping[str, Node]) -> set[str]:
+        """The election's candidates before its own filters: memberlist's live members (as MetalLB), or without
+        memberlist the Nodes whose Ready condition is True (so a dead node goes only after the node lifecycle
+        controller's grace period, 40 s by default, marks it NotReady)."""
+        if self.membership is not None:
+            return set(self.membership.live_nodes())
+        return {name for name, node in nodes.items() if node.condition_is_true("Ready")}
 
     def _wake(self, _: EventType, __: Json) -> None:
         self.queue.put(WAKE)
@@ -107,10 +141,13 @@ class Speaker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
-        slices_resource = self._discover(endpoint_slice_resource)
+        slices_resource = retry_until_stopped(
+            lambda: endpoint_slice_resource(self.client), self._stop, "discovering the EndpointSlice API", "startup"
+        )
         if slices_resource is None:
             return
         self.slices = Informer(self.client, slices_resource, self._wake, name="endpointslices")
+        self._start_membership()
         informers = (self.services, self.nodes, self.slices)
         for informer in informers:
             informer.start()
@@ -123,21 +160,11 @@ class Speaker:
         finally:
             self._shutdown(informers)
 
-    def _discover(self, ask: Callable[[KubeClient], T]) -> T | None:
-        """Ask the API server something the speaker cannot start without, retrying (with backoff) while it is
-        unreachable, as the informers do; None when stopped first."""
-        backoff = Backoff()
-        while not self._stop.is_set():
-            try:
-                return ask(self.client)
-            except ApiError as error:
-                delay = backoff.next_delay()
-                log.warning("API server not usable yet, retrying in %.1fs: %s", delay, error, extra={"op": "startup"})
-                self._stop.wait(delay)
-        return None
-
     def _shutdown(self, informers: tuple[Informer, ...]) -> None:
-        """Stop answering first (another speaker may take over), then tidy the API objects we own."""
+        """Tell the other speakers we leave, stop answering at once (they take over), then tidy the API objects
+        we own."""
+        if self.membership is not None:
+            self.membership.leave_and_stop()
         self.responder.sync({})
         self.responder.close()
         for informer in informers:
@@ -216,29 +243,42 @@ class Speaker:
             warnings: tuple[status.ServiceEvent, ...] = ()
         else:
             services = [s for s in self._parsed_services() if class_matches(s, self.options.lb_class)]
+            nodes = {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())}
             plan = layer2.plan_node(
                 self.options.node_name,
                 services,
                 config,
-                {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())},
+                nodes,
                 [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()] if self.slices else [],
                 self._links,
-                live_nodes=None,
+                live_nodes=self.live_nodes(nodes),
                 ignore_exclude_lb=self.options.ignore_exclude_lb,
                 exclusion=self.options.exclusion,
             )
             plan_owned, announced, warnings = plan.owned, list(plan.announced), plan.warnings
         self._keep_alive()
+        change, self._membership_change = self._membership_change, None
         if plan_owned != self.owned:
             self.responder.sync(plan_owned)
-            log.info(
-                "fast path synced",
-                extra={"op": "syncDataplane", "owned": sorted(f"{ip}@{ifname}" for ip, ifname in plan_owned)},
-            )
+            self._log_moves(self.owned, plan_owned, change)
             self.owned = dict(plan_owned)
         self._send_gratuitous()
         self._report(announced, warnings)
         self._update_metrics()
+
+    def _log_moves(self, before: Mapping[OwnedKey, bytes], after: Owned, change: MemberEvent | None) -> None:
+        """Announce/withdraw lines, naming membership as the reason when a membership change led to them."""
+        reason = f"membership: {change.member.name} {change.kind} ({change.reason})" if change else "reconcile"
+        gained = sorted(f"{ip}@{ifname}" for ip, ifname in after.keys() - before.keys())
+        lost = sorted(f"{ip}@{ifname}" for ip, ifname in before.keys() - after.keys())
+        if gained:
+            log.info("announcing", extra={"op": "setBalancer", "addresses": gained, "reason": reason})
+        if lost:
+            log.info("withdrawing", extra={"op": "deleteBalancer", "addresses": lost, "reason": reason})
+        log.info(
+            "fast path synced",
+            extra={"op": "syncDataplane", "owned": sorted(f"{ip}@{ifname}" for ip, ifname in after)},
+        )
 
     def _parsed_services(self) -> list[Service]:
         """Services as views, re-parsed only when their resourceVersion changed: with thousands of Services a

@@ -149,8 +149,12 @@ class GoNode:
                 cmd += [flag, value]
         return cmd
 
+    def binary(self) -> str:
+        """The program to run (subclasses run another member implementation with the same event lines)."""
+        return mlnode_binary()
+
     def start(self) -> GoNode:
-        binary = mlnode_binary()
+        binary = self.binary()
         self._tmp = tempfile.TemporaryDirectory(prefix=f"mlnode-{self.name}-")
         # stderr (memberlist's DEBUG log) goes to a file: a pipe nobody drains would block the node.
         self._stderr = open(Path(self._tmp.name) / "stderr.log", "w+b")  # noqa: SIM115 - closed in close()

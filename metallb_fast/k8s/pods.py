@@ -1,0 +1,13 @@
+"""Pod look-ups: the speaker Pods' IPs, which memberlist joins (as MetalLB's speakers find each other)."""
+
+from __future__ import annotations
+
+from metallb_fast.k8s.client import KubeClient
+
+
+def pod_ips(client: KubeClient, namespace: str, label_selector: str) -> list[str]:
+    """The primary IP (status.podIP, as MetalLB takes it) of every Pod matching the selector in `namespace`;
+    pending Pods have none yet and are left out."""
+    response = client.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=label_selector)
+    ips = ((pod.get("status") or {}).get("podIP") for pod in response.get("items") or [])
+    return sorted({ip for ip in ips if ip})

@@ -1,0 +1,85 @@
+"""Memberlist settings as MetalLB's speaker takes them (flags with environment defaults), turned into a NodeConfig.
+
+MetalLB: --ml-bindaddr/METALLB_ML_BIND_ADDR, --ml-bindport/METALLB_ML_BIND_PORT, --ml-labels/METALLB_ML_LABELS,
+--ml-namespace/METALLB_ML_NAMESPACE, --ml-secret-key-path/METALLB_ML_SECRET_KEY_PATH. Memberlist is off when the
+bind address or the labels are empty, exactly as in MetalLB. --ml-timing is ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from metallb_fast.membership import wire
+from metallb_fast.membership.node import NodeConfig
+from metallb_fast.membership.timing import TIMINGS
+
+DEFAULT_PORT = 7946
+
+
+class SettingsError(ValueError):
+    """A memberlist flag is wrong; the message names the flag and what would be right."""
+
+
+def add_membership_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("memberlist (fast dead-node detection, wire-compatible with MetalLB's)")
+    group.add_argument("--ml-bindaddr", default=env("METALLB_ML_BIND_ADDR", ""),
+                       help="this speaker's memberlist address, the Pod IP (default: $METALLB_ML_BIND_ADDR; "
+                            "empty = memberlist off)")
+    group.add_argument("--ml-bindport", default=env("METALLB_ML_BIND_PORT", str(DEFAULT_PORT)),
+                       help="memberlist TCP+UDP port (default: $METALLB_ML_BIND_PORT, else 7946)")
+    group.add_argument("--ml-labels", default=env("METALLB_ML_LABELS", ""),
+                       help="label selector of the speaker Pods to join (default: $METALLB_ML_LABELS; "
+                            "empty = memberlist off)")
+    group.add_argument("--ml-namespace", default=env("METALLB_ML_NAMESPACE", ""),
+                       help="namespace of the speaker Pods (default: $METALLB_ML_NAMESPACE, else --namespace)")
+    group.add_argument("--ml-secret-key-path", default=env("METALLB_ML_SECRET_KEY_PATH", ""),
+                       help="directory holding the memberlist Secret's `secretkey` (default: "
+                            "$METALLB_ML_SECRET_KEY_PATH; empty = unencrypted)")
+    group.add_argument("--ml-timing", default=env("METALLB_ML_TIMING", "metallb"), choices=sorted(TIMINGS),
+                       help="memberlist timers: metallb (memberlist's LAN defaults, as MetalLB runs them), tuned "
+                            "(the fastest MetalLB 0.16 config), fast (ours)")
+
+
+@dataclass(frozen=True)
+class MembershipSettings:
+    node: NodeConfig
+    labels: str
+    namespace: str
+    encrypted: bool
+
+
+def parse_port(text: str, flag: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise SettingsError(f"{flag} {text!r}: must be a port number (1-65535)") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"{flag} {port}: must be a port number (1-65535)")
+    return port
+
+
+def load_keyring(path: str, flag: str = "--ml-secret-key-path") -> wire.Keyring:
+    if not path:
+        return wire.Keyring.none()
+    try:
+        return wire.Keyring((wire.read_secret_key(path),))
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"{flag} {path}: {error}") from error
+
+
+def membership_settings(args: argparse.Namespace, node_name: str, namespace: str) -> MembershipSettings | None:
+    """None when memberlist is off (no bind address or no labels, as in MetalLB)."""
+    if not args.ml_bindaddr or not args.ml_labels:
+        return None
+    keyring = load_keyring(args.ml_secret_key_path)
+    node = NodeConfig(
+        name=node_name,
+        bind_host=args.ml_bindaddr,
+        bind_port=parse_port(args.ml_bindport, "--ml-bindport"),
+        timing=TIMINGS[args.ml_timing],
+        keyring=keyring,
+    )
+    return MembershipSettings(node, args.ml_labels, args.ml_namespace or namespace, keyring.enabled)

@@ -1,0 +1,90 @@
+"""The speakers' memberlist, as the speaker uses it (MetalLB's internal/speakerlist): a member under the node's
+name, joined to the other speaker Pods' IPs at start and again every minute, reporting membership changes.
+
+The election's candidates are the live members (alive or suspect, as memberlist's Members()): a node leaves the
+candidate set when memberlist declares it dead or it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from metallb_fast.membership.messages import address_text
+from metallb_fast.membership.node import MemberlistNode, NodeConfig
+from metallb_fast.membership.swim import EventKind, MemberEvent
+
+log = logging.getLogger(__name__)
+
+REJOIN_EVERY_S = 60.0  # MetalLB's join ticker
+REJOIN_ALONE_EVERY_S = 5.0  # ours: a speaker that sees nobody else retries sooner
+
+
+class SpeakerMembership:
+    def __init__(
+        self,
+        config: NodeConfig,
+        discover: Callable[[], list[str]],
+        on_change: Callable[[MemberEvent], None],
+    ) -> None:
+        self._discover = discover
+        self._on_change = on_change
+        self.node = MemberlistNode(config, self._event)
+        self._stop = threading.Event()
+        self._rejoin_now = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_change: MemberEvent | None = None
+
+    def start(self) -> None:
+        self.node.start()
+        self._thread = threading.Thread(target=self._rejoin_loop, name="memberlist-join", daemon=True)
+        self._thread.start()
+
+    def live_nodes(self) -> frozenset[str]:
+        return frozenset(member.name for member in self.node.members())
+
+    def rejoin(self) -> None:
+        """Join the speakers not yet members now (MetalLB does so when this node's Node object changes)."""
+        self._rejoin_now.set()
+
+    def leave_and_stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        self._rejoin_now.set()
+        if not self.node.leave(timeout):
+            log.warning("memberlist: the leave message was not sent in time", extra={"op": "memberlist"})
+        self.node.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _event(self, event: MemberEvent) -> None:
+        self.last_change = event
+        member = event.member
+        level = logging.INFO if event.kind in (EventKind.JOIN, EventKind.LEAVE) else logging.DEBUG
+        log.log(
+            level,
+            "node event - forcing sync",
+            extra={"op": "memberlist", "event": str(event.kind), "node": member.name, "reason": event.reason},
+        )
+        self._on_change(event)
+
+    def _rejoin_loop(self) -> None:
+        while not self._stop.is_set():
+            self._join_missing()
+            alone = len(self.node.members()) <= 1
+            self._rejoin_now.wait(REJOIN_ALONE_EVERY_S if alone else REJOIN_EVERY_S)
+            self._rejoin_now.clear()
+
+    def _join_missing(self) -> None:
+        try:
+            ips = self._discover()
+        except Exception as error:
+            log.warning("memberlist: cannot list the speaker Pods: %s", error, extra={"op": "memberlist"})
+            return
+        own_host, port = self.node.address
+        known = {address_text(member.addr) for member in self.node.members()}
+        missing = [ip for ip in ips if ip not in known and ip != own_host]
+        if missing:
+            log.debug("memberlist: joining %s", missing, extra={"op": "memberlist"})
+            self.node.join([(ip, port) for ip in missing])
+
