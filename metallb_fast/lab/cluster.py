@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -195,8 +195,9 @@ class ClusterLab:
             pod_ips = [f"203.0.113.{100 + i}", f"2001:db8:100::{100 + i}"]
             self.kube.create_ready_pod(namespace, f"{name}-{i}", host.name, labels, pod_ips)
 
-    def plan(self) -> dict[str, Any]:
-        """`metallb-fast plan -o json` over the live objects: what the programs should have decided."""
+    def plan(self, dead: Sequence[str] = ()) -> dict[str, Any]:
+        """`metallb-fast plan -o json` over the live objects: what the programs should have decided (with the
+        speakers of `dead` down)."""
         documents = []
         for kind in ("nodes", "services", "endpointslices", "namespaces"):
             documents += self.get(kind, "-A")["items"]
@@ -206,15 +207,17 @@ class ClusterLab:
                 documents.append(item)
         manifest = self.log_dir / "plan-input.yaml"
         manifest.write_text(yaml.safe_dump_all(documents))
+        dead_flags = [flag for node in dead for flag in ("--dead", node)]
         result = subprocess.run(
-            [*METALLB_FAST, "plan", "-f", str(manifest), "-o", "json"], capture_output=True, text=True, check=True
+            [*METALLB_FAST, "plan", "-f", str(manifest), "-o", "json", *dead_flags],
+            capture_output=True, text=True, check=True,
         )
         return orjson.loads(result.stdout)
 
-    def planned_nodes(self, namespace: str, name: str) -> dict[str, str | None]:
-        """address -> the node `plan` says announces it."""
+    def planned_nodes(self, namespace: str, name: str, dead: Sequence[str] = ()) -> dict[str, str | None]:
+        """address -> the node `plan` says announces it (with the speakers of `dead` down)."""
         entry = next(
-            (s for s in self.plan()["services"] if s["namespace"] == namespace and s["name"] == name), None
+            (s for s in self.plan(dead)["services"] if s["namespace"] == namespace and s["name"] == name), None
         )
         return {a["ip"]: a["node"] for a in (entry or {}).get("announcements") or []}
 
