@@ -9,6 +9,7 @@ loop through a queue; the loop never waits on a peer.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ipaddress
 import logging
 import os
@@ -32,6 +33,7 @@ from metallb_fast.membership.swim import (
     SendPacket,
     StreamPing,
     Swim,
+    SwimStats,
 )
 from metallb_fast.membership.timing import Timing
 
@@ -41,6 +43,13 @@ UDP_BUFFER = 65536
 # memberlist's UDPBufferSize: what a Go peer expects a packet to fit in (it reads 64 KiB, but sends <= 1400).
 PACKET_BUDGET = 1400
 AUTH_LOG_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    members: tuple[Member, ...]
+    stats: SwimStats
+    rejected: dict[str, int]
 
 
 class MembershipError(Exception):
@@ -79,6 +88,7 @@ class MemberlistNode:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._members: list[Member] = []
+        self._snapshot = NodeSnapshot((), SwimStats(), {})
         self._left = threading.Event()
         self.rejected: Counter[str] = Counter()  # packets/streams refused, by codec problem
         self._auth_logged_at = -1e9
@@ -113,8 +123,11 @@ class MemberlistNode:
         with self._lock:
             return list(self._members)
 
-    def stats(self) -> object:
-        return self._swim.stats if self._swim else None
+    def snapshot(self) -> NodeSnapshot:
+        """Every known member (also dead and left ones, until reaped) and the counters, as of the loop's last
+        pass: safe to read from any thread."""
+        with self._lock:
+            return self._snapshot
 
     def declare_dead(self, name: str, reason: str) -> None:
         self._submit(lambda swim, now: swim.declare_dead(name, now, reason))
@@ -231,8 +244,10 @@ class MemberlistNode:
     def _publish(self) -> None:
         assert self._swim is not None
         members = self._swim.members()
+        snapshot = NodeSnapshot(tuple(self._swim.all_members()), copy.deepcopy(self._swim.stats), dict(self.rejected))
         with self._lock:
             self._members = members
+            self._snapshot = snapshot
 
     def _receive_packets(self) -> None:
         assert self._swim is not None and self._udp is not None

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 from metallb_fast.membership.messages import address_text
 from metallb_fast.membership.node import MemberlistNode, NodeConfig
 from metallb_fast.membership.swim import EventKind, MemberEvent
+from metallb_fast.obs.metrics import MembershipFigures
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,26 @@ class SpeakerMembership:
 
     def live_nodes(self) -> frozenset[str]:
         return frozenset(member.name for member in self.node.members())
+
+    def figures(self) -> MembershipFigures:
+        """What the metrics show (members by state, probe round trips, suspicions, messages, refusals)."""
+        snapshot = self.node.snapshot()
+        stats = snapshot.stats
+        rtts = sorted(stats.rtts)
+        quantiles = {q: rtts[min(len(rtts) - 1, int(float(q) * len(rtts)))] for q in ("0.5", "0.9", "0.99")} \
+            if rtts else {}
+        messages = {("received", kind): n for kind, n in stats.received.items()}
+        messages.update({("sent", kind): n for kind, n in stats.sent.items()})
+        return MembershipFigures(
+            members_by_state=Counter(member.state.name.lower() for member in snapshot.members),
+            rtt_quantiles=quantiles,
+            suspicions_raised=stats.suspicions_raised,
+            suspicions_refuted=stats.suspicions_refuted,
+            refutations=stats.refutations,
+            messages=messages,
+            rejected=snapshot.rejected,
+            health_score=stats.health_score,
+        )
 
     def rejoin(self) -> None:
         """Join the speakers not yet members now (MetalLB does so when this node's Node object changes)."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 # MetalLB (Go) exports no *_created series; neither do we.
 disable_created_metrics()
@@ -73,3 +77,66 @@ layer2_declined = Gauge(
 def serve(port: int, address: str = "0.0.0.0") -> None:
     """Expose /metrics on a background thread."""
     start_http_server(port, addr=address, registry=REGISTRY)
+
+
+class MembershipCollector:
+    """Memberlist figures read at scrape time from a snapshot the membership loop publishes (never from the live
+    state machine, which only its own thread touches). `source` returns None while memberlist is off."""
+
+    def __init__(self, source: Callable[[], MembershipFigures | None]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.source()
+        if figures is None:
+            return
+        members = GaugeMetricFamily("metallb_memberlist_members", "Known memberlist members by state", labels=["state"])
+        for state, count in sorted(figures.members_by_state.items()):
+            members.add_metric([state], count)
+        yield members
+        rtt = GaugeMetricFamily("metallb_memberlist_probe_rtt_seconds",
+                                "Round-trip time of recent answered probes (quantiles of the last samples)",
+                                labels=["quantile"])
+        for quantile, value in figures.rtt_quantiles.items():
+            rtt.add_metric([quantile], value)
+        yield rtt
+        suspicions = CounterMetricFamily("metallb_memberlist_suspicions", "Suspicions raised by our failed probes, "
+                                         "and suspects that refuted", labels=["outcome"])
+        suspicions.add_metric(["raised"], figures.suspicions_raised)
+        suspicions.add_metric(["refuted"], figures.suspicions_refuted)
+        yield suspicions
+        yield CounterMetricFamily("metallb_memberlist_refutations", "Accusations about this member it refuted",
+                                  value=figures.refutations)
+        messages = CounterMetricFamily("metallb_memberlist_messages", "Memberlist messages by direction and type",
+                                       labels=["direction", "type"])
+        for (direction, kind), count in sorted(figures.messages.items()):
+            messages.add_metric([direction, kind], count)
+        yield messages
+        rejected = CounterMetricFamily("metallb_memberlist_rejected", "Packets and streams refused, by reason "
+                                       "(decrypt-failed: another secret key)", labels=["reason"])
+        for reason, count in sorted(figures.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield GaugeMetricFamily("metallb_memberlist_health_score", "Lifeguard local health (0 = healthy)",
+                                value=figures.health_score)
+
+
+@dataclass(frozen=True)
+class MembershipFigures:
+    members_by_state: Mapping[str, int]
+    rtt_quantiles: Mapping[str, float]
+    suspicions_raised: int
+    suspicions_refuted: int
+    refutations: int
+    messages: Mapping[tuple[str, str], int]
+    rejected: Mapping[str, int]
+    health_score: int
+
+
+_membership = MembershipCollector(lambda: None)
+REGISTRY.register(_membership)  # type: ignore[arg-type]
+
+
+def watch_membership(source: Callable[[], MembershipFigures | None]) -> None:
+    """Export this program's memberlist figures (one membership per program: a later call replaces it)."""
+    _membership.source = source

@@ -119,6 +119,8 @@ class Speaker:
             self._on_membership_change,
         )
         self.membership.start()
+        membership = self.membership
+        metrics.watch_membership(membership.figures)
 
     def _on_membership_change(self, event: MemberEvent) -> None:
         self._membership_change = event
