@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NODE",
-        help="treat this Node's speaker as down (repeatable): its addresses move to the next node in the order",
+        help="treat this Node's speaker as down, as when memberlist declares it dead or it leaves (repeatable): "
+        "its addresses move to the next node in the order",
     )
     parser.add_argument("--lb-class", default=None, help="the controller's --lb-class (default: none)")
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
@@ -77,9 +78,14 @@ def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
 
 
+# What --dead stands for in a running cluster: the node's speaker left memberlist or was declared dead by it, so
+# the election no longer counts it (MetalLB's UsableSpeakers); without memberlist, its Node is not Ready.
+DEAD_NOTE = "dead: not a live memberlist member"
+
+
 def _node_note(node: str, reason: str, explanation: Explanation, dead: Set[str]) -> str:
     if node in dead:
-        return f"{node} [dead]"
+        return f"{node} [{DEAD_NOTE}]"
     # notOwner off a non-empty election order: NetworkUnavailable, excluded from load balancers, or (Local)
     # no serving endpoint there; MetalLB gives no finer reason, so neither does the JSON.
     if reason == NOT_OWNER and explanation.order and node not in explanation.order:
@@ -104,7 +110,7 @@ def speaker_lines(explanation: Explanation, dead: Set[str]) -> list[str]:
         lines.append(f"{head}: {explanation.nobody}{unanimous}")
     if explanation.order:
         gone = sorted(n for n in dead if n in reasons)
-        suffix = f" (--dead {', '.join(gone)})" if gone else ""
+        suffix = f" (--dead {', '.join(gone)}: {DEAD_NOTE}s)" if gone else ""
         lines.append(f"election order: {', '.join(explanation.order)}{suffix}")
     if reasons and not unanimous:
         by_reason: dict[str, list[str]] = {}

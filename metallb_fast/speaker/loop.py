@@ -75,7 +75,7 @@ class Speaker:
         self.queue: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
         self.services = Informer(client, Resource("/api/v1", "services"), self._wake, name="services")
-        self.nodes = Informer(client, Resource("/api/v1", "nodes"), self._wake, name="nodes")
+        self.nodes = Informer(client, Resource("/api/v1", "nodes"), self._on_node, name="nodes")
         self.slices: Informer | None = None  # its API version is discovered in run(): the server may be down now
         self.config = ConfigSource(
             client,
@@ -136,6 +136,12 @@ class Speaker:
 
     def _wake(self, _: EventType, __: Json) -> None:
         self.queue.put(WAKE)
+
+    def _on_node(self, event: EventType, obj: Json) -> None:
+        # MetalLB re-joins the speakers when its own Node object changes (a node back from maintenance).
+        if self.membership is not None and (obj.get("metadata") or {}).get("name") == self.options.node_name:
+            self.membership.rejoin()
+        self._wake(event, obj)
 
     def stop(self) -> None:
         self._stop.set()
