@@ -17,13 +17,12 @@ from typing import Any
 
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.controller.decide import Decision, SyncResult, class_matches, decide, reprocess_order
+from metallb_fast.controller.decide import Decision, SyncResult, decide, reprocess_order
 from metallb_fast.controller.events import Event
 from metallb_fast.resources import EndpointSlice, Namespace, Node, Service
 from metallb_fast.speaker.explain import ClusterObjectsError, Explanation, cluster_objects, explain
+from metallb_fast.vocabulary import ANNOTATION_IP_ALLOCATED_FROM_POOL, LABEL_NAMESPACE_NAME, class_matches
 
-# Every Namespace carries this label, set by the API server; selectors may use it.
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 # Each round processes every Service at most once; real configurations settle in two or three.
 MAX_ROUNDS = 20
 # Manifests rarely carry spec.clusterIPs (the API server fills them in); the plan fills in stand-ins whose only
@@ -42,7 +41,7 @@ class PlannedService:
 
     @property
     def pool(self) -> str | None:
-        return self.service.annotation_map.get("metallb.io/ip-allocated-from-pool")
+        return self.service.annotation_map.get(ANNOTATION_IP_ALLOCATED_FROM_POOL)
 
 
 @dataclass
@@ -74,7 +73,7 @@ def namespace_labels(objects: Iterable[Mapping[str, Any]], services: Iterable[Se
     for service in services:
         labels.setdefault(service.namespace, {})
     for name, found in labels.items():
-        found.setdefault(NAMESPACE_NAME_LABEL, name)
+        found.setdefault(LABEL_NAMESPACE_NAME, name)  # set by the API server; selectors may use it
     return labels
 
 

@@ -6,15 +6,11 @@ Shared by the controller, the speaker and `plan`, so every component reads a Ser
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-ANNOTATION_PREFIX = "metallb.io/"
-DEPRECATED_ANNOTATION_PREFIX = "metallb.universe.tf/"
+from metallb_fast.vocabulary import ANNOTATION_PREFIX, DEPRECATED_ANNOTATION_PREFIX, LABEL_SERVICE_NAME, object_key
 
 
 def _labels(obj: Mapping[str, Any], key: str = "labels") -> tuple[tuple[str, str], ...]:
@@ -47,7 +43,7 @@ class Service:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return object_key(self.namespace, self.name)
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -162,7 +158,7 @@ class EndpointSlice:
 
     @property
     def service_key(self) -> str:
-        return f"{self.namespace}/{self.service_name}"
+        return object_key(self.namespace, self.service_name)
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> EndpointSlice:
@@ -183,6 +179,6 @@ class EndpointSlice:
         return cls(
             namespace=meta.get("namespace") or "default",
             name=meta.get("name") or "",
-            service_name=(meta.get("labels") or {}).get("kubernetes.io/service-name") or "",
+            service_name=(meta.get("labels") or {}).get(LABEL_SERVICE_NAME) or "",
             endpoints=tuple(endpoints),
         )

@@ -18,19 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from metallb_fast.allocator import service_keys
-from metallb_fast.allocator.ipfamily import (
-    Family,
-    FamilyError,
-    for_ips,
-    go_list,
-    go_quote,
-    go_quote_ips,
-    ip_text,
-)
+from metallb_fast.allocator.ipfamily import Family, FamilyError, for_ips, go_list, go_quote, go_quote_ips
 from metallb_fast.allocator.service_keys import Port, SharingKey, port_text
 from metallb_fast.allocator.usedset import UsedAddresses, is_buggy
-from metallb_fast.config.model import Config, IPAddress, Pool
+from metallb_fast.config.model import Config, Pool
 from metallb_fast.resources import Service
+from metallb_fast.vocabulary import IPAddress, parse_ip
 
 MAX_INT64 = 2**63 - 1
 _FAMILY_VERSION = {Family.IPV4: 4, Family.IPV6: 6}
@@ -199,9 +192,6 @@ class Allocator:
         alloc = self._allocs.get(key)
         return alloc.ips if alloc else ()
 
-    def allocated_keys(self) -> list[str]:
-        return list(self._allocs)
-
     def pool_for_ips(self, ips: Sequence[IPAddress | None]) -> str | None:
         """poolFor: the one pool holding every address (an avoidBuggyIPs pool does not hold .0/.255)."""
         found: str | None = None
@@ -324,8 +314,7 @@ class Allocator:
         use = self._uses[ip.version].get(int(ip))
         if use is None:
             return
-        problem = _sharing_problem(use.key, sk)
-        if problem is not None:
+        if not _may_share(use.key, sk):
             # the only user may change its own key in place
             others = sorted(s for s in use.services if s != key)
             if others:
@@ -427,7 +416,8 @@ class Allocator:
     ) -> tuple[str, dict[int, IPAddress]]:
         """findBestPoolForService."""
         primary, secondary = 4, 6
-        if service.cluster_ips and ":" in service.cluster_ips[0]:
+        first = parse_ip(service.cluster_ips[0]) if service.cluster_ips else None
+        if first is not None and first.version == 6:
             primary, secondary = 6, 4  # spec.ipFamilies[0] is the family of clusterIPs[0]
         prefer_dual = service_keys.family_policy(service) == "PreferDualStack" and family is Family.DUAL
         primary_candidate: tuple[str, dict[int, IPAddress]] | None = None
@@ -552,17 +542,9 @@ class Allocator:
         return self.allocate(service, family)
 
 
-def _sharing_problem(existing: SharingKey, new: SharingKey) -> str | None:
-    """sharingOK: why two Services may not share an address, or None."""
-    if not existing.sharing:
-        return "existing service does not allow sharing"
-    if not new.sharing:
-        return "new service does not allow sharing"
-    if existing.sharing != new.sharing:
-        return f"sharing key {go_quote(new.sharing)} does not match existing sharing key {go_quote(existing.sharing)}"
-    if existing.backend != new.backend:
-        return f"backend key {go_quote(new.backend)} does not match existing sharing key {go_quote(existing.backend)}"
-    return None
+def _may_share(existing: SharingKey, new: SharingKey) -> bool:
+    """sharingOK: both Services allow sharing, under the same sharing key and the same backend key."""
+    return bool(existing.sharing) and existing == new
 
 
-__all__ = ["AllocationError", "Allocator", "PoolCounters", "ip_text"]
+__all__ = ["AllocationError", "Allocator", "PoolCounters"]

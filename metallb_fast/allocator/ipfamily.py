@@ -1,4 +1,5 @@
-"""Address families and address text exactly as MetalLB's Go code sees them (internal/ipfamily, net.ParseIP).
+"""Address families and address text exactly as MetalLB's Go code sees them (internal/ipfamily; the addresses
+themselves are read by vocabulary.parse_ip, Go's net.ParseIP).
 
 Messages built here are compared byte for byte with MetalLB's, so the Go formatting verbs they use (%q on a
 string and on a slice) are reproduced by `go_quote` and `go_quote_list`.
@@ -6,15 +7,12 @@ string and on a slice) are reproduced by `go_quote` and `go_quote_list`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import socket
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from functools import lru_cache
 
-from metallb_fast.config.model import IPAddress
+from metallb_fast.vocabulary import IPAddress, ip_text, parse_ip
 
 
 class Family(str, Enum):
@@ -29,27 +27,6 @@ class Family(str, Enum):
 
 class FamilyError(ValueError):
     """The addresses do not make one family (MetalLB's ipfamily errors, same text)."""
-
-
-@lru_cache(maxsize=1 << 16)  # every pass re-reads each Service's cluster and status addresses
-def parse_ip(text: str) -> IPAddress | None:
-    """Go's net.ParseIP: None when invalid; an IPv4-mapped IPv6 address is an IPv4 address, zones are invalid."""
-    if not text or "%" in text:
-        return None
-    # inet_pton is the C parser (leading zeros refused, as Go does); ipaddress then builds from an integer
-    try:
-        if ":" not in text:
-            return ipaddress.IPv4Address(int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"))
-        ip = ipaddress.IPv6Address(int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big"))
-    except OSError:
-        return None
-    return ip.ipv4_mapped or ip
-
-
-@lru_cache(maxsize=1 << 16)
-def ip_text(ip: IPAddress | None) -> str:
-    """net.IP.String(): a nil address prints as <nil>."""
-    return "<nil>" if ip is None else str(ip)
 
 
 def family_of(ip: IPAddress) -> Family:

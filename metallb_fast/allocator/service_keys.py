@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metallb_fast.allocator.ipfamily import Family, family_of, for_addresses, for_ips, go_quote, parse_ip
-from metallb_fast.config.model import IPAddress
-from metallb_fast.resources import DEPRECATED_ANNOTATION_PREFIX, Service
-
-ANNOTATION_ADDRESS_POOL = "metallb.io/address-pool"
-ANNOTATION_LOADBALANCER_IPS = "metallb.io/loadBalancerIPs"
-ANNOTATION_IP_ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
-ANNOTATION_ALLOW_SHARED_IP = "metallb.io/allow-shared-ip"
-DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL = DEPRECATED_ANNOTATION_PREFIX + "ip-allocated-from-pool"
+from metallb_fast.allocator.ipfamily import Family, family_of, for_addresses, for_ips, go_quote
+from metallb_fast.resources import Service
+from metallb_fast.vocabulary import (
+    ADDRESS_POOL,
+    ALLOW_SHARED_IP,
+    ANNOTATION_LOADBALANCER_IPS,
+    LOADBALANCER_IPS,
+    IPAddress,
+    parse_ip,
+)
 
 Port = tuple[str, int]  # (protocol, port), printed by MetalLB as "TCP/80"
 
@@ -50,18 +51,18 @@ def backend_key(service: Service) -> str:
 
 
 def sharing_key(service: Service) -> SharingKey:
-    value, _ = service.metallb_annotation("allow-shared-ip")
+    value, _ = service.metallb_annotation(ALLOW_SHARED_IP)
     return SharingKey(sharing=value or "", backend=backend_key(service))
 
 
 def desired_pool(service: Service) -> str:
-    value, _ = service.metallb_annotation("address-pool")
+    value, _ = service.metallb_annotation(ADDRESS_POOL)
     return value or ""
 
 
 def desired_ips(service: Service) -> tuple[tuple[IPAddress, ...], Family | None]:
     """getDesiredLbIPs: the addresses the Service asks for and their family; () when it asks for none."""
-    annotation, _ = service.metallb_annotation("loadBalancerIPs")
+    annotation, _ = service.metallb_annotation(LOADBALANCER_IPS)
     annotation = annotation or ""
     spec_ip = service.load_balancer_ip
     if not annotation and not spec_ip:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from metallb_fast.obs.logs import configure_logging
+from metallb_fast.vocabulary import DEFAULT_NAMESPACE, NAMESPACE_ENV
 
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +19,8 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
     parser.add_argument(
         "--namespace",
-        default=os.environ.get("METALLB_NAMESPACE") or "metallb-system",
-        help="namespace of the metallb.io objects (default: $METALLB_NAMESPACE, else metallb-system)",
+        default=os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE,
+        help=f"namespace of the metallb.io objects (default: ${NAMESPACE_ENV}, else {DEFAULT_NAMESPACE})",
     )
     parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
     parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])

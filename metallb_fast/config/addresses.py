@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 
-from metallb_fast.config.model import AddressRange, IPAddress
+from metallb_fast.config.model import AddressRange
+from metallb_fast.vocabulary import parse_ip
 
 SINGLE_ADDRESS_HINT = "a single address needs a /32 or /128 mask"
 
 
 class EntryError(ValueError):
     """Why a pool `addresses` entry is invalid (the message is the rule, without the entry itself)."""
-
-
-def parse_ip(text: str) -> IPAddress | None:
-    """Go's net.ParseIP: no zone, no surrounding spaces; an IPv4-mapped IPv6 address is the IPv4 address."""
-    if "%" in text or text != text.strip() or not text:
-        return None
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def _parse_cidr(text: str) -> AddressRange:

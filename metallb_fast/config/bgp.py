@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from metallb_fast.config.addresses import parse_ip
 from metallb_fast.config.fields import ObjectFields, Parsed
 from metallb_fast.config.model import BFDProfile, BGPPeer, Community, CommunityAlias, SecretReference
 from metallb_fast.config.selectors import parse_selector_list
 from metallb_fast.config.values import DURATION_RULE, CommunityError, parse_community, parse_duration_ns
+from metallb_fast.vocabulary import parse_ip
 
 UINT32_MAX = (1 << 32) - 1
 NS_PER_SECOND = 1_000_000_000

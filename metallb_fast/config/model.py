@@ -5,12 +5,11 @@ This module is the contract between the config parser and its consumers; it hold
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from metallb_fast.vocabulary import IPAddress
 
 
 class SelectorOperator(str, Enum):
@@ -47,10 +46,6 @@ class LabelSelector:
         return all(labels.get(k) == v for k, v in self.match_labels) and all(
             r.matches(labels) for r in self.match_expressions
         )
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.match_labels and not self.match_expressions
 
 
 def any_selector_matches(selectors: tuple[LabelSelector, ...], labels: Mapping[str, str]) -> bool:
@@ -220,9 +215,6 @@ class Config:
 
     def pool(self, name: str) -> Pool | None:
         return self._pools_by_name.get(name)
-
-    def pool_containing(self, ip: IPAddress) -> Pool | None:
-        return next((p for p in self.pools if p.contains(ip)), None)
 
     def advertisement_selects_pool(self, adv: L2Advertisement | BGPAdvertisement, pool: Pool) -> bool:
         """MetalLB: an advertisement with neither pool names nor pool selectors applies to every pool."""

@@ -21,27 +21,20 @@ from enum import Enum
 
 from metallb_fast.allocator import service_keys
 from metallb_fast.allocator.allocator import AllocationError, Allocator
-from metallb_fast.allocator.ipfamily import (
-    Family,
-    FamilyError,
-    for_ips,
-    go_list,
-    go_quote,
-    go_quote_ips,
-    go_quote_list,
-    ip_text,
-    parse_ip,
-)
-from metallb_fast.allocator.service_keys import (
-    ANNOTATION_IP_ALLOCATED_FROM_POOL,
-    DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
-)
-from metallb_fast.config.model import Config, IPAddress
+from metallb_fast.allocator.ipfamily import Family, FamilyError, for_ips, go_list, go_quote, go_quote_ips, go_quote_list
+from metallb_fast.config.model import Config
 from metallb_fast.controller import events as ev
 from metallb_fast.controller.events import Event
 from metallb_fast.resources import Service
-
-DEPRECATED_ANNOTATION_PREFIX = "metallb.universe.tf"  # MetalLB matches the prefix without the slash
+from metallb_fast.vocabulary import (
+    ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    DEPRECATED_GROUP,
+    IPAddress,
+    class_matches,
+    ip_text,
+    parse_ip,
+)
 
 
 class SyncResult(str, Enum):
@@ -64,13 +57,6 @@ class Decision:
     def pool(self) -> str | None:
         """The desired metallb.io/ip-allocated-from-pool."""
         return dict(self.annotations).get(ANNOTATION_IP_ALLOCATED_FROM_POOL)
-
-
-def class_matches(service: Service, lb_class: str | None) -> bool:
-    """filterByLoadBalancerClass, inverted: no --lb-class handles only Services without a class."""
-    if service.load_balancer_class is None:
-        return not lb_class
-    return service.load_balancer_class == (lb_class or "")
 
 
 @dataclass
@@ -112,7 +98,7 @@ def decide(allocator: Allocator, service: Service, lb_class: str | None = None) 
     if changed:
         # MetalLB warns about deprecated annotations only when it has something to write, to stay quiet
         for name in sorted(annotations):
-            if name.startswith(DEPRECATED_ANNOTATION_PREFIX):
+            if name.startswith(DEPRECATED_GROUP):  # MetalLB matches the group without the slash
                 events.append(ev.warning(ev.DEPRECATED_ANNOTATION, f"Service uses deprecated annotation {name}"))
         if previous and not allocator.ips_of(key) and allocator.pool_for_ips(previous) is not None:
             result = SyncResult.REPROCESS_ALL

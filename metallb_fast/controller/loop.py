@@ -18,18 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metallb_fast.allocator.allocator import Allocator
-from metallb_fast.allocator.service_keys import (
-    ANNOTATION_IP_ALLOCATED_FROM_POOL,
-    DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
-)
 from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
+from metallb_fast.k8s.informer import EventType, Informer, Resource, object_key, retry_until_stopped, wait_synced
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, write_service_state
 from metallb_fast.obs import metrics
 from metallb_fast.resources import Service
+from metallb_fast.vocabulary import (
+    ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    CONTROLLER_COMPONENT,
+    CORE_V1_PATH,
+    DEFAULT_NAMESPACE,
+    DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Controller:
     def __init__(
         self,
         client: KubeClient,
-        namespace: str = "metallb-system",
+        namespace: str = DEFAULT_NAMESPACE,
         lb_class: str | None = None,
         memberlist_secret: str | None = None,
         deployment: str | None = None,
@@ -60,13 +63,13 @@ class Controller:
         self.memberlist_secret = memberlist_secret
         self.deployment = deployment
         self.allocator = Allocator()
-        self.recorder = EventRecorder(client, "metallb-controller")
+        self.recorder = EventRecorder(client, CONTROLLER_COMPONENT)
         self.queue: queue.Queue[str] = queue.Queue()
         self._retries: list[_Retry] = []
         self._attempts: dict[str, int] = {}
         self._stop = threading.Event()
-        self.services = Informer(client, Resource("/api/v1", "services"), self._on_service, name="services")
-        self.namespaces = Informer(client, Resource("/api/v1", "namespaces"), self._on_config, name="namespaces")
+        self.services = Informer(client, Resource(CORE_V1_PATH, "services"), self._on_service, name="services")
+        self.namespaces = Informer(client, Resource(CORE_V1_PATH, "namespaces"), self._on_config, name="namespaces")
         self.config = ConfigSource(
             client, namespace, self._on_config, self.recorder, ConfigStateTarget("controller", "controller")
         )
@@ -74,8 +77,7 @@ class Controller:
 
     # ------------------------------------------------------------------ watch threads: enqueue only
     def _on_service(self, _: EventType, obj: Json) -> None:
-        meta = obj.get("metadata") or {}
-        self.queue.put(f"{meta.get('namespace')}/{meta.get('name')}")
+        self.queue.put(object_key(obj))
 
     def _on_config(self, _: EventType, __: Json) -> None:
         self.queue.put(CONFIG)

@@ -14,20 +14,24 @@ from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.informer import Handler, Informer, Resource
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, write_configuration_state
 from metallb_fast.obs import metrics
+from metallb_fast.vocabulary import (
+    API_VERSION_V1BETA1,
+    LABEL_COMPONENT_TYPE,
+    LABEL_NODE_NAME,
+    METALLB_V1BETA1_PATH,
+    METALLB_V1BETA2_PATH,
+)
 
 log = logging.getLogger(__name__)
 
-METALLB_V1BETA1 = "/apis/metallb.io/v1beta1"
-METALLB_V1BETA2 = "/apis/metallb.io/v1beta2"
-
 # (group version path, plural) of every kind the Config is built from; BGPPeer is read in its storage version.
 CONFIG_RESOURCES: tuple[tuple[str, str], ...] = (
-    (METALLB_V1BETA1, "ipaddresspools"),
-    (METALLB_V1BETA1, "l2advertisements"),
-    (METALLB_V1BETA1, "bgpadvertisements"),
-    (METALLB_V1BETA2, "bgppeers"),
-    (METALLB_V1BETA1, "communities"),
-    (METALLB_V1BETA1, "bfdprofiles"),
+    (METALLB_V1BETA1_PATH, "ipaddresspools"),
+    (METALLB_V1BETA1_PATH, "l2advertisements"),
+    (METALLB_V1BETA1_PATH, "bgpadvertisements"),
+    (METALLB_V1BETA2_PATH, "bgppeers"),
+    (METALLB_V1BETA1_PATH, "communities"),
+    (METALLB_V1BETA1_PATH, "bfdprofiles"),
 )
 
 INVALID_CONFIG_REASON = "InvalidConfiguration"
@@ -43,9 +47,9 @@ class ConfigStateTarget:
 
     @property
     def labels(self) -> dict[str, str]:
-        labels = {"metallb.io/component-type": self.component}
+        labels = {LABEL_COMPONENT_TYPE: self.component}
         if self.node:
-            labels["metallb.io/node-name"] = self.node
+            labels[LABEL_NODE_NAME] = self.node
         return labels
 
 
@@ -117,7 +121,7 @@ class ConfigSource:
                 kind="ConfigurationState",
                 namespace=self.namespace,
                 name=self.state.name,
-                api_version="metallb.io/v1beta1",
+                api_version=API_VERSION_V1BETA1,
             )
             self.recorder.record(ref, "Warning", INVALID_CONFIG_REASON, summary)
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from metallb_fast import vocabulary
 from metallb_fast.k8s.client import ApiError, Json, KubeClient, iter_json_lines
 
 T = TypeVar("T")
@@ -35,9 +36,10 @@ Handler = Callable[[EventType, Json], None]
 
 
 def object_key(obj: Json) -> str:
+    """The cache key: `namespace/name`, or the name of a cluster-scoped object."""
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
-    return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+    return vocabulary.object_key(namespace, str(meta.get("name"))) if namespace else str(meta.get("name"))
 
 
 @dataclass(frozen=True)

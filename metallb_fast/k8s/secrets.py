@@ -7,6 +7,7 @@ import base64
 import os
 
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.vocabulary import APPS_V1_PATH, CORE_V1_PATH
 
 SECRET_KEY_FIELD = "secretkey"
 
@@ -18,7 +19,7 @@ def new_secret_key() -> str:
 def ensure_memberlist_secret(client: KubeClient, namespace: str, name: str, deployment: str | None) -> bool:
     """Create Secret `name` unless it exists; True when this call created it. An existing Secret is never
     changed: the speakers (ours and MetalLB's) must keep agreeing on the key."""
-    path = f"/api/v1/namespaces/{namespace}/secrets"
+    path = f"{CORE_V1_PATH}/namespaces/{namespace}/secrets"
     try:
         client.get(f"{path}/{name}")
         return False
@@ -27,7 +28,7 @@ def ensure_memberlist_secret(client: KubeClient, namespace: str, name: str, depl
             raise
     metadata: Json = {"name": name, "namespace": namespace}
     if deployment:
-        owner = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
+        owner = client.get(f"{APPS_V1_PATH}/namespaces/{namespace}/deployments/{deployment}")
         metadata["ownerReferences"] = [{
             "apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
             "uid": (owner.get("metadata") or {}).get("uid", ""),

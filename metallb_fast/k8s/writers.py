@@ -16,10 +16,16 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
+from metallb_fast.vocabulary import (
+    API_VERSION_V1BETA1,
+    CORE_V1_PATH,
+    LABEL_STATUS_NODE,
+    LABEL_STATUS_SERVICE_NAME,
+    LABEL_STATUS_SERVICE_NAMESPACE,
+    METALLB_V1BETA1_PATH,
+)
 
 log = logging.getLogger(__name__)
-
-METALLB_GROUP_PATH = "/apis/metallb.io/v1beta1"
 
 T = TypeVar("T")
 
@@ -40,7 +46,7 @@ def _now() -> str:
 
 
 def service_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/services/{name}"
+    return f"{CORE_V1_PATH}/namespaces/{namespace}/services/{name}"
 
 
 def write_service_state(
@@ -138,7 +144,7 @@ class EventRecorder:
             event_name, count = seen
             try:
                 self.client.merge_patch(
-                    f"/api/v1/namespaces/{obj.namespace}/events/{event_name}",
+                    f"{CORE_V1_PATH}/namespaces/{obj.namespace}/events/{event_name}",
                     {"count": count + 1, "lastTimestamp": _now()},
                 )
                 self._remember(key, event_name, count + 1)
@@ -166,7 +172,7 @@ class EventRecorder:
             "reportingComponent": self.component,
             "reportingInstance": self.host or "",
         }
-        self.client.create(f"/api/v1/namespaces/{obj.namespace}/events", body)
+        self.client.create(f"{CORE_V1_PATH}/namespaces/{obj.namespace}/events", body)
         self._remember(key, event_name, 1)
 
     def _remember(self, key: tuple[str, str, str, str, str], event_name: str, count: int) -> None:
@@ -180,7 +186,7 @@ def write_configuration_state(
     client: KubeClient, namespace: str, name: str, valid: bool, error_summary: str, labels: Mapping[str, str]
 ) -> None:
     """Create or update a ConfigurationState object (MetalLB >= 0.15) with result Valid/Invalid."""
-    path = f"{METALLB_GROUP_PATH}/namespaces/{namespace}/configurationstates"
+    path = f"{METALLB_V1BETA1_PATH}/namespaces/{namespace}/configurationstates"
     status: Json = {"result": "Valid" if valid else "Invalid"}
     if error_summary:
         # Omitted rather than "" when valid: the 1.20 apiserver decodes an empty string in a CR as null.
@@ -191,7 +197,7 @@ def write_configuration_state(
         if error.status != 404:
             raise
         body: Json = {
-            "apiVersion": "metallb.io/v1beta1",
+            "apiVersion": API_VERSION_V1BETA1,
             "kind": "ConfigurationState",
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
         }
@@ -209,7 +215,7 @@ class ServiceL2StatusWriter:
         self.namespace = namespace
         self.node = node
         self.owner = owner  # ownerReference to the speaker's pod, when running in one
-        self.path = f"{METALLB_GROUP_PATH}/namespaces/{namespace}/servicel2statuses"
+        self.path = f"{METALLB_V1BETA1_PATH}/namespaces/{namespace}/servicel2statuses"
 
     def current(self) -> tuple[dict[tuple[str, str], Json], list[Json]]:
         """This node's objects by service, and every other node's objects."""
@@ -218,7 +224,7 @@ class ServiceL2StatusWriter:
         others: list[Json] = []
         for item in listing.get("items") or []:
             labels = (item.get("metadata") or {}).get("labels") or {}
-            if labels.get("metallb.io/node") != self.node:
+            if labels.get(LABEL_STATUS_NODE) != self.node:
                 others.append(item)
                 continue
             key = _service_of(item)
@@ -272,7 +278,7 @@ class ServiceL2StatusWriter:
 
 def _service_of(item: Json) -> tuple[str, str]:
     labels = (item.get("metadata") or {}).get("labels") or {}
-    return (labels.get("metallb.io/service-namespace", ""), labels.get("metallb.io/service-name", ""))
+    return (labels.get(LABEL_STATUS_SERVICE_NAMESPACE, ""), labels.get(LABEL_STATUS_SERVICE_NAME, ""))
 
 
 class LatestStateWriter(Generic[T]):

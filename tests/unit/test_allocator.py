@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from metallb_fast.allocator import AllocationError, Allocator, Family, PoolCounters, parse_ip
+from metallb_fast.allocator import AllocationError, Allocator, Family, PoolCounters
 from metallb_fast.allocator.allocator import MAX_INT64
 from metallb_fast.allocator.usedset import UsedAddresses
 from metallb_fast.config.model import (
@@ -430,21 +430,3 @@ def test_counts_with_avoid_buggy_ips_and_huge_ipv6() -> None:
 
 def test_family_enum_prints_like_metallb() -> None:
     assert f"{Family.DUAL}" == "dual"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("192.0.2.1", "192.0.2.1"),
-        ("010.0.2.1", None),  # Go refuses leading zeros
-        ("192.0.2", None),
-        ("2001:0db8::1", "2001:db8::1"),
-        ("::ffff:192.0.2.1", "192.0.2.1"),  # an IPv4-mapped address is IPv4 to Go
-        ("fe80::1%eth0", None),
-        (" 192.0.2.1", None),
-        ("", None),
-    ],
-)
-def test_parse_ip_follows_go(text: str, expected: str | None) -> None:
-    parsed = parse_ip(text)
-    assert (None if parsed is None else str(parsed)) == expected

@@ -115,8 +115,9 @@ def test_layer2_manifest_with_other_kinds() -> None:
     assert config.advertisement_selects_pool(l2, production)
     assert not config.advertisement_selects_pool(l2, staging)
     assert config.pool("staging") is staging
-    assert config.pool_containing(ipaddress.ip_address("198.51.100.15")) is production
-    assert config.pool_containing(ipaddress.ip_address("198.51.100.21")) is None
+    holding = {str(ip): [p.name for p in config.pools if p.contains(ipaddress.ip_address(ip))]
+               for ip in ("198.51.100.15", "198.51.100.21")}
+    assert holding == {"198.51.100.15": ["production"], "198.51.100.21": []}
 
 
 BGP_OBJECTS = [
