@@ -28,6 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness-timeout", type=float, default=10.0, help="seconds the fast path answers without a live speaker"
     )
+    parser.add_argument(
+        "--on-sigterm",
+        default=os.environ.get("METALLB_FAST_ON_SIGTERM", "auto"),
+        choices=["auto", "handover", "restart"],
+        help="handover: leave memberlist and stop answering (the others take over); restart: keep the fast path "
+        "answering for the process that follows (hitless rolling update); auto (default): handover when the Node "
+        "is cordoned, being deleted or gone, restart otherwise",
+    )
     add_membership_arguments(parser)
 
 
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_exclude_lb=args.ignore_exclude_lb,
         liveness_timeout_s=args.liveness_timeout,
         membership=membership,
+        on_sigterm=args.on_sigterm,
     )
     speaker = Speaker(client, responder, options)
     if args.metrics_port:

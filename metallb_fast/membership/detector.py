@@ -80,6 +80,7 @@ class _Peer:
     address: Address
     outstanding: dict[int, float] = field(default_factory=dict)  # nonce -> sent at
     misses: int = 0
+    replied: bool = False  # at least one heartbeat answered since we started watching it
     confirming: dict[int, float] = field(default_factory=dict)  # our relay-request nonces -> deadline
     confirmations: int = 0
     declared: bool = False
@@ -125,6 +126,7 @@ class Detector:
         del self._by_nonce[nonce]
         del peer.outstanding[nonce]
         peer.misses = 0
+        peer.replied = True
         self._clear_confirmation(peer)
         return []
 
@@ -174,6 +176,11 @@ class Detector:
 
     def unreachable(self) -> set[str]:
         return {name for name, peer in self._peers.items() if peer.misses >= self.timing.unreachable_after}
+
+    def reachable(self) -> set[str]:
+        """Peers whose kernel answers our heartbeats now: alive in the sense that matters to a client."""
+        return {name for name, peer in self._peers.items()
+                if peer.replied and peer.misses < self.timing.unreachable_after}
 
     def misses(self, name: str) -> int:
         peer = self._peers.get(name)
@@ -228,6 +235,7 @@ class Detector:
         if peer.declared or (not alone and peer.confirmations < 1):
             return []
         peer.declared = True
+        peer.replied = False
         how = "no other member to confirm" if alone else f"confirmed by {peer.confirmations} other member(s)"
         return [DeadVerdict(name, f"data-path heartbeat: {peer.misses} missed in a row, {how}")]
 

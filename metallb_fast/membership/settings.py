@@ -39,8 +39,15 @@ def add_membership_arguments(parser: argparse.ArgumentParser) -> None:
                        help="directory holding the memberlist Secret's `secretkey` (default: "
                             "$METALLB_ML_SECRET_KEY_PATH; empty = unencrypted)")
     group.add_argument("--ml-timing", default=env("METALLB_ML_TIMING", "metallb"), choices=sorted(TIMINGS),
-                       help="memberlist timers: metallb (memberlist's LAN defaults, as MetalLB runs them), tuned "
-                            "(the fastest MetalLB 0.16 config), fast (ours)")
+                       help="metallb: memberlist's LAN defaults, as MetalLB runs them; tuned: the fastest MetalLB 0.16 "
+                            "config; fast (ours): data-path heartbeats answered by the fast path + memberlist "
+                            "timers that survive a paused speaker (README: Membership)")
+    group.add_argument("--heartbeat-port", type=int, default=int(env("METALLB_FAST_HEARTBEAT_PORT", "7947")),
+                       help="UDP port of the data-path heartbeats between speakers (with --ml-timing=fast)")
+
+
+# The timings whose dead-node detection is the data-path heartbeat (memberlist then only gossips its verdicts).
+HEARTBEAT_TIMINGS = frozenset({"fast"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,11 @@ class MembershipSettings:
     labels: str
     namespace: str
     encrypted: bool
+    heartbeat_port: int | None = None  # None: no data-path heartbeats
+
+    @property
+    def key(self) -> bytes | None:
+        return self.node.keyring.keys[0] if self.node.keyring.enabled else None
 
 
 def parse_port(text: str, flag: str) -> int:
@@ -82,4 +94,9 @@ def membership_settings(args: argparse.Namespace, node_name: str, namespace: str
         timing=TIMINGS[args.ml_timing],
         keyring=keyring,
     )
-    return MembershipSettings(node, args.ml_labels, args.ml_namespace or namespace, keyring.enabled)
+    heartbeat = None
+    if args.ml_timing in HEARTBEAT_TIMINGS:
+        heartbeat = parse_port(str(args.heartbeat_port), "--heartbeat-port")
+    if heartbeat == node.bind_port:
+        raise SettingsError(f"--heartbeat-port {heartbeat}: must differ from --ml-bindport (memberlist's UDP port)")
+    return MembershipSettings(node, args.ml_labels, args.ml_namespace or namespace, keyring.enabled, heartbeat)

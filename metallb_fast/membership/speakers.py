@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 REJOIN_EVERY_S = 60.0  # MetalLB's join ticker
 REJOIN_ALONE_EVERY_S = 5.0  # ours: a speaker that sees nobody else retries sooner
+SETTLE_TIMEOUT_S = 3.0  # how long a starting speaker waits for its first join before deciding alone
 
 
 class SpeakerMembership:
@@ -37,8 +39,20 @@ class SpeakerMembership:
         self._rejoin_now = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_change: MemberEvent | None = None
+        self._settled = threading.Event()
+        self._started_at = 0.0
+
+    @property
+    def settled(self) -> bool:
+        """True once the first join has had its chance: another member is seen, no other speaker Pod exists, or
+        SETTLE_TIMEOUT_S passed. Before that a starting speaker would see only itself and claim every address."""
+        if not self._settled.is_set() and (len(self.node.members()) > 1
+                                           or time.monotonic() - self._started_at >= SETTLE_TIMEOUT_S):
+            self._settled.set()
+        return self._settled.is_set()
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         self.node.start()
         self._thread = threading.Thread(target=self._rejoin_loop, name="memberlist-join", daemon=True)
         self._thread.start()
@@ -106,6 +120,8 @@ class SpeakerMembership:
         own_host, port = self.node.address
         known = {address_text(member.addr) for member in self.node.members()}
         missing = [ip for ip in ips if ip not in known and ip != own_host]
+        if not [ip for ip in ips if ip != own_host]:
+            self._settled.set()  # nobody else to wait for
         if missing:
             log.debug("memberlist: joining %s", missing, extra={"op": "memberlist"})
             self.node.join([(ip, port) for ip in missing])

@@ -54,3 +54,15 @@ def read_links(netns: str | None = None) -> tuple[LinkInfo, ...]:
             )
         )
     return tuple(sorted(result, key=lambda link: link.name))
+
+
+def interface_with_address(address: str, netns: str | None = None) -> str | None:
+    """The link that holds `address` (the memberlist bind address: where the peers' heartbeats arrive)."""
+    wanted = ipaddress.ip_address(address)
+    with IPRoute(netns=netns) if netns else IPRoute() as ipr:
+        for msg in ipr.get_addr():
+            text = msg.get_attr("IFA_ADDRESS")
+            if text and ipaddress.ip_address(text.split("%")[0]) == wanted:
+                link = ipr.get_links(msg["index"])
+                return link[0].get_attr("IFLA_IFNAME") if link else None
+    return None

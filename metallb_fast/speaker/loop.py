@@ -25,11 +25,11 @@ from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until
 from metallb_fast.k8s.pods import pod_ips
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, ServiceL2StatusWriter
 from metallb_fast.membership.settings import MembershipSettings
-from metallb_fast.membership.speakers import SpeakerMembership
 from metallb_fast.membership.swim import MemberEvent
 from metallb_fast.obs import metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, layer2, status
+from metallb_fast.speaker.cluster_view import Assessment, ClusterView
 from metallb_fast.speaker.links import read_links
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class SpeakerOptions:
     exclusion: layer2.InterfaceExclusion = field(default_factory=layer2.InterfaceExclusion)
     links_refresh_s: float = 10.0  # MetalLB rescans interfaces every 10 s
     membership: MembershipSettings | None = None  # None: memberlist off, candidates = Ready Nodes
+    on_sigterm: str = "auto"  # auto | handover | restart (see Speaker._hands_over)
 
 
 def endpoint_slice_resource(client: KubeClient) -> Resource:
@@ -100,8 +101,8 @@ class Speaker:
         self._dirty = False
         self._service_cache: dict[str, tuple[str, Service]] = {}
         self._metric_ips: set[str] = set()
-        self.membership: SpeakerMembership | None = None
-        self._membership_change: MemberEvent | None = None  # the latest, until a reconcile has acted on it
+        self.view: ClusterView | None = None
+        self._recheck_at: float | None = None
 
     def _start_membership(self) -> None:
         settings = self.options.membership
@@ -111,36 +112,31 @@ class Speaker:
                 extra={"op": "startup"},
             )
             return
-        if not settings.encrypted:
-            log.warning("memberlist traffic will not be encrypted (no secret key)", extra={"op": "startup"})
-        self.membership = SpeakerMembership(
-            settings.node,
+        self.view = ClusterView(
+            settings,
+            self.options.node_name,
             lambda: pod_ips(self.client, settings.namespace, settings.labels),
-            self._on_membership_change,
+            self.responder,
+            lambda: self.queue.put(WAKE),
         )
-        self.membership.start()
-        membership = self.membership
-        metrics.watch_membership(membership.figures)
+        self.view.start()
 
-    def _on_membership_change(self, event: MemberEvent) -> None:
-        self._membership_change = event
-        self.queue.put(WAKE)
-
-    def live_nodes(self, nodes: Mapping[str, Node]) -> set[str]:
-        """The election's candidates before its own filters: memberlist's live members (as MetalLB), or without
-        memberlist the Nodes whose Ready condition is True (so a dead node goes only after the node lifecycle
-        controller's grace period, 40 s by default, marks it NotReady)."""
-        if self.membership is not None:
-            return set(self.membership.live_nodes())
-        return {name for name, node in nodes.items() if node.condition_is_true("Ready")}
+    def _assess(self, nodes: Mapping[str, Node], now: float) -> Assessment:
+        """The election's candidates and whether this node answers at all. Without memberlist: the Nodes whose
+        Ready condition is True (so a dead node goes only after the node lifecycle controller's grace period,
+        40 s by default, marks it NotReady), and always answering."""
+        if self.view is not None:
+            return self.view.assess(nodes, now)
+        ready = frozenset(name for name, node in nodes.items() if node.condition_is_true("Ready"))
+        return Assessment(ready, True, "memberlist off")
 
     def _wake(self, _: EventType, __: Json) -> None:
         self.queue.put(WAKE)
 
     def _on_node(self, event: EventType, obj: Json) -> None:
         # MetalLB re-joins the speakers when its own Node object changes (a node back from maintenance).
-        if self.membership is not None and (obj.get("metadata") or {}).get("name") == self.options.node_name:
-            self.membership.rejoin()
+        if self.view is not None and (obj.get("metadata") or {}).get("name") == self.options.node_name:
+            self.view.rejoin()
         self._wake(event, obj)
 
     def stop(self) -> None:
@@ -169,28 +165,53 @@ class Speaker:
             self._shutdown(informers)
 
     def _shutdown(self, informers: tuple[Informer, ...]) -> None:
-        """Tell the other speakers we leave, stop answering at once (they take over), then tidy the API objects
-        we own."""
-        if self.membership is not None:
-            self.membership.leave_and_stop()
-        self.responder.sync({})
-        self.responder.close()
+        """A handover (the node drained, cordoned or deleted; or --on-sigterm=handover): tell the other speakers
+        we leave, stop answering at once (they take over), remove our ServiceL2Status objects. A restart (a
+        rolling update: the new process follows at once): leave the fast path answering, say nothing to the
+        peers, so that no address moves (the kernel keeps answering until the liveness deadline, which covers the
+        restart; peers keep us a candidate while our heartbeats are answered)."""
+        handover = self._hands_over()
+        log.info("stopping", extra={"op": "shutdown", "handover": handover})
+        if self.view is not None:
+            self.view.stop(leave=handover)
+        if handover or not self.owned:
+            self.responder.sync({})
+            self.responder.close()
+        else:
+            self.responder.close(keep_serving=True)
         for informer in informers:
             informer.stop()
         self.config.stop()
-        self._l2_writer.submit({})
-        if not self._l2_writer.flush(timeout=10.0):
-            log.warning("could not remove this node's ServiceL2Status objects", extra={"op": "shutdown"})
+        if handover:
+            self._l2_writer.submit({})
+            if not self._l2_writer.flush(timeout=10.0):
+                log.warning("could not remove this node's ServiceL2Status objects", extra={"op": "shutdown"})
         self._l2_writer.close(timeout=0)
         self.recorder.close()
+
+    def _hands_over(self) -> bool:
+        """Is this stop for good? --on-sigterm says so, or (auto) the Node says so: cordoned (kubectl drain),
+        being deleted, or gone. Without memberlist there is nobody to keep a restart hitless for: hand over."""
+        if self.options.on_sigterm != "auto":
+            return self.options.on_sigterm == "handover"
+        if self.view is None:
+            return True
+        node = self.nodes.get(self.options.node_name)
+        if node is None:
+            return True
+        spec, meta = node.get("spec") or {}, node.get("metadata") or {}
+        return bool(spec.get("unschedulable") or meta.get("deletionTimestamp"))
 
     def _loop(self) -> None:
         self._safe_reconcile()
         while not self._stop.is_set():
             now = time.monotonic()
-            wake_at = now + 1.0
-            if self._gratuitous_wake is not None:
-                wake_at = min(wake_at, self._gratuitous_wake)
+            # The liveness deadline is refreshed at least four times per timeout: a short timeout (fast
+            # failover when the loop dies) must not expire between two healthy wake-ups.
+            wake_at = now + min(1.0, self.options.liveness_timeout_s / 4)
+            for planned in (self._gratuitous_wake, self._recheck_at):
+                if planned is not None:
+                    wake_at = min(wake_at, planned)
             try:
                 item = self.queue.get(timeout=max(0.0, wake_at - now))
             except queue.Empty:
@@ -199,7 +220,8 @@ class Speaker:
                 return
             self._keep_alive()
             links_stale = time.monotonic() - self._links_read_at >= self.options.links_refresh_s
-            if item is None and not self._dirty and not links_stale:
+            recheck = self._recheck_at is not None and time.monotonic() >= self._recheck_at
+            if item is None and not self._dirty and not links_stale and not recheck:
                 self._safe_send_gratuitous()
                 continue
             while True:  # coalesce a burst of watch events into one reconcile
@@ -252,6 +274,8 @@ class Speaker:
         else:
             services = [s for s in self._parsed_services() if class_matches(s, self.options.lb_class)]
             nodes = {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())}
+            assessment = self._assess(nodes, now)
+            self._recheck_at = assessment.recheck_at
             plan = layer2.plan_node(
                 self.options.node_name,
                 services,
@@ -259,13 +283,22 @@ class Speaker:
                 nodes,
                 [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()] if self.slices else [],
                 self._links,
-                live_nodes=self.live_nodes(nodes),
+                live_nodes=assessment.live,
                 ignore_exclude_lb=self.options.ignore_exclude_lb,
                 exclusion=self.options.exclusion,
             )
             plan_owned, announced, warnings = plan.owned, list(plan.announced), plan.warnings
+            if not assessment.serving:  # split-brain rule: a minority withdraws everything (cluster_view.py)
+                plan_owned, announced = {}, []
         self._keep_alive()
-        change, self._membership_change = self._membership_change, None
+        if self.view is not None and not self.view.settled:
+            # Still joining: alone, this node would elect itself for everything. Leave the fast path as it is
+            # (empty, or what a previous process of this speaker left answering) and look again shortly.
+            self._recheck_at = time.monotonic() + 0.1
+            return
+        change = self.view.last_change if self.view is not None else None
+        if self.view is not None:
+            self.view.last_change = None
         if plan_owned != self.owned:
             self.responder.sync(plan_owned)
             self._log_moves(self.owned, plan_owned, change)
