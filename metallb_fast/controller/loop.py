@@ -246,8 +246,9 @@ class Controller:
             self.recorder.record(ref, event.type, event.reason, event.message)
 
     def _update_pool_metrics(self) -> None:
+        figures: dict[str, tuple[int, int]] = {}
         for name in self.allocator.pool_names():
             counters = self.allocator.counters(name)
             in_use = counters.assigned_ipv4 + counters.assigned_ipv6
-            metrics.addresses_in_use.labels(pool=name).set(in_use)
-            metrics.addresses_total.labels(pool=name).set(in_use + counters.available_ipv4 + counters.available_ipv6)
+            figures[name] = (in_use, in_use + counters.available_ipv4 + counters.available_ipv6)
+        metrics.export_pool_addresses(figures)

@@ -27,6 +27,22 @@ addresses_total = Gauge(
     registry=REGISTRY,
 )
 
+_exported_pools: set[str] = set()
+
+
+def export_pool_addresses(pools: Mapping[str, tuple[int, int]]) -> None:
+    """Set both allocator series of every pool, by name: (addresses in use, usable addresses); the series of a
+    pool no longer configured are deleted, as MetalLB deletes them when the pool goes."""
+    for name in _exported_pools - pools.keys():
+        addresses_in_use.remove(name)
+        addresses_total.remove(name)
+    for name, (in_use, total) in pools.items():
+        addresses_in_use.labels(pool=name).set(in_use)
+        addresses_total.labels(pool=name).set(total)
+    _exported_pools.clear()
+    _exported_pools.update(pools)
+
+
 # both programs (MetalLB: internal/k8s)
 config_loaded = Gauge(
     "metallb_k8s_client_config_loaded_bool",

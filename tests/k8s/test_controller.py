@@ -14,6 +14,7 @@ from metallb_fast.controller.loop import Controller
 from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.lab.waiting import wait_for
+from metallb_fast.obs import metrics
 from metallb_fast.testing.kubeenv import KubeEnv
 
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
@@ -227,3 +228,24 @@ def test_memberlist_secret_is_created_once_and_then_left_alone(
     assert ensure_memberlist_secret(running.client, metallb_namespace, "ml-test", None) is False
     assert secret_key() == key
     kube_env.kubectl("delete", "secret", "ml-test", "-n", metallb_namespace, check=False)
+
+
+def test_a_deleted_pool_loses_its_allocator_series(
+    kube_env: KubeEnv, lb_namespace: str, metallb_namespace: str, run_controller: Callable[[], RunningController]
+) -> None:
+    def series(pool_name: str) -> tuple[float | None, float | None]:
+        labels = {"pool": pool_name}
+        return (metrics.REGISTRY.get_sample_value("metallb_allocator_addresses_in_use_total", labels),
+                metrics.REGISTRY.get_sample_value("metallb_allocator_addresses_total", labels))
+
+    kube_env.kubectl("apply", "-f", "-", input=pool("kept", "192.0.2.50/31") + "---\n" + pool("going", "192.0.2.60/30"))
+    run_controller()
+    in_going = service(lb_namespace, "web", annotations="{metallb.io/address-pool: going}")
+    kube_env.kubectl("apply", "-f", "-", input=in_going)
+    wait_for(lambda: series("going") == (1.0, 4.0), what="the series of pool going")
+    assert series("kept") == (0.0, 2.0)
+
+    kube_env.kubectl("delete", "ipaddresspool", "-n", metallb_namespace, "going")
+    # MetalLB deletes a deleted pool's series; the other pool's stay.
+    wait_for(lambda: series("going") == (None, None), what="pool going's series deleted")
+    assert series("kept") == (0.0, 2.0)
