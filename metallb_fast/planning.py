@@ -15,13 +15,19 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+from metallb_fast import manifests
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
 from metallb_fast.controller.decide import Decision, SyncResult, decide, reprocess_order
 from metallb_fast.controller.events import Event
 from metallb_fast.resources import EndpointSlice, Namespace, Node, Service
 from metallb_fast.speaker.explain import ClusterObjectsError, Explanation, cluster_objects, explain
-from metallb_fast.vocabulary import ANNOTATION_IP_ALLOCATED_FROM_POOL, LABEL_NAMESPACE_NAME, class_matches
+from metallb_fast.vocabulary import (
+    ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    DEFAULT_NAMESPACE,
+    LABEL_NAMESPACE_NAME,
+    class_matches,
+)
 
 # Each round processes every Service at most once; real configurations settle in two or three.
 MAX_ROUNDS = 20
@@ -48,6 +54,7 @@ class PlannedService:
 class Plan:
     valid: bool
     errors: list[str]
+    warnings: list[str] = field(default_factory=list)  # metallb.io objects the programs would never read
     config: Config | None = None
     services: list[PlannedService] = field(default_factory=list)
     allocator: Allocator | None = None
@@ -108,8 +115,13 @@ def build_plan(
     objects: Iterable[Mapping[str, Any] | None],
     lb_class: str | None = None,
     cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> Plan:
-    documents = [o for o in objects if isinstance(o, Mapping)]
+    """The controller's state after it settles on the objects of the manifests, read as one cluster: the
+    metallb.io objects of `namespace` (the controller's --namespace), every Service, Namespace, Node and
+    EndpointSlice; the items of a List as separate documents."""
+    documents, ignored = manifests.in_namespace(manifests.objects(objects), namespace)
+    warnings = [i.warning(namespace) for i in ignored]
     errors: list[str] = []
     config: Config | None = None
     try:
@@ -123,7 +135,7 @@ def build_plan(
     except ClusterObjectsError as err:
         errors.extend(err.problems)
     if errors or config is None:
-        return Plan(valid=False, errors=errors)
+        return Plan(valid=False, errors=errors, warnings=warnings)
 
     current: dict[str, Service] = {}
     for obj in documents:
@@ -163,6 +175,7 @@ def build_plan(
         return Plan(
             valid=False,
             errors=[f"the controller would not settle: Services still changing after {MAX_ROUNDS} rounds"],
+            warnings=warnings,
         )
 
     for key, entry in planned.items():
@@ -170,6 +183,7 @@ def build_plan(
     return Plan(
         valid=True,
         errors=[],
+        warnings=warnings,
         config=config,
         services=list(planned.values()),
         allocator=allocator,

@@ -14,14 +14,23 @@ from metallb_fast.obs.logs import configure_logging
 from metallb_fast.vocabulary import DEFAULT_NAMESPACE, NAMESPACE_ENV
 
 
+def default_namespace() -> str:
+    """Where the programs read the metallb.io objects unless --namespace says otherwise."""
+    return os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+
+
+def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        default=default_namespace(),
+        help=f"namespace of the metallb.io objects (default: ${NAMESPACE_ENV}, else {DEFAULT_NAMESPACE})",
+    )
+
+
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags the controller and the speaker share (MetalLB's names and defaults)."""
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE,
-        help=f"namespace of the metallb.io objects (default: ${NAMESPACE_ENV}, else {DEFAULT_NAMESPACE})",
-    )
+    add_namespace_argument(parser)
     parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
     parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
     parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")

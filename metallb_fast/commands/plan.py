@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from metallb_fast.commands.common import add_namespace_argument
 from metallb_fast.planning import (
     DEFAULT_CLUSTER_FAMILIES,
     Plan,
@@ -26,6 +27,7 @@ from metallb_fast.planning import (
 )
 from metallb_fast.speaker.election import NOT_OWNER
 from metallb_fast.speaker.explain import Explanation
+from metallb_fast.vocabulary import DEFAULT_NAMESPACE
 
 HELP = "show which addresses and pools the controller would assign, offline, from manifests"
 EXIT_INVALID = 2
@@ -51,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "its addresses move to the next node in the order",
     )
     parser.add_argument("--lb-class", default=None, help="the controller's --lb-class (default: none)")
+    add_namespace_argument(parser)
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
     parser.add_argument(
         "--cluster-ip-families",
@@ -160,12 +163,15 @@ def parse_families(text: str) -> tuple[str, ...]:
 
 
 def load_plan(
-    paths: Iterable[str], lb_class: str | None, cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES
+    paths: Iterable[str],
+    lb_class: str | None,
+    cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> Plan:
     documents, read_errors = load_documents(paths)
     if read_errors:
         return Plan(valid=False, errors=read_errors)
-    return build_plan(documents, lb_class, cluster_families)
+    return build_plan(documents, lb_class, cluster_families, namespace)
 
 
 def plan_document(plan: Plan, explanations: Mapping[str, Explanation]) -> dict[str, Any]:
@@ -183,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"metallb-fast plan: {err}\n")
         return EXIT_INVALID
-    plan = load_plan(args.files, args.lb_class, families)
+    plan = load_plan(args.files, args.lb_class, families, args.namespace)
+    for warning in plan.warnings:
+        sys.stderr.write(f"metallb-fast plan: warning: {warning}\n")
     dead = frozenset(args.dead)
     if plan.valid and (unknown := unknown_nodes(plan, dict.fromkeys(args.dead))):
         known = f"known: {', '.join(sorted(plan.nodes))}" if plan.nodes else "the manifests hold no v1 Node"

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from metallb_fast import manifests
 from metallb_fast.config.advertisements import parse_bgp_advertisement, parse_l2_advertisement
 from metallb_fast.config.bgp import parse_bfd_profile, parse_community_object, parse_peer
 from metallb_fast.config.errors import ConfigError, ConfigProblem
@@ -26,8 +27,8 @@ from metallb_fast.config.validate import (
     check_peer_references,
     check_unique_names,
 )
+from metallb_fast.vocabulary import GROUP
 
-GROUP = "metallb.io"
 # The versions the CRDs serve, per kind.
 SERVED_VERSIONS: dict[str, tuple[str, ...]] = {
     "IPAddressPool": ("v1beta1",),
@@ -53,17 +54,6 @@ class _Document:
         return spec if isinstance(spec, Mapping) else {}
 
 
-def _flatten(objects: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
-    for obj in objects:
-        if not isinstance(obj, Mapping):
-            continue  # empty YAML documents and the like
-        kind = obj.get("kind")
-        if isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list):
-            yield from _flatten(obj["items"])
-        else:
-            yield obj
-
-
 def _node(obj: Mapping[str, Any]) -> NodeView | None:
     if obj.get("apiVersion") != "v1" or obj.get("kind") != "Node":
         return None
@@ -73,7 +63,7 @@ def _node(obj: Mapping[str, Any]) -> NodeView | None:
 
 
 def _documents(objects: Iterable[Any], problems: list[ConfigProblem], nodes: list[NodeView]) -> Iterator[_Document]:
-    for position, obj in enumerate(_flatten(objects)):
+    for position, obj in enumerate(manifests.objects(objects)):
         node = _node(obj)
         if node is not None:
             nodes.append(node)
