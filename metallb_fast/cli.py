@@ -1,15 +1,21 @@
 """`metallb-fast` command line: one sub-command per module under metallb_fast/commands/.
 
-Each command module exposes `HELP: str`, `add_arguments(parser)` and `run(args) -> int`; modules are imported
-only when their command runs, so `metallb-fast plan` never loads bcc or the Kubernetes client.
+Each command module exposes `HELP: str` (a string literal), `add_arguments(parser)` and `run(args) -> int`;
+modules are imported only when their command runs, so `metallb-fast plan` never loads bcc or the Kubernetes
+client, and `--help` reads each HELP from its module's source without importing it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import metallb_fast
 
 COMMANDS: dict[str, str] = {
     "controller": "metallb_fast.commands.controller",
@@ -21,13 +27,32 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def command_help(module_name: str) -> str:
+    """The module's `HELP = "..."`, read from its source: listing the commands imports none of them."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"command module {module_name} is not installed")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            return node.value.value
+    raise LookupError(f"command module {module_name} has no HELP string literal")
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metallb-fast", description=__doc__.splitlines()[0])
+    summary = (metallb_fast.__doc__ or "").splitlines()[0].removeprefix("metallb-fast: ")
+    parser = argparse.ArgumentParser(prog="metallb-fast", description=summary)
+    parser.add_argument("--version", action="version", version=f"metallb-fast {metallb_fast.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, module_name in COMMANDS.items():
         if name != chosen:
-            sub.add_parser(name)
+            sub.add_parser(name, help=command_help(module_name))
             continue
         module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -1,4 +1,4 @@
-"""The controller: per-Service decisions (decide.py, pure) and, later, the loop that applies them."""
+"""The controller: per-Service decisions (decide.py, pure) and the loop that applies them through k8s/ (loop.py)."""
 
 from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.controller.events import Event
