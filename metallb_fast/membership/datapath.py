@@ -32,8 +32,6 @@ from metallb_fast.membership.detector import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7947
-
 
 class DataPathWatch:
     def __init__(

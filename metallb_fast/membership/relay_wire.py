@@ -17,8 +17,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-MAGIC = b"MLBF"
-VERSION = 1
+from metallb_fast.dataplane.heartbeat import MAGIC, VERSION
+
 KIND_RELAY_REQUEST = 3
 KIND_RELAY_REPLY = 4
 _HEADER = struct.Struct("!4sBBH")
