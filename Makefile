@@ -19,6 +19,7 @@ demo: install kube
 
 test: install kube
 	$(PY) -m ruff check metallb_fast tests bench
+	$(PY) -m mypy metallb_fast
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 test-unit: install
@@ -26,6 +27,7 @@ test-unit: install
 
 lint: install
 	$(PY) -m ruff check metallb_fast tests bench
+	$(PY) -m mypy metallb_fast
 
 bench: install
 	$(PY) bench/arp_flood.py

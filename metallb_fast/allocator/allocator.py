@@ -92,7 +92,7 @@ def _buggy_upto(value: int) -> int:
 def _range_total(first: IPAddress, last: IPAddress, avoid_buggy: bool) -> int:
     """MetalLB's poolCount for one entry: its CIDRs' sizes, any CIDR of 2^62 or more counting as 2^63-1."""
     if first.version == 6:
-        for net in ipaddress.summarize_address_range(first, last):  # type: ignore[arg-type]
+        for net in ipaddress.summarize_address_range(first, last):
             if 128 - net.prefixlen >= 62:
                 return MAX_INT64
     size = int(last) - int(first) + 1

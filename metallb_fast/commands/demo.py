@@ -137,8 +137,9 @@ def prove(lab: Lab, backend: str, log: TextIO) -> tuple[list[Row], list[dict[str
             assert isinstance(address, IPv6Address)
             seen[address] = ndisc(lab, client.netns, address, tries=3)
             tool = "ndisc6: " + ("advertisement received" if seen[address] else "no advertisement")
+        answered = seen[address]
         print(
-            f"client0: {address} -> {format_mac(seen[address]) if seen[address] else '-'} ({tool})",
+            f"client0: {address} -> {format_mac(answered) if answered else '-'} ({tool})",
             file=log,
             flush=True,
         )

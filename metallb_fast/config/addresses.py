@@ -55,7 +55,7 @@ def _parse_range(text: str) -> AddressRange:
         raise EntryError(f'invalid end address "{end_text}" in a-b range')
     if start.version != end.version:
         raise EntryError(f"range start {start} and end {end} are of different IP families")
-    if start > end:
+    if int(start) > int(end):
         raise EntryError(f"range start {start} is after its end {end}")
     return AddressRange(start, end, text.strip())
 

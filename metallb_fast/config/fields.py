@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from metallb_fast.config.errors import ConfigProblem
 
 T = TypeVar("T", covariant=True)
+V = TypeVar("V")
 
 
 def show(value: object) -> str:
@@ -56,14 +57,22 @@ class ObjectFields:
             return None
         return value
 
+    def _instance(self, obj: Mapping[str, Any], key: str, path: str, kind: type[V], what: str) -> V | None:
+        value = obj.get(key)
+        if isinstance(value, kind):
+            return value
+        if value is not None:
+            self.report(path, value, f"must be {what}")
+        return None
+
     def text(self, obj: Mapping[str, Any], key: str, path: str) -> str | None:
-        return self._typed(obj, key, path, isinstance(obj.get(key), str), "a string")
+        return self._instance(obj, key, path, str, "a string")
 
     def flag(self, obj: Mapping[str, Any], key: str, path: str) -> bool | None:
-        return self._typed(obj, key, path, isinstance(obj.get(key), bool), "true or false")
+        return self._instance(obj, key, path, bool, "true or false")
 
     def mapping(self, obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
-        return self._typed(obj, key, path, isinstance(obj.get(key), Mapping), "an object")
+        return self._instance(obj, key, path, Mapping, "an object")  # type: ignore[type-abstract]
 
     def integer(
         self, obj: Mapping[str, Any], key: str, path: str, low: int | None = None, high: int | None = None

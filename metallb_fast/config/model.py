@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from metallb_fast.vocabulary import IPAddress
+from metallb_fast.vocabulary import IPAddress as IPAddress  # re-exported until the speaker imports vocabulary
 
 
 class SelectorOperator(str, Enum):
@@ -71,10 +71,14 @@ class AddressRange:
         return int(self.last) - int(self.first) + 1
 
     def contains(self, ip: IPAddress) -> bool:
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
     def overlaps(self, other: AddressRange) -> bool:
-        return self.version == other.version and self.first <= other.last and other.first <= self.last
+        return (
+            self.version == other.version
+            and int(self.first) <= int(other.last)
+            and int(other.first) <= int(self.last)
+        )
 
 
 @dataclass(frozen=True)

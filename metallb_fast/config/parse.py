@@ -57,8 +57,12 @@ class _Document:
 def _node(obj: Mapping[str, Any]) -> NodeView | None:
     if obj.get("apiVersion") != "v1" or obj.get("kind") != "Node":
         return None
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    labels = metadata.get("labels")
+    if not isinstance(labels, Mapping):
+        labels = {}
     return NodeView(str(metadata.get("name", "")), {str(k): str(v) for k, v in labels.items()})
 
 

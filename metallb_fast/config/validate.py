@@ -55,7 +55,7 @@ def check_overlaps(pools: Sequence[Parsed[Pool]]) -> None:
     entries.sort(key=lambda e: (e.range.version, int(e.range.first), e.order))
     active: list[_Entry] = []
     for entry in entries:
-        active = [a for a in active if a.range.version == entry.range.version and a.range.last >= entry.range.first]
+        active = [a for a in active if a.range.version == entry.range.version and a.range.overlaps(entry.range)]
         for other in active:
             earlier, later = sorted((other, entry), key=lambda e: e.order)
             same_pool = earlier.pool is later.pool

@@ -8,6 +8,7 @@ that already have an address first, so a restart never moves an address.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import queue
@@ -133,7 +134,7 @@ class Controller:
             for item in sorted(pending):
                 if self._stop.is_set():
                     return
-                self._guarded(item, lambda item=item: self._sync_service(item))
+                self._guarded(item, functools.partial(self._sync_service, item))
 
     def _guarded(self, key: str, action: Callable[[], bool | None]) -> bool:
         """Run one unit of work; a failure (the API server gone, or a bug) is logged and the key retried with
@@ -201,7 +202,7 @@ class Controller:
         for service in reprocess_order(services):
             if self._stop.is_set():
                 return
-            self._guarded(service.key, lambda key=service.key: self._sync_service(key, reprocess=False))
+            self._guarded(service.key, functools.partial(self._sync_service, service.key, reprocess=False))
 
     def _sync_service(self, key: str, reprocess: bool = True) -> None:
         self.processed += 1

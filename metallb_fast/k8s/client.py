@@ -94,6 +94,7 @@ class KubeClient:
             content_type = "application/json"
         url, headers = self._prepare(method, path, query, content_type)
         encoded = None if body is None else orjson.dumps(body)
+        request_timeout: urllib3.Timeout | None
         if isinstance(timeout, tuple):
             request_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         else:

@@ -248,8 +248,8 @@ class ServiceL2StatusWriter:
             if _service_of(item) in desired:
                 self._delete(item)
         for key, body in desired.items():
-            item = existing.get(key)
-            if item is None:
+            found = existing.get(key)
+            if found is None:
                 created = dict(body)
                 metadata = dict(created.get("metadata") or {})
                 if self.owner:
@@ -259,8 +259,8 @@ class ServiceL2StatusWriter:
                 made = self.client.create(self.path, created)
                 name = made["metadata"]["name"]
                 self._write_status(name, body)
-            elif (item.get("status") or {}) != (body.get("status") or {}):
-                self._write_status(item["metadata"]["name"], body)
+            elif (found.get("status") or {}) != (body.get("status") or {}):
+                self._write_status(found["metadata"]["name"], body)
 
     def _write_status(self, name: str, body: Json) -> None:
         # "add" replaces the whole status, so a field dropped from the desired status is dropped here too.

@@ -150,7 +150,7 @@ class MembershipFigures:
 
 
 _membership = MembershipCollector(lambda: None)
-REGISTRY.register(_membership)  # type: ignore[arg-type]
+REGISTRY.register(_membership)
 
 
 def watch_membership(source: Callable[[], MembershipFigures | None]) -> None:

@@ -176,7 +176,7 @@ def remove_stale_workdirs(root: Path = WORK_ROOT) -> list[Path]:
     """Clean up after runs that died without tearing down: their owner (the pid in the dir's name) is gone.
 
     A leftover process is killed only if its command line still names the stale dir, so a reused pid is safe."""
-    removed = []
+    removed: list[Path] = []
     if not root.is_dir():
         return removed
     for workdir in root.glob("run-*"):
