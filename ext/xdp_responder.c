@@ -7,7 +7,9 @@
  *
  * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
  *   VERDICT_<NAME>=<index>  for every member of base.Verdict, and VERDICT_COUNT -- the order lives only there;
- *   MAX_VIPS                the capacity of the address maps.
+ *   MAX_VIPS                the capacity of the address maps;
+ *   PIN_DIR (optional)      a directory on a bpf filesystem: the maps declared with MLBF_PINNED are pinned there
+ *                           (bcc re-uses a map already pinned under its name), so a restarted loader adopts them.
  */
 #include <uapi/linux/bpf.h>
 #include <linux/if_ether.h>
@@ -49,13 +51,21 @@ struct vip_counters {
     __u64 replies;  /* answered */
 };
 
-BPF_HASH(vips_v4, struct vip4_key, struct vip_value, MAX_VIPS);
-BPF_HASH(vips_v6, struct vip6_key, struct vip_value, MAX_VIPS);
-BPF_PERCPU_HASH(counters_v4, struct vip4_key, struct vip_counters, MAX_VIPS);
-BPF_PERCPU_HASH(counters_v6, struct vip6_key, struct vip_counters, MAX_VIPS);
-BPF_PERCPU_ARRAY(verdicts, __u64, VERDICT_COUNT);
+/* A table that outlives the loader when PIN_DIR is given (the state a restart must keep answering from). */
+#ifdef PIN_DIR
+#define MLBF_PINNED(_type, _key, _leaf, _name, _max) \
+    BPF_TABLE_PINNED(_type, _key, _leaf, _name, _max, PIN_DIR "/" #_name)
+#else
+#define MLBF_PINNED(_type, _key, _leaf, _name, _max) BPF_TABLE(_type, _key, _leaf, _name, _max)
+#endif
+
+MLBF_PINNED("hash", struct vip4_key, struct vip_value, vips_v4, MAX_VIPS);
+MLBF_PINNED("hash", struct vip6_key, struct vip_value, vips_v6, MAX_VIPS);
+MLBF_PINNED("percpu_hash", struct vip4_key, struct vip_counters, counters_v4, MAX_VIPS);
+MLBF_PINNED("percpu_hash", struct vip6_key, struct vip_counters, counters_v6, MAX_VIPS);
+MLBF_PINNED("percpu_array", int, __u64, verdicts, VERDICT_COUNT);
 /* config[0]: liveness deadline, CLOCK_MONOTONIC ns (bpf_ktime_get_ns); 0 = no deadline. */
-BPF_ARRAY(config, __u64, 1);
+MLBF_PINNED("array", int, __u64, config, 1);
 
 static __always_inline int finish(int verdict, int action)
 {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import ipaddress
+import os
 import signal
 import socket
 import struct
@@ -20,6 +21,7 @@ import orjson
 from metallb_fast.dataplane.backends import CHOICES, open_responder
 from metallb_fast.dataplane.base import IPAddress, Owned, Responder, ResponderError, ResponderStats
 from metallb_fast.dataplane.packets import format_mac, parse_mac
+from metallb_fast.dataplane.pinning import default_pin_dir
 
 HELP = "answer ARP/NDP for addresses on an interface (a responder backend as an operator tool)"
 SIOCGIFHWADDR = 0x8927
@@ -55,6 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop answering this long after this process stops refreshing the deadline, e.g. when it was killed "
         "with SIGKILL and could not detach (default 10; 0 = no deadline)",
+    )
+    parser.add_argument(
+        "--keep-serving-on-exit",
+        action="store_true",
+        help="xdp: on SIGINT/SIGTERM leave the program attached and its maps pinned, answering until the liveness "
+        "deadline; a new respond with the same --pin-dir adopts them without a gap (a restart in place)",
+    )
+    parser.add_argument(
+        "--pin-dir",
+        metavar="DIR",
+        help="xdp: pin the maps in DIR on a bpf filesystem and adopt those an earlier run left there (default with "
+        "--keep-serving-on-exit: /sys/fs/bpf/metallb-fast/respond-net<netns inode>-<interface>)",
     )
 
 
@@ -96,20 +110,39 @@ def owned_from_args(interface: str, specs: Sequence[str]) -> Owned:
     return owned
 
 
+def pin_dir_from_args(args: argparse.Namespace) -> str | None:
+    """Where the xdp backend pins its maps: --pin-dir, else a directory of this netns and interface when
+    --keep-serving-on-exit asks for a restart in place, else nowhere."""
+    if args.keep_serving_on_exit and args.liveness <= 0:
+        raise InputError("--keep-serving-on-exit needs a liveness deadline (--liveness > 0): without one the "
+                         "kernel would answer for the addresses forever after this process exits")
+    if args.pin_dir is not None or not args.keep_serving_on_exit:
+        return args.pin_dir
+    netns = os.stat("/proc/self/ns/net").st_ino
+    try:
+        return str(default_pin_dir(f"respond-net{netns}-{args.interface}"))
+    except ValueError as exc:
+        raise InputError(f"--interface {args.interface!r}: {exc}; give --pin-dir") from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         owned = owned_from_args(args.interface, args.address)
+        pin_dir = pin_dir_from_args(args)
     except InputError as exc:
         print(f"metallb-fast respond: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Only xdp pins (auto passes options to xdp alone); ring and python cannot outlive this process.
+    options = {"pin_dir": pin_dir} if pin_dir is not None and args.backend in ("xdp", "auto") else {}
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            responder = open_responder(args.backend, [args.interface])
+            responder = open_responder(args.backend, [args.interface], **options)
         except ResponderError as exc:
             print(f"metallb-fast respond: backend {args.backend!r} cannot load: {exc}", file=sys.stderr)
             return 1
+        keep_serving = False
         try:
             responder.sync(owned)
             if args.announce:
@@ -121,12 +154,22 @@ def run(args: argparse.Namespace) -> int:
                 keep_alive(responder, args.liveness)
             stats = responder.stats()
             attachments = _attachments(responder)
+            keep_serving = args.keep_serving_on_exit  # only on the way out by signal, never after an error
+            if keep_serving:
+                keep_alive(responder, args.liveness)  # the whole deadline for the next run to take over
         finally:
-            responder.close()
+            responder.close(keep_serving=keep_serving)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print_stats(stats, owned, sys.stdout, as_json=args.json, attachments=attachments)
+    if keep_serving:
+        if responder.backend == "xdp":
+            print(f"metallb-fast respond: the XDP program stays attached, maps pinned in {pin_dir}: answering for up "
+                  f"to {args.liveness:g} s, or until a respond with --pin-dir {pin_dir} adopts them", file=sys.stderr)
+        else:
+            print(f"metallb-fast respond: --keep-serving-on-exit: the {responder.backend} backend cannot answer "
+                  "after this process exits; it stopped", file=sys.stderr)
     return 0
 
 

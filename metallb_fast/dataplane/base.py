@@ -75,5 +75,11 @@ class Responder(Protocol):
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         """Answer nothing once CLOCK_MONOTONIC (time.monotonic_ns) passes deadline_ns; None = no deadline."""
 
-    def close(self) -> None:
-        """Stop answering, release sockets and detach programs. Idempotent."""
+    def close(self, keep_serving: bool = False) -> None:
+        """Stop answering, release sockets and detach programs. Idempotent.
+
+        keep_serving=True (a restart in place: the next process adopts what this one served): the xdp backend
+        given a pin directory leaves its programs attached and its maps pinned, so the kernel keeps answering the
+        last synced addresses until the last liveness deadline or until the next responder with the same pin
+        directory takes over; without a pin directory it closes as with False. The ring and python backends
+        answer from this process and cannot outlive it: they accept the flag and stop answering."""

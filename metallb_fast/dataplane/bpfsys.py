@@ -1,4 +1,5 @@
-"""The few bpf(2) commands bcc does not wrap: test runs, program lookup by id, and a two-instruction XDP_PASS.
+"""The few bpf(2) commands bcc does not wrap: test runs, program lookup by id, a two-instruction XDP_PASS, and the
+map and pin commands a restarted responder uses to find and check the maps it adopts.
 
 Raw syscalls through ctypes; the attribute layouts are the kernel's `union bpf_attr` members (uapi/linux/bpf.h).
 """
@@ -150,7 +151,7 @@ def prog_info_by_fd(fd: int) -> ProgInfo:
 
 def prog_info_by_id(prog_id: int) -> ProgInfo:
     """Name and type of a loaded program (e.g. the one netlink reports attached to an interface)."""
-    fd = _bpf(BPF_PROG_GET_FD_BY_ID, _GetFdByIdAttr(prog_id=prog_id), f"PROG_GET_FD_BY_ID id {prog_id}")
+    fd = prog_fd_by_id(prog_id)
     try:
         return prog_info_by_fd(fd)
     finally:
@@ -182,3 +183,147 @@ def load_xdp_pass(name: str) -> int:
     attr = _ProgLoadAttr(prog_type=BPF_PROG_TYPE_XDP, insn_cnt=2, insns=ctypes.addressof(_XDP_PASS_INSNS),
                          license=ctypes.addressof(license_), prog_name=name.encode()[: BPF_OBJ_NAME_LEN - 1])
     return _bpf(BPF_PROG_LOAD, attr, f"PROG_LOAD {name!r}")
+
+
+# ------------------------------------------------------------------------------ maps, pins and program map ids
+
+BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_MAP_GET_FD_BY_ID = 14
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+
+
+class _MapCreateAttr(ctypes.Structure):
+    _fields_ = [
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+class _MapElemAttr(ctypes.Structure):
+    _fields_ = [
+        ("map_fd", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("key", ctypes.c_uint64),
+        ("value", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
+
+
+class _ObjAttr(ctypes.Structure):
+    _fields_ = [
+        ("pathname", ctypes.c_uint64),
+        ("bpf_fd", ctypes.c_uint32),
+        ("file_flags", ctypes.c_uint32),
+    ]
+
+
+class _MapInfo(ctypes.Structure):
+    """The head of struct bpf_map_info, up to the name."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    name: str
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str) -> int:
+    """A new map; returns its fd (the caller closes it)."""
+    attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
+                          map_name=name.encode()[: BPF_OBJ_NAME_LEN - 1])
+    return _bpf(BPF_MAP_CREATE, attr, f"MAP_CREATE {name!r}")
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
+    """The value under `key`, or None when there is none."""
+    key_buf = ctypes.create_string_buffer(key, len(key))
+    value_buf = ctypes.create_string_buffer(value_size)
+    attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf), value=ctypes.addressof(value_buf))
+    try:
+        _bpf(BPF_MAP_LOOKUP_ELEM, attr, f"MAP_LOOKUP_ELEM map fd {fd}")
+    except BpfSyscallError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return value_buf.raw
+
+
+def map_update(fd: int, key: bytes, value: bytes) -> None:
+    key_buf = ctypes.create_string_buffer(key, len(key))
+    value_buf = ctypes.create_string_buffer(value, len(value))
+    attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf), value=ctypes.addressof(value_buf))
+    _bpf(BPF_MAP_UPDATE_ELEM, attr, f"MAP_UPDATE_ELEM map fd {fd}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """Pin a map or program at `path` (on a bpf filesystem) so that it outlives every fd of it."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    _bpf(BPF_OBJ_PIN, _ObjAttr(pathname=ctypes.addressof(name), bpf_fd=fd), f"OBJ_PIN {path}")
+
+
+def obj_get(path: str) -> int:
+    """An fd of the object pinned at `path` (the caller closes it); FileNotFoundError when nothing is."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    try:
+        return _bpf(BPF_OBJ_GET, _ObjAttr(pathname=ctypes.addressof(name)), f"OBJ_GET {path}")
+    except BpfSyscallError as exc:
+        if exc.errno == errno.ENOENT:
+            raise FileNotFoundError(errno.ENOENT, f"nothing pinned at {path}") from None
+        raise
+
+
+def map_info_by_fd(fd: int) -> MapInfo:
+    info = _MapInfo()
+    attr = _InfoByFdAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"OBJ_GET_INFO_BY_FD map fd {fd}")
+    return MapInfo(id=info.id, type=info.type, key_size=info.key_size, value_size=info.value_size,
+                   max_entries=info.max_entries, name=info.name.decode(errors="replace"))
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """An fd of a loaded program (the caller closes it); OSError when it is gone."""
+    return _bpf(BPF_PROG_GET_FD_BY_ID, _GetFdByIdAttr(prog_id=prog_id), f"PROG_GET_FD_BY_ID id {prog_id}")
+
+
+def prog_map_ids(prog_id: int) -> list[int]:
+    """Ids of the maps a loaded program uses."""
+    fd = prog_fd_by_id(prog_id)
+    try:
+        info = _ProgInfo()
+        attr = _InfoByFdAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"OBJ_GET_INFO_BY_FD prog id {prog_id}")
+        count = info.nr_map_ids
+        if count == 0:
+            return []
+        ids = (ctypes.c_uint32 * count)()
+        info = _ProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids))
+        attr = _InfoByFdAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"OBJ_GET_INFO_BY_FD prog id {prog_id}")
+        return list(ids[: min(count, info.nr_map_ids)])
+    finally:
+        os.close(fd)

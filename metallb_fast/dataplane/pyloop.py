@@ -127,7 +127,8 @@ class PythonResponder:
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._deadline_ns = -1 if deadline_ns is None else max(0, int(deadline_ns))
 
-    def close(self) -> None:
+    def close(self, keep_serving: bool = False) -> None:
+        """Stop answering; keep_serving is accepted (base.Responder.close) but this thread dies with the process."""
         with self._lock:
             if self._closed:
                 return

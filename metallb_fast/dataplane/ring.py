@@ -142,7 +142,8 @@ class RingResponder:
             for interface in self._interfaces.values():
                 interface.loop.set_deadline(self._deadline_ns)
 
-    def close(self) -> None:
+    def close(self, keep_serving: bool = False) -> None:
+        """Stop answering; keep_serving is accepted (base.Responder.close) but a ring cannot outlive this process."""
         with self._lock:
             self._closed = True
             for name in list(self._interfaces):

@@ -4,6 +4,12 @@ Three layers, each usable alone:
 - `map_entries` / `diff_entries`: pure; what the address maps must hold and how to get there from what they hold.
 - `XdpProgram`: the compiled program and its maps, attached nowhere (tests run it with BPF_PROG_TEST_RUN).
 - `XdpResponder`: the Responder; attaches the program to the interfaces in use, in a mode that delivers XDP_TX.
+
+Hitless restart: given a pin directory (pinning.py), the maps are pinned there. A responder that finds maps of the
+same layout pinned there adopts them (the addresses they hold keep being answered), replaces the previous run's
+program on each interface in one netlink call (no moment without a program), and a run that ends with
+close(keep_serving=True) leaves its program attached and its maps pinned for the next one; the liveness deadline
+in the pinned config bounds how long the kernel answers for a run that never comes back.
 """
 
 from __future__ import annotations
@@ -12,18 +18,19 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import ipaddress
 import logging
 import os
 import re
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, ownership
+from metallb_fast.dataplane import bpfsys, ownership, pinning
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -47,6 +54,8 @@ XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4  # with IFLA_XDP_EXPECTED_FD: swap the program only if it is still the expected one
+ENOTSUPP = 524  # the kernel's internal "not supported", as some drivers return it
 _MODE_NAMES = {XDP_FLAGS_SKB_MODE: "generic", XDP_FLAGS_DRV_MODE: "native", XDP_FLAGS_HW_MODE: "offload"}
 
 MapKey = tuple[IPAddress, int]  # (address, ifindex); ifindex 0 = "owned on some interface" marker
@@ -146,20 +155,51 @@ def _pack_mac(table: Any, mac: bytes) -> Any:
     return leaf
 
 
-class XdpProgram:
-    """ext/xdp_responder.c compiled and loaded (not attached): its fd and its maps, keyed by ifindex."""
+def _table_declaration(bcc: Any, bpf: Any, name: str) -> str:
+    """One line saying what the compiled program declares under table `name` (for the pinned layout stamp)."""
+    raw = name.encode()
+    lib = bcc.libbcc.lib
+    if lib.bpf_table_fd(bpf.module, raw) < 0:
+        return f"{name}: not a table of this program"
+    module, map_id = bpf.module, lib.bpf_table_id(bpf.module, raw)
+    return (
+        f"{name}: type {lib.bpf_table_type_id(module, map_id)} key {lib.bpf_table_key_desc(module, raw)!r} "
+        f"leaf {lib.bpf_table_leaf_desc(module, raw)!r} max_entries {lib.bpf_table_max_entries_id(module, map_id)} "
+        f"flags {lib.bpf_table_flags_id(module, map_id)}"
+    )
 
-    def __init__(self, *, max_vips: int = DEFAULT_MAX_VIPS, source: Path | None = None) -> None:
+
+def _compile(bcc: Any, path: Path, cflags: list[str]) -> Any:
+    try:
+        return bcc.BPF(src_file=str(path).encode(), cflags=cflags)
+    except Exception as exc:  # bcc raises bare Exception; the compiler's own message went to stderr
+        raise ResponderError(f"xdp: bcc could not compile {path}: {exc} (compiler output above)") from exc
+
+
+class XdpProgram:
+    """ext/xdp_responder.c compiled and loaded (not attached): its fd and its maps, keyed by ifindex.
+
+    With `pin_dir` the maps are pinned there; maps already pinned there by an earlier run are used as they are
+    (`adopted`, entries and counters included) when their layout stamp matches this program's tables, and
+    replaced by empty ones (logged) when it does not.
+    """
+
+    def __init__(
+        self, *, max_vips: int = DEFAULT_MAX_VIPS, source: Path | None = None,
+        pin_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         bcc = _import_bcc()
         _check_kernel_headers()
         path = source or source_path()
         if not path.is_file():
             raise ResponderError(f"xdp: program source {path} is missing (reinstall metallb-fast)")
         cflags = [*verdict_cflags(), f"-DMAX_VIPS={max_vips}"]
-        try:
-            self._bpf = bcc.BPF(src_file=str(path).encode(), cflags=cflags)
-        except Exception as exc:  # bcc raises bare Exception; the compiler's own message went to stderr
-            raise ResponderError(f"xdp: bcc could not compile {path}: {exc} (compiler output above)") from exc
+        self.pins: pinning.PinDirectory | None = None
+        self.adopted = False
+        if pin_dir is None:
+            self._bpf = _compile(bcc, path, cflags)
+        else:
+            self._bpf = self._compile_pinned(bcc, path, cflags, pin_dir)
         try:
             self._function = self._bpf.load_func(FUNCTION_NAME.encode(), bcc.BPF.XDP)
         except Exception as exc:
@@ -174,8 +214,54 @@ class XdpProgram:
         self._counters = {4: self._bpf[b"counters_v4"], 6: self._bpf[b"counters_v6"]}
         self._verdicts = self._bpf[b"verdicts"]
         self._config = self._bpf[b"config"]
-        self._entries: dict[MapKey, bytes] = {}
+        self._entries: dict[MapKey, bytes] = self._read_entries() if self.adopted else {}
         self._closed = False
+
+    def _compile_pinned(self, bcc: Any, path: Path, cflags: list[str], pin_dir: str | os.PathLike[str]) -> Any:
+        pins = pinning.PinDirectory(pin_dir)
+        cflags = [*cflags, f'-DPIN_DIR="{pins.path}"']
+        found = pins.names()
+        bpf = _compile(bcc, path, cflags)  # bcc opens the maps pinned under a table's name, pins the others
+        digest = pinning.layout_digest(_table_declaration(bcc, bpf, name) for name in pins.names())
+        if found and pins.stamp() == digest:
+            self.adopted = True
+            log.info("xdp: adopting the maps pinned in %s (%s)", pins.path, ", ".join(found))
+        elif found:
+            log.warning(
+                "xdp: the maps pinned in %s (%s) do not have this program's layout (an upgrade changed them, or a "
+                "run died while pinning): unpinning them and starting with empty maps; addresses are answered "
+                "again from the first sync", pins.path, ", ".join(found),
+            )
+            bpf.cleanup()
+            pins.clear()
+            pins = pinning.PinDirectory(pin_dir)
+            bpf = _compile(bcc, path, cflags)
+            digest = pinning.layout_digest(_table_declaration(bcc, bpf, name) for name in pins.names())
+        pins.write_stamp(digest)
+        self.pins = pins
+        return bpf
+
+    def _read_entries(self) -> dict[MapKey, bytes]:
+        """What the (adopted) address maps hold, markers included."""
+        entries: dict[MapKey, bytes] = {}
+        for version, table in self._tables.items():
+            size = 4 if version == 4 else 16
+            for key, leaf in table.items():
+                raw = ctypes.string_at(ctypes.addressof(key), size + 4)
+                address = ipaddress.ip_address(raw[:size])
+                entries[(address, int.from_bytes(raw[size:], sys.byteorder))] = ctypes.string_at(
+                    ctypes.addressof(leaf), 6
+                )
+        return entries
+
+    @property
+    def entries(self) -> dict[MapKey, bytes]:
+        """(address, ifindex) -> MAC the address maps answer (without the markers)."""
+        return {key: mac for key, mac in self._entries.items() if key[1] != SOMEWHERE}
+
+    @property
+    def pinned_map_ids(self) -> frozenset[int]:
+        return frozenset(self.pins.map_ids().values()) if self.pins is not None else frozenset()
 
     def apply(self, desired: Mapping[MapKey, bytes]) -> None:
         """Make the maps answer exactly `desired` ((address, ifindex) -> MAC), changing only what differs."""
@@ -218,10 +304,13 @@ class XdpProgram:
         value = 0 if deadline_ns is None else max(int(deadline_ns), 1)
         self._config[ctypes.c_int(0)] = ctypes.c_uint64(value)
 
-    def close(self) -> None:
+    def close(self, keep_pins: bool = False) -> None:
+        """Unload (the kernel keeps what is still attached); unpin the maps too unless keep_pins."""
         if not self._closed:
             self._closed = True
             self._bpf.cleanup()
+            if self.pins is not None and not keep_pins:
+                self.pins.clear()
 
 
 # ------------------------------------------------------------------------------------------------ attachments
@@ -311,12 +400,11 @@ def program_holders(proc: Path = Path("/proc")) -> dict[int, int]:
     return holders
 
 
-def remove_stale(ipr: Any, links: Iterable[Link], name: str, keep_prog_id: int | None = None) -> list[int]:
-    """Detach programs called `name` that no live process holds (an earlier run of ours that died without
-    detaching) from `links`; a live run's program and every program of another name stay. Ids detached."""
+def attached_named(ipr: Any, links: Iterable[Link], name: str) -> list[tuple[Link, int, int]]:
+    """[(link, mode flag, program id)] of the programs called `name` attached to `links`."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    candidates: list[tuple[Link, int, int]] = []
+    found: list[tuple[Link, int, int]] = []
     for link in links:
         try:
             attached = attached_programs(ipr, link.index)
@@ -324,7 +412,32 @@ def remove_stale(ipr: Any, links: Iterable[Link], name: str, keep_prog_id: int |
             if exc.code == errno.ENODEV:
                 continue  # deleted since the link dump
             raise
-        candidates += [(link, flag, i) for flag, i in attached if i != keep_prog_id and _program_name(i) == name]
+        found += [(link, flag, i) for flag, i in attached if _program_name(i) == name]
+    return found
+
+
+def using_maps(found: Iterable[tuple[Link, int, int]], map_ids: Collection[int]) -> list[tuple[Link, int, int]]:
+    """Those of `found` whose program uses one of `map_ids` (the pinned maps a new run adopts)."""
+    adoptable = []
+    for link, flag, prog_id in found:
+        try:
+            uses = bpfsys.prog_map_ids(prog_id)
+        except OSError:
+            continue  # unloaded meanwhile
+        if set(uses) & set(map_ids):
+            adoptable.append((link, flag, prog_id))
+    return adoptable
+
+
+def remove_stale(
+    ipr: Any, links: Iterable[Link], name: str, keep_prog_id: int | None = None, adopt: Collection[int] = ()
+) -> list[int]:
+    """Detach programs called `name` that no live process holds (an earlier run of ours that died without
+    detaching) from `links`; a live run's program, the programs in `adopt` (a run whose pinned maps this one
+    adopts: replaced in place by attach(), never detached first) and every program of another name stay.
+    Ids detached."""
+    candidates = [(link, flag, i) for link, flag, i in attached_named(ipr, links, name)
+                  if i != keep_prog_id and i not in adopt]
     if not candidates:
         return []  # the /proc scan only when there is something to decide
     holders = program_holders()
@@ -341,15 +454,55 @@ def remove_stale(ipr: Any, links: Iterable[Link], name: str, keep_prog_id: int |
     return removed
 
 
-def attach(ipr: Any, link: Link, fd: int, prog_id: int, name: str, mode: str) -> Attachment:
-    """Attach program `fd` to `link` in the first mode of attach_order that the driver accepts; never replaces
-    a program that is not ours."""
+def replace(ipr: Any, link: Link, fd: int, prog_id: int, flag: int, old_id: int, name: str) -> Attachment:
+    """Put program `fd` where program `old_id` is attached (mode `flag`) in one netlink call: XDP_FLAGS_REPLACE
+    with the old program as IFLA_XDP_EXPECTED_FD, or, where the kernel or driver refuses that, a plain replace.
+    Either way the interface is never without a program."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    remove_stale(ipr, [link], name, keep_prog_id=prog_id)
+    try:
+        expected = bpfsys.prog_fd_by_id(old_id)
+    except OSError as exc:
+        raise ResponderError(f"xdp: program {old_id} on {link.name} vanished while being adopted ({exc})") from exc
+    try:
+        attrs = [("IFLA_XDP_FD", fd), ("IFLA_XDP_EXPECTED_FD", expected), ("IFLA_XDP_FLAGS", flag | XDP_FLAGS_REPLACE)]
+        try:
+            ipr.link("set", index=link.index, xdp={"attrs": attrs})
+        except NetlinkError as exc:
+            if exc.code in (errno.EEXIST, errno.EBUSY):  # another program than the expected one is there now
+                raise ResponderError(
+                    f"xdp: interface {link.name} changed while replacing program {old_id}: {os.strerror(exc.code)}"
+                ) from exc
+            if exc.code not in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP, errno.ERANGE):
+                raise
+            log.info("xdp: %s refuses XDP_FLAGS_REPLACE (%s); replacing program %d without the check",
+                     link.name, os.strerror(exc.code) if exc.code != ENOTSUPP else "ENOTSUPP", old_id)
+            _set_xdp(ipr, link.index, fd, flag)
+    finally:
+        os.close(expected)
+    log.info("xdp: %s (prog id %d) replaced prog id %d on %s in place (%s mode)",
+             name, prog_id, old_id, link.name, _MODE_NAMES.get(flag, flag))
+    return Attachment(link.name, link.index, flag, prog_id)
+
+
+def attach(
+    ipr: Any, link: Link, fd: int, prog_id: int, name: str, mode: str, adopt: Collection[int] = ()
+) -> Attachment:
+    """Attach program `fd` to `link` in the first mode of attach_order that the driver accepts; never replaces
+    a program that is not ours. A program in `adopt` (an earlier run's, using the maps this one adopted) is
+    replaced in place, in its own mode when this run may use that mode."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    remove_stale(ipr, [link], name, keep_prog_id=prog_id, adopt=adopt)
     for flag, attached_id in attached_programs(ipr, link.index):
         if attached_id == prog_id:
             return Attachment(link.name, link.index, flag, prog_id)
+        if attached_id in adopt:
+            if flag in attach_order(mode, link.kind):
+                return replace(ipr, link, fd, prog_id, flag, attached_id, name)
+            log.warning("xdp: %s on %s runs in %s mode, this run's is %s: detaching it first (not hitless)",
+                        name, link.name, _MODE_NAMES.get(flag, flag), mode)
+            _set_xdp(ipr, link.index, -1, flag)
     failures: list[str] = []
     for flag in attach_order(mode, link.kind):
         try:
@@ -401,12 +554,17 @@ class XdpResponder:
 
     Lives in the network namespace of the thread that creates it: its netlink and packet sockets are opened
     there, so interface names resolve there whichever thread calls it later.
+
+    `pin_dir` (e.g. pinning.default_pin_dir(node name); one directory per responder, never shared by two live
+    ones): pin the maps there and adopt those an earlier run left (see the module docstring). Until the first
+    sync() an adopting responder answers what the earlier run last synced, under the deadline it last set.
     """
 
     backend = "xdp"
 
     def __init__(
-        self, interfaces: Iterable[str] = (), *, mode: str = "auto", max_vips: int = DEFAULT_MAX_VIPS
+        self, interfaces: Iterable[str] = (), *, mode: str = "auto", max_vips: int = DEFAULT_MAX_VIPS,
+        pin_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         attach_order(mode, None)  # validates the mode before the 1 s compile
         self._mode = mode
@@ -415,22 +573,51 @@ class XdpResponder:
         self._fixed = tuple(dict.fromkeys(interfaces))
         self._attached: dict[str, Attachment] = {}
         self._owned: dict[OwnedKey, bytes] = {}
-        self._program = XdpProgram(max_vips=max_vips)
+        self._adopt: frozenset[int] = frozenset()  # the earlier run's program ids, replaced in place
+        self._program = XdpProgram(max_vips=max_vips, pin_dir=pin_dir)
         try:
             self._ipr = _open_ipr()
         except BaseException:
-            self._program.close()
+            self._program.close(keep_pins=self._program.adopted)
             raise
         # Protocol 0: this socket only sends (sendto resolves the interface name in its own namespace).
         self._packet_socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         atexit.register(self.close)
         try:
+            links = _links(self._ipr)
+            owned = self._adopt_earlier_run(links) if self._program.adopted else {}
             # Every link, not only ours: a killed run may have attached where this one never will.
-            remove_stale(self._ipr, _links(self._ipr).values(), FUNCTION_NAME, keep_prog_id=self._program.prog_id)
-            self._reconcile({})
+            remove_stale(self._ipr, links.values(), FUNCTION_NAME, keep_prog_id=self._program.prog_id,
+                         adopt=self._adopt)
+            try:
+                self._reconcile(owned)
+            except ownership.InterfacesUnavailable as exc:
+                if set(exc.failures) & set(self._fixed):
+                    raise
+                log.warning("xdp: not taking over every adopted address: %s", exc)
         except BaseException:
-            self.close()
+            # A run that adopted leaves things as it found them, for the next attempt to adopt in turn.
+            self.close(keep_serving=self._program.adopted)
             raise
+
+    def _adopt_earlier_run(self, links: Mapping[str, Link]) -> dict[OwnedKey, bytes]:
+        """Take over the earlier run's attachments (replaced by ours at the first _reconcile) and return the
+        owned table its maps hold, for the interfaces that still exist."""
+        found = using_maps(attached_named(self._ipr, links.values(), FUNCTION_NAME), self._program.pinned_map_ids)
+        holders = program_holders() if found else {}
+        for link, flag, prog_id in found:
+            if prog_id in holders:
+                log.warning("xdp: adopting %s (prog id %d) on %s although live process %d holds it: two responders "
+                            "use pin directory %s", FUNCTION_NAME, prog_id, link.name, holders[prog_id],
+                            self._program.pins.path if self._program.pins else "?")
+            self._attached[link.name] = Attachment(link.name, link.index, flag, prog_id)
+        self._adopt = frozenset(prog_id for _, _, prog_id in found)
+        names = {link.index: name for name, link in links.items()}
+        owned = {(address, names[ifindex]): mac for (address, ifindex), mac in self._program.entries.items()
+                 if ifindex in names}
+        log.info("xdp: adopted %d address entries and the programs on %s", len(owned),
+                 ", ".join(sorted(self._attached)) or "no interface")
+        return owned
 
     @property
     def attachments(self) -> dict[str, Attachment]:
@@ -464,10 +651,11 @@ class XdpResponder:
         if link is None:
             raise ownership.missing_interface(name, self.backend)
         current = self._attached.get(name)
-        if current is not None and current.ifindex == link.index:
+        if current is not None and current.ifindex == link.index and current.prog_id == self._program.prog_id:
             return current
         try:
-            attachment = attach(self._ipr, link, self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode)
+            attachment = attach(self._ipr, link, self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode,
+                                adopt=self._adopt)
         except NetlinkError as exc:  # deleted between the link dump and now
             raise ResponderError(f"xdp: cannot attach to interface {name}: {os.strerror(exc.code)}") from exc
         if current is not None:  # the name now belongs to a new link; the old one may still exist, renamed
@@ -492,14 +680,25 @@ class XdpResponder:
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._program.set_deadline(deadline_ns)
 
-    def close(self) -> None:
+    def close(self, keep_serving: bool = False) -> None:
+        """Detach and unpin; with keep_serving (and a pin directory) leave the programs attached and the maps
+        pinned instead: the kernel answers the last synced addresses until the last liveness deadline, and the
+        next responder given the same pin directory adopts them."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             atexit.unregister(self.close)
+            pins = self._program.pins
+            keep = keep_serving and pins is not None
+            if keep_serving and pins is None:
+                log.warning("xdp: keep_serving needs a pin directory (nothing could adopt the maps): detaching")
             try:
-                for name in sorted(self._attached):
+                if keep:
+                    log.info("xdp: leaving %s attached to %s, maps pinned in %s: answered until the liveness "
+                             "deadline unless a new run adopts them", FUNCTION_NAME,
+                             ", ".join(sorted(self._attached)) or "no interface", pins.path if pins else "?")
+                for name in [] if keep else sorted(self._attached):
                     try:
                         detach(self._ipr, self._attached.pop(name))
                     except Exception:
@@ -507,7 +706,7 @@ class XdpResponder:
             finally:
                 self._packet_socket.close()
                 self._ipr.close()
-                self._program.close()
+                self._program.close(keep_pins=keep)
 
 
 class XdpPassProgram:

@@ -35,9 +35,11 @@ def require_backend_loads(backend: str, why: str) -> None:
     require(False, f"the {backend} responder backend ({why.strip()[-400:]})")
 
 
-def respond(lab: Lab, netns: str, backend: str, interface: str, addresses: Sequence[str]) -> RespondProcess:
+def respond(
+    lab: Lab, netns: str, backend: str, interface: str, addresses: Sequence[str], extra: Sequence[str] = ()
+) -> RespondProcess:
     try:
-        return start_respond(lab, netns, backend, interface, addresses)
+        return start_respond(lab, netns, backend, interface, addresses, extra=extra)
     except RespondFailed as exc:
         if "cannot load" in exc.stderr:
             require_backend_loads(backend, exc.stderr)
