@@ -36,7 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "answering for the process that follows (hitless rolling update); auto (default): handover when the Node "
         "is cordoned, being deleted or gone, restart otherwise",
     )
+    parser.add_argument(
+        "--pin-dir",
+        default=os.environ.get("METALLB_FAST_PIN_DIR", ""),
+        help="bpffs directory where the XDP maps are pinned, so a restarted speaker adopts them without a gap "
+        "(default: /sys/fs/bpf/metallb-fast/speaker-<node>; 'none' = no pinning)",
+    )
     add_membership_arguments(parser)
+
+
+def xdp_options(args: argparse.Namespace) -> dict[str, object]:
+    """What the xdp backend takes (auto passes it only there): where to pin its maps for hitless restarts."""
+    if args.backend not in ("auto", "xdp") or args.pin_dir == "none":
+        return {}
+    from metallb_fast.dataplane.pinning import default_pin_dir
+
+    return {"pin_dir": args.pin_dir or default_pin_dir(f"speaker-{args.node_name}")}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", error, extra={"op": "startup"})
         return 2
     try:
-        responder = open_responder(args.backend)
+        responder = open_responder(args.backend, **xdp_options(args))
     except ResponderError as error:
         log.error("cannot start the %s backend: %s", args.backend, error, extra={"op": "startup"})
         return 1
