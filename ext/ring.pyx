@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The Cython AF_PACKET responder: one socket per interface, answered in a GIL-free loop.
 
-A classic BPF socket filter lets only ARP requests and ICMPv6 Neighbor Solicitations reach the socket; frames are
-received and replies sent in batches (recvmmsg / sendmmsg); the decision is the fast-path decision of FASTPATH.md
-(packets.answer() in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex
+A classic BPF socket filter lets only ARP requests, ICMPv6 Neighbor Solicitations and (where heartbeats are served)
+UDP datagrams to the heartbeat port reach the socket; frames are received and replies sent in batches (recvmmsg /
+sendmmsg); the decision is the fast-path decision of FASTPATH.md (packets.answer() in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex
 that the loop holds only while it decides one batch, so Python may replace it at any time and then owns the old
 table exclusively (its counters are harvested, then it is freed).
 """
@@ -64,11 +64,13 @@ cdef enum:
     V_NOT_OWNED
     V_WRONG_INTERFACE
     V_LIVENESS_EXPIRED
+    V_HEARTBEAT
+    V_MALFORMED_HEARTBEAT
     N_VERDICTS
 
 VERDICTS = (
     "answered", "not_arp_or_ndp", "malformed", "not_request", "gratuitous", "bad_hop_limit",
-    "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired",
+    "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired", "heartbeat", "malformed_heartbeat",
 )
 
 cdef enum:
@@ -80,6 +82,16 @@ cdef enum:
     ETH_P_ALL = 0x0003
     RECV_TIMEOUT_US = 100000  # how quickly stop() is noticed when no frame arrives
     SKF_AD_VLAN_TAG_PRESENT = -0x1000 + 48  # ancillary load: SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
+    # Heartbeats (heartbeat.py's layout; FASTPATH.md, Heartbeats)
+    HB_UDP_LEN = 32  # UDP header + 24-byte payload
+    HB4_FRAME_LEN = 66
+    HB6_FRAME_LEN = 86
+    HB_KIND_OFFSET = 13  # in the UDP datagram
+    HB_VERSION = 1
+    HB_REQUEST = 1
+    HB_REPLY = 2
+    FILTER_LEN = 24
+    FILTER_NO_PORT = 0x10000  # a 16-bit load never equals it: the heartbeat branches accept nothing
 
 BATCH_SIZE = BATCH
 
@@ -95,6 +107,11 @@ cdef struct Entry:
 cdef struct Table:
     size_t n
     Entry *entries  # sorted by key
+
+
+cdef struct Reflector:
+    uint16_t port  # heartbeats reflected on this UDP port; 0 = this interface does not serve them
+    uint8_t mac[6]  # the interface's own MAC: a request sent to another is not ours to answer
 
 
 cdef int _entry_cmp(const void *a, const void *b) noexcept nogil:
@@ -220,6 +237,132 @@ cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, bint alive, uint8
     return V_ANSWERED
 
 
+cdef inline void _swap(uint8_t *p, size_t a, size_t b, size_t size) noexcept nogil:
+    cdef uint8_t tmp[16]
+    memcpy(tmp, p + a, size)
+    memcpy(p + a, p + b, size)
+    memcpy(p + b, tmp, size)
+
+
+cdef inline uint16_t _fold(uint32_t total) noexcept nogil:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return <uint16_t>total
+
+
+cdef uint32_t _pseudo_header_sum(const uint8_t *f, size_t udp, bint ipv4) noexcept nogil:
+    """packets._pseudo_header, summed: source and destination address, protocol 17, the UDP length."""
+    cdef uint32_t total = 17 + <uint32_t>_be16(f + udp + 4)
+    cdef size_t i
+    cdef size_t first = 26 if ipv4 else 22
+    cdef size_t end = 34 if ipv4 else 54
+    for i in range(first, end, 2):
+        total += _be16(f + i)
+    return total
+
+
+cdef uint16_t _udp_checksum(const uint8_t *f, size_t udp, bint ipv4) noexcept nogil:
+    """packets.udp_checksum: in full, over the pseudo-header and the datagram (its checksum field as zero)."""
+    cdef uint32_t total = _pseudo_header_sum(f, udp, ipv4)
+    cdef size_t i
+    cdef size_t length = _be16(f + udp + 4)  # HB_UDP_LEN here: even
+    for i in range(0, length, 2):
+        if i != 6:
+            total += _be16(f + udp + i)
+    total = ~_fold(total) & 0xFFFF
+    return <uint16_t>(total if total else 0xFFFF)
+
+
+cdef int _reflect(const uint8_t *f, size_t n, size_t udp, const Reflector *hb, bint ipv4, bint alive,
+                  uint8_t *out, size_t *out_len) noexcept nogil:
+    """packets._reflect: a version-1 request sent to the interface's MAC, still alive? Reflect it (same length)."""
+    cdef const uint8_t *payload = f + udp + 8
+    cdef uint32_t total
+    cdef uint16_t csum
+    if _be16(f + udp + 4) != HB_UDP_LEN:
+        return V_MALFORMED_HEARTBEAT
+    if memcmp(payload, b"MLBF", 4) != 0 or payload[4] != HB_VERSION:
+        return V_MALFORMED_HEARTBEAT
+    if payload[5] == HB_REPLY:
+        return V_NOT_REQUEST  # a reflection on its way back to a sender on this node
+    if payload[5] != HB_REQUEST:
+        return V_MALFORMED_HEARTBEAT
+    if memcmp(f, hb.mac, 6) != 0:
+        return V_NOT_OWNED  # for another host: flooded to us, or we are promiscuous
+    if not alive:
+        return V_LIVENESS_EXPIRED
+    memcpy(out, f, n)
+    _swap(out, 0, 6, 6)
+    if ipv4:
+        _swap(out, 26, 30, 4)  # TTL and header checksum unchanged
+    else:
+        _swap(out, 22, 38, 16)  # hop limit unchanged
+    _swap(out, udp, udp + 2, 2)
+    out[udp + HB_KIND_OFFSET] = HB_REPLY
+    csum = _be16(f + udp + 6)
+    if csum == _fold(_pseudo_header_sum(f, udp, ipv4)):
+        # what a sender's kernel leaves for checksum offload to finish (over veth, or from this host): compute one
+        csum = _udp_checksum(out, udp, ipv4)
+        out[udp + 6] = csum >> 8
+        out[udp + 7] = csum & 0xFF
+    elif not ipv4 or csum != 0:
+        # RFC 1624 eqn. 3 for the word (version, kind): (1, 1) -> (1, 2); a result of 0 is sent as 0xffff
+        total = <uint16_t>~csum + <uint16_t>~((HB_VERSION << 8) | HB_REQUEST) + ((HB_VERSION << 8) | HB_REPLY)
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        csum = <uint16_t>(~total & 0xFFFF)
+        if csum == 0:
+            csum = 0xFFFF
+        out[udp + 6] = csum >> 8
+        out[udp + 7] = csum & 0xFF
+    out_len[0] = n
+    return V_HEARTBEAT
+
+
+cdef inline bint _to_port(const uint8_t *f, size_t n, size_t udp, uint16_t port) noexcept nogil:
+    return n >= udp + 8 and _be16(f + udp + 2) == port
+
+
+cdef int _decide_heartbeat_v4(const uint8_t *f, size_t n, const Reflector *hb, bint alive, uint8_t *out,
+                              size_t *out_len) noexcept nogil:
+    """packets._answer_heartbeat_v4."""
+    cdef size_t ihl, udp
+    cdef uint16_t fragment
+    if n < 34:
+        return V_NOT_ARP_OR_NDP
+    ihl = f[14] & 0x0F
+    if (f[14] >> 4) != 4 or ihl < 5 or f[23] != 17:
+        return V_NOT_ARP_OR_NDP
+    fragment = _be16(f + 20)
+    udp = 14 + ihl * 4
+    if fragment & 0x1FFF or not _to_port(f, n, udp, hb.port):
+        return V_NOT_ARP_OR_NDP
+    if ihl != 5 or fragment & 0x2000 or _be16(f + 16) != 20 + HB_UDP_LEN or n < HB4_FRAME_LEN:
+        return V_MALFORMED_HEARTBEAT
+    return _reflect(f, n, udp, hb, True, alive, out, out_len)
+
+
+cdef int _decide_heartbeat_v6(const uint8_t *f, size_t n, const Reflector *hb, bint alive, uint8_t *out,
+                              size_t *out_len) noexcept nogil:
+    """packets._answer_heartbeat_v6: a whole IPv6 header whose next header is not ICMPv6."""
+    cdef uint8_t next_header = f[20]
+    cdef size_t udp = 54
+    cdef bint behind_extension = False
+    if (next_header == 0 or next_header == 43 or next_header == 60) and n >= 56:
+        next_header = f[54]
+        udp = 54 + (<size_t>f[55] + 1) * 8
+        behind_extension = True
+    elif next_header == 44 and n >= 62 and (_be16(f + 56) & 0xFFF8) == 0:
+        next_header = f[54]
+        udp = 62
+        behind_extension = True
+    if next_header != 17 or not _to_port(f, n, udp, hb.port):
+        return V_NOT_ARP_OR_NDP
+    if behind_extension or _be16(f + 18) != HB_UDP_LEN or n < HB6_FRAME_LEN:
+        return V_MALFORMED_HEARTBEAT
+    return _reflect(f, n, udp, hb, False, alive, out, out_len)
+
+
 cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, bint alive, uint8_t *out,
                     size_t *out_len) noexcept nogil:
     cdef Entry *e = NULL
@@ -285,9 +428,9 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, bint alive, uint8_
     return V_ANSWERED
 
 
-cdef int _decide(const uint8_t *f, size_t n, Table *table, bint alive, uint8_t *out,
+cdef int _decide(const uint8_t *f, size_t n, Table *table, const Reflector *hb, bint alive, uint8_t *out,
                  size_t *out_len) noexcept nogil:
-    """packets.answer() for one frame; out must hold max(n, NA_LEN) bytes."""
+    """packets.answer() for one frame (hb.port 0: heartbeats=None); out must hold max(n, NA_LEN) bytes."""
     cdef uint16_t ethertype
     if n < 14:
         return V_MALFORMED
@@ -295,7 +438,11 @@ cdef int _decide(const uint8_t *f, size_t n, Table *table, bint alive, uint8_t *
     if ethertype == 0x0806:
         return _decide_arp(f, n, table, alive, out, out_len)
     if ethertype == 0x86DD:
+        if hb.port and n >= 54 and (f[14] >> 4) == 6 and f[20] != 58:  # where _decide_ns says NOT_ARP_OR_NDP
+            return _decide_heartbeat_v6(f, n, hb, alive, out, out_len)
         return _decide_ns(f, n, table, alive, out, out_len)
+    if ethertype == 0x0800 and hb.port:
+        return _decide_heartbeat_v4(f, n, hb, alive, out, out_len)
     return V_NOT_ARP_OR_NDP
 
 
@@ -357,41 +504,64 @@ cdef inline void _insn(sock_filter *insn, uint16_t code, uint8_t jt, uint8_t jf,
     insn.k = k
 
 
+cdef int _attach_filter(int fd, uint16_t heartbeat_port) noexcept nogil:
+    """Attach (or atomically replace) the socket filter; heartbeat_port 0 = no heartbeats. 0 or -errno."""
+    cdef sock_filter prog[FILTER_LEN]
+    cdef sock_fprog fprog
+    cdef uint32_t port = FILTER_NO_PORT
+    if heartbeat_port:
+        port = heartbeat_port
+    # Classic BPF: accept untagged ARP requests (op 1), ICMPv6 type 135 right after the IPv6 header, and UDP to the
+    # heartbeat port right after the IPv6 header or after the IPv4 header (options included) of an unfragmented or
+    # first-fragment datagram; all else stays in the kernel. A VLAN tag is moved into skb metadata before packet
+    # taps see the frame, so tagged frames are refused via the ancillary "tag present" load (the oracle says
+    # NOT_ARP_OR_NDP for them). A load past the end of a short frame makes the filter return 0 (dropped).
+    # Jump offsets count from the next instruction: accept is 22, drop is 23.
+    _insn(&prog[0], 0x20, 0, 0, <uint32_t>SKF_AD_VLAN_TAG_PRESENT)  # ld vlan_tag_present
+    _insn(&prog[1], 0x15, 0, 21, 0)       # jeq #0, next, drop
+    _insn(&prog[2], 0x28, 0, 0, 12)       # ldh [12]        ethertype
+    _insn(&prog[3], 0x15, 0, 2, 0x0806)   # jeq ARP, next, 6
+    _insn(&prog[4], 0x28, 0, 0, 20)       # ldh [20]        ARP op
+    _insn(&prog[5], 0x15, 16, 17, 1)      # jeq #1, accept, drop
+    _insn(&prog[6], 0x15, 0, 7, 0x86DD)   # 6: jeq IPv6, next, 14
+    _insn(&prog[7], 0x30, 0, 0, 20)       # ldb [20]        next header
+    _insn(&prog[8], 0x15, 0, 2, 58)       # jeq ICMPv6, next, 11
+    _insn(&prog[9], 0x30, 0, 0, 54)       # ldb [54]        ICMPv6 type
+    _insn(&prog[10], 0x15, 11, 12, 135)   # jeq NS, accept, drop
+    _insn(&prog[11], 0x15, 0, 11, 17)     # 11: jeq UDP, next, drop
+    _insn(&prog[12], 0x28, 0, 0, 56)      # ldh [56]        UDP destination port
+    _insn(&prog[13], 0x15, 8, 9, port)    # jeq port, accept, drop
+    _insn(&prog[14], 0x15, 0, 8, 0x0800)  # 14: jeq IPv4, next, drop
+    _insn(&prog[15], 0x30, 0, 0, 23)      # ldb [23]        protocol
+    _insn(&prog[16], 0x15, 0, 6, 17)      # jeq UDP, next, drop
+    _insn(&prog[17], 0x28, 0, 0, 20)      # ldh [20]        flags + fragment offset
+    _insn(&prog[18], 0x45, 4, 0, 0x1FFF)  # jset offset, drop, next (a later fragment has no UDP header)
+    _insn(&prog[19], 0xB1, 0, 0, 14)      # ldxb 4*([14]&0xf)  IPv4 header length
+    _insn(&prog[20], 0x48, 0, 0, 16)      # ldh [x+16]      UDP destination port
+    _insn(&prog[21], 0x15, 0, 1, port)    # jeq port, accept, drop
+    _insn(&prog[22], 0x06, 0, 0, 0x40000)  # accept: ret (whole frame)
+    _insn(&prog[23], 0x06, 0, 0, 0)       # drop: ret #0
+    fprog.len = FILTER_LEN
+    fprog.filter = prog
+    if setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) < 0:
+        return -errno
+    return 0
+
+
 cdef int _open_socket(int ifindex, int rcvbuf) noexcept nogil:
     """An AF_PACKET socket on ifindex with the filter attached before it is bound (so nothing unfiltered is
     queued). Returns the fd or -errno."""
-    cdef sock_filter prog[13]
-    cdef sock_fprog fprog
     cdef timeval tv
     cdef int one = 1
     cdef int fd
     cdef int i
-    # Classic BPF: accept untagged ARP requests (op 1) and ICMPv6 type 135 right after the IPv6 header; all else
-    # stays in the kernel. A VLAN tag is moved into skb metadata before packet taps see the frame, so tagged
-    # frames are refused via the ancillary "tag present" load (the oracle says NOT_ARP_OR_NDP for them).
-    # A load past the end of a short frame makes the filter return 0 (dropped).
-    _insn(&prog[0], 0x20, 0, 0, <uint32_t>SKF_AD_VLAN_TAG_PRESENT)  # ld vlan_tag_present
-    _insn(&prog[1], 0x15, 0, 10, 0)       # jeq #0, next, drop
-    _insn(&prog[2], 0x28, 0, 0, 12)       # ldh [12]        ethertype
-    _insn(&prog[3], 0x15, 0, 2, 0x0806)   # jeq ARP, next, ipv6
-    _insn(&prog[4], 0x28, 0, 0, 20)       # ldh [20]        ARP op
-    _insn(&prog[5], 0x15, 5, 6, 1)        # jeq #1, accept, drop
-    _insn(&prog[6], 0x15, 0, 5, 0x86DD)   # ipv6: jeq IPv6, next, drop
-    _insn(&prog[7], 0x30, 0, 0, 20)       # ldb [20]        next header
-    _insn(&prog[8], 0x15, 0, 3, 58)       # jeq ICMPv6, next, drop
-    _insn(&prog[9], 0x30, 0, 0, 54)       # ldb [54]        ICMPv6 type
-    _insn(&prog[10], 0x15, 0, 1, 135)     # jeq NS, accept, drop
-    _insn(&prog[11], 0x06, 0, 0, 0x40000)  # accept: ret (whole frame)
-    _insn(&prog[12], 0x06, 0, 0, 0)       # drop: ret #0
-    fprog.len = 13
-    fprog.filter = prog
     fd = socket(AF_PACKET, SOCK_RAW, 0)  # protocol 0: receives nothing until bound below
     if fd < 0:
         return -errno
-    if setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) < 0:
-        i = errno
+    i = _attach_filter(fd, 0)
+    if i < 0:
         c_close(fd)
-        return -i
+        return i
     # Our own transmissions (replies, gratuitous bursts) are not requests to answer.
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one))
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
@@ -418,6 +588,7 @@ cdef class RingLoop:
     cdef pthread_mutex_t lock
     cdef Table *table
     cdef int64_t deadline_ns  # < 0: no deadline
+    cdef Reflector heartbeats  # port 0: none
     cdef uint64_t verdicts[N_VERDICTS]
     cdef uint64_t send_failures
     cdef int stopping  # read after every syscall, so the compiler cannot cache it
@@ -433,6 +604,7 @@ cdef class RingLoop:
         self.fd = -1
         self.ifindex = ifindex
         self.deadline_ns = -1
+        memset(&self.heartbeats, 0, sizeof(self.heartbeats))
         pthread_mutex_init(&self.lock, NULL)
         self.table = _table_new([])
         self.rx = <uint8_t *>calloc(BATCH, FRAME_MAX)
@@ -486,10 +658,10 @@ cdef class RingLoop:
             deadline = self.deadline_ns
             alive = deadline < 0 or monotonic_ns() <= deadline
             for i in range(got):
-                verdict = _decide(<uint8_t *>self.riov[i].iov_base, self.rmsgs[i].msg_len, self.table, alive,
-                                  <uint8_t *>self.siov[nout].iov_base, &out_len)
+                verdict = _decide(<uint8_t *>self.riov[i].iov_base, self.rmsgs[i].msg_len, self.table,
+                                  &self.heartbeats, alive, <uint8_t *>self.siov[nout].iov_base, &out_len)
                 self.verdicts[verdict] += 1
-                if verdict == V_ANSWERED:
+                if verdict == V_ANSWERED or verdict == V_HEARTBEAT:
                     self.siov[nout].iov_len = out_len
                     nout += 1
             pthread_mutex_unlock(&self.lock)
@@ -542,6 +714,23 @@ cdef class RingLoop:
         self.deadline_ns = deadline_ns
         pthread_mutex_unlock(&self.lock)
 
+    def set_heartbeats(self, int port, bytes mac=None) -> None:
+        """Reflect heartbeat requests to UDP `port` sent to `mac` (the interface's own); port 0 = none. The socket
+        filter is replaced to match (atomically: the kernel swaps it in one step)."""
+        cdef int err
+        if not 0 <= port <= 0xFFFF or (port and (mac is None or len(mac) != 6)):
+            raise ValueError(f"heartbeats on ifindex {self.ifindex}: port {port} (0..65535) and a 6-byte MAC")
+        if port == self.heartbeats.port and (port == 0 or memcmp(self.heartbeats.mac, PyBytes_AS_STRING(mac), 6) == 0):
+            return
+        pthread_mutex_lock(&self.lock)
+        self.heartbeats.port = port
+        if port:
+            memcpy(self.heartbeats.mac, PyBytes_AS_STRING(mac), 6)
+        pthread_mutex_unlock(&self.lock)
+        err = _attach_filter(self.fd, port)
+        if err < 0:
+            raise OSError(-err, f"socket filter on ifindex {self.ifindex}: {strerror(-err).decode()}")
+
     def send(self, bytes frame) -> None:
         """Transmit one frame on this interface (gratuitous ARP / unsolicited NA)."""
         cdef const char *data = PyBytes_AS_STRING(frame)
@@ -559,15 +748,26 @@ cdef class RingLoop:
             self.fd = -1
 
 
-def decide(bytes frame, list entries, bint alive=True) -> tuple:
-    """The C decision on one frame with a one-off table: (verdict name, reply bytes | None). For tests."""
+def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, bytes heartbeat_mac=None) -> tuple:
+    """The C decision on one frame with a one-off table (and heartbeats reflected on heartbeat_port to
+    heartbeat_mac, if given): (verdict name, reply bytes | None). For tests."""
     cdef Table *table = _table_new(entries)
     cdef uint8_t *out = <uint8_t *>calloc(1, max(<size_t>len(frame), <size_t>NA_LEN))
     cdef size_t out_len = 0
     cdef int verdict
+    cdef Reflector hb
+    memset(&hb, 0, sizeof(hb))
+    if heartbeat_port:
+        if heartbeat_mac is None or len(heartbeat_mac) != 6 or not 0 < heartbeat_port <= 0xFFFF:
+            free(out)
+            _table_free(table)
+            raise ValueError("decide: heartbeat_port 1..65535 needs a 6-byte heartbeat_mac")
+        hb.port = heartbeat_port
+        memcpy(hb.mac, PyBytes_AS_STRING(heartbeat_mac), 6)
     try:
-        verdict = _decide(<const uint8_t *>PyBytes_AS_STRING(frame), len(frame), table, alive, out, &out_len)
-        reply = PyBytes_FromStringAndSize(<char *>out, out_len) if verdict == V_ANSWERED else None
+        verdict = _decide(<const uint8_t *>PyBytes_AS_STRING(frame), len(frame), table, &hb, alive, out, &out_len)
+        answered = verdict == V_ANSWERED or verdict == V_HEARTBEAT
+        reply = PyBytes_FromStringAndSize(<char *>out, out_len) if answered else None
         return VERDICTS[verdict], reply
     finally:
         free(out)

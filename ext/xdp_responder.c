@@ -1,8 +1,9 @@
 /* XDP ARP/NDP responder for metallb-fast (bcc C).
  *
  * Answers ARP requests and IPv6 Neighbor Solicitations for the addresses this node owns, in the driver, by
- * rewriting the request in place and bouncing it with XDP_TX. Everything else is XDP_PASS, so the kernel stack
- * still sees every frame we decline. The decision order and the output frames are specified byte for byte in
+ * rewriting the request in place and bouncing it with XDP_TX; reflects data-path heartbeat requests
+ * (metallb_fast/dataplane/heartbeat.py) on the interfaces that serve them, the same way and under the same liveness
+ * gate. Everything else is XDP_PASS, so the kernel stack still sees every frame we decline. The decision order and the output frames are specified byte for byte in
  * FASTPATH.md; metallb_fast/dataplane/packets.py is the oracle this program is tested against.
  *
  * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
@@ -15,7 +16,8 @@
 #include <linux/if_ether.h>
 #include <linux/in6.h>
 
-#if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED)
+#if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED) || \
+    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT)
 #error "the loader must define VERDICT_* (the order of base.Verdict) and VERDICT_COUNT"
 #endif
 #ifndef MAX_VIPS
@@ -28,6 +30,22 @@
 #define NS_LEN 24             /* ICMPv6 header + reserved + target */
 #define NA_FRAME_LEN 86       /* Ethernet + IPv6 + NA (24) + target link-layer option (8) */
 #define MAX_ND_OPTIONS 8
+#ifndef MAX_HEARTBEAT_IFACES
+#define MAX_HEARTBEAT_IFACES 256
+#endif
+
+/* Heartbeats (FASTPATH.md, Heartbeats; the payload layout is heartbeat.py's). */
+#define IP4_FRAME_LEN 34      /* Ethernet + IPv4 header without options */
+#define HB_UDP_LEN 32         /* UDP header (8) + payload (24): the UDP length of every heartbeat */
+#define HB4_FRAME_LEN (IP4_FRAME_LEN + HB_UDP_LEN)  /* 66 */
+#define HB6_FRAME_LEN (IP6_FRAME_LEN + HB_UDP_LEN)  /* 86 */
+#define HB_KIND_OFFSET 13     /* in the UDP datagram: 8 (header) + magic (4) + version (1) */
+#define HB_VERSION 1
+#define HB_REQUEST 1
+#define HB_REPLY 2
+#define IPPROTO_UDP_ 17
+#define IP4_MF 0x2000
+#define IP4_FRAG_OFFSET 0x1fff
 
 /* Key ifindex 0 marks "owned on some interface of this node": a miss on the ingress ifindex that hits the
  * marker is WRONG_INTERFACE rather than NOT_OWNED. */
@@ -64,8 +82,21 @@ MLBF_PINNED("hash", struct vip6_key, struct vip_value, vips_v6, MAX_VIPS);
 MLBF_PINNED("percpu_hash", struct vip4_key, struct vip_counters, counters_v4, MAX_VIPS);
 MLBF_PINNED("percpu_hash", struct vip6_key, struct vip_counters, counters_v6, MAX_VIPS);
 MLBF_PINNED("percpu_array", int, __u64, verdicts, VERDICT_COUNT);
-/* config[0]: liveness deadline, CLOCK_MONOTONIC ns (bpf_ktime_get_ns); 0 = no deadline. */
-MLBF_PINNED("array", int, __u64, config, 1);
+/* config[CONFIG_DEADLINE]: liveness deadline, CLOCK_MONOTONIC ns (bpf_ktime_get_ns); 0 = no deadline.
+ * config[CONFIG_HEARTBEAT_PORT]: UDP port heartbeats are reflected on; 0 = off. */
+#define CONFIG_DEADLINE 0
+#define CONFIG_HEARTBEAT_PORT 1
+#define CONFIG_SIZE 2
+MLBF_PINNED("array", int, __u64, config, CONFIG_SIZE);
+
+/* The interfaces that reflect heartbeats (by ingress ifindex), with the Ethernet address a request must be sent to:
+ * the interface's own, so frames for another host that reach us anyway (a bridge flooding unknown unicast, a
+ * promiscuous NIC) are not answered on that host's behalf. */
+struct heartbeat_iface {
+    __u8 mac[6];
+    __u8 pad[2];
+};
+MLBF_PINNED("hash", __u32, struct heartbeat_iface, heartbeat_ifaces, MAX_HEARTBEAT_IFACES);
 
 static __always_inline int finish(int verdict, int action)
 {
@@ -83,7 +114,7 @@ static __always_inline int decline(int verdict)
 
 static __always_inline int alive(void)
 {
-    __u32 index = 0;
+    __u32 index = CONFIG_DEADLINE;
     __u64 *deadline = config.lookup(&index);
     if (!deadline || *deadline == 0)
         return 1;
@@ -165,6 +196,173 @@ static __always_inline __u32 sum_in6(const struct in6_addr *addr)
     return sum;
 }
 
+/* ---------------------------------------------------------------------------------------------- heartbeats */
+
+#define SWAP_BYTES(a, b, n)                 \
+    do {                                    \
+        __u8 tmp_[n];                       \
+        __builtin_memcpy(tmp_, (a), n);     \
+        __builtin_memcpy((a), (b), n);      \
+        __builtin_memcpy((b), tmp_, n);     \
+    } while (0)
+
+static __always_inline __u16 be16(const __u8 *p)
+{
+    return ((__u16)p[0] << 8) | p[1];
+}
+
+/* The UDP port heartbeats are reflected on; 0 = off. */
+static __always_inline __u16 heartbeat_port(void)
+{
+    __u32 index = CONFIG_HEARTBEAT_PORT;
+    __u64 *port = config.lookup(&index);
+    return port ? (__u16)*port : 0;
+}
+
+static __always_inline __u16 fold(__u32 sum)
+{
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (sum & 0xffff) + (sum >> 16);
+}
+
+/* Sum of the UDP pseudo-header's words (RFC 768 / RFC 8200 8.1): addresses, protocol, the UDP length (HB_UDP_LEN). */
+static __always_inline __u32 pseudo_header_sum(const __u8 *data, int ipv4)
+{
+    __u32 sum = IPPROTO_UDP_ + HB_UDP_LEN;
+    if (ipv4) {
+#pragma unroll
+        for (int i = 0; i < 8; i += 2)
+            sum += be16(data + ETH_LEN + 12 + i);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 32; i += 2)
+            sum += be16(data + ETH_LEN + 8 + i);
+    }
+    return sum;
+}
+
+static __always_inline struct heartbeat_iface *heartbeat_iface(struct xdp_md *ctx)
+{
+    __u32 ifindex = ctx->ingress_ifindex;
+    return heartbeat_ifaces.lookup(&ifindex);
+}
+
+/* The shared end of both heartbeat decisions (packets._reflect): a version-1 request sent to the interface's MAC,
+ * still alive? Then reflect it in place. `udp` is the UDP header, HB_UDP_LEN bytes of it checked to be in the frame. */
+static __always_inline int reflect(__u8 *data, __u8 *udp, const struct heartbeat_iface *iface, int ipv4)
+{
+    if (be16(udp + 4) != HB_UDP_LEN)
+        return decline(VERDICT_MALFORMED_HEARTBEAT);
+    __u8 *hb = udp + 8;
+    if (hb[0] != 'M' || hb[1] != 'L' || hb[2] != 'B' || hb[3] != 'F' || hb[4] != HB_VERSION)
+        return decline(VERDICT_MALFORMED_HEARTBEAT);
+    if (hb[5] == HB_REPLY)
+        return decline(VERDICT_NOT_REQUEST); /* a reflection on its way back to a sender on this node */
+    if (hb[5] != HB_REQUEST)
+        return decline(VERDICT_MALFORMED_HEARTBEAT);
+    if (!same_mac(data, iface->mac))
+        return decline(VERDICT_NOT_OWNED);
+    if (!alive())
+        return decline(VERDICT_LIVENESS_EXPIRED);
+
+    SWAP_BYTES(data, data + 6, 6);
+    if (ipv4)
+        SWAP_BYTES(data + ETH_LEN + 12, data + ETH_LEN + 16, 4);  /* TTL and header checksum unchanged */
+    else
+        SWAP_BYTES(data + ETH_LEN + 8, data + ETH_LEN + 24, 16);  /* hop limit unchanged */
+    SWAP_BYTES(udp, udp + 2, 2);
+    hb[5] = HB_REPLY;
+    /* The swaps leave the one's complement sum alone; only the word (version, kind) changes. RFC 1624 eqn. 3:
+     * HC' = ~(~HC + ~m + m'). An IPv4 checksum of 0 means "none" and stays; a result of 0 is sent as 0xffff.
+     * A checksum equal to the pseudo-header sum is what a sender's kernel leaves for checksum offload to finish
+     * (CHECKSUM_PARTIAL: the request came over veth, or from this host): there is nothing to update; compute it. */
+    __u16 csum = be16(udp + 6);
+    if (csum == fold(pseudo_header_sum(data, ipv4))) {
+        __u32 sum = pseudo_header_sum(data, ipv4);
+#pragma unroll
+        for (int i = 0; i < HB_UDP_LEN; i += 2)
+            if (i != 6)
+                sum += be16(udp + i);
+        csum = ~fold(sum) & 0xffff;
+        if (csum == 0)
+            csum = 0xffff;
+        udp[6] = csum >> 8;
+        udp[7] = csum & 0xff;
+    } else if (!ipv4 || csum != 0) {
+        __u32 sum = (__u16)~csum + (__u16)~((HB_VERSION << 8) | HB_REQUEST) + ((HB_VERSION << 8) | HB_REPLY);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        csum = ~sum & 0xffff;
+        if (csum == 0)
+            csum = 0xffff;
+        udp[6] = csum >> 8;
+        udp[7] = csum & 0xff;
+    }
+    return finish(VERDICT_HEARTBEAT, XDP_TX);
+}
+
+static __always_inline int handle_ipv4(struct xdp_md *ctx, __u8 *data, __u8 *data_end)
+{
+    __u16 port = heartbeat_port();
+    if (!port || data + IP4_FRAME_LEN > data_end)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    __u8 *ip = data + ETH_LEN;
+    __u32 ihl = ip[0] & 0x0f;
+    if ((ip[0] >> 4) != 4 || ihl < 5 || ip[9] != IPPROTO_UDP_)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    __u16 fragment = be16(ip + 6);
+    if (fragment & IP4_FRAG_OFFSET)
+        return decline(VERDICT_NOT_ARP_OR_NDP); /* a later fragment: no UDP header to be addressed by */
+    __u8 *udp = data + ETH_LEN + ihl * 4;
+    if (udp + 8 > data_end || be16(udp + 2) != port)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    struct heartbeat_iface *iface = heartbeat_iface(ctx);
+    if (!iface)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    /* Addressed to our heartbeat port from here on. */
+    if (ihl != 5 || (fragment & IP4_MF) || be16(ip + 2) != 20 + HB_UDP_LEN)
+        return decline(VERDICT_MALFORMED_HEARTBEAT); /* options, a first fragment, or not 52 bytes of IPv4 */
+    if (data + HB4_FRAME_LEN > data_end)
+        return decline(VERDICT_MALFORMED_HEARTBEAT);
+    return reflect(data, data + IP4_FRAME_LEN, iface, 1);
+}
+
+/* IPv6 whose next header is not ICMPv6 (the header itself checked to be in the frame). A heartbeat behind one
+ * extension header (hop-by-hop, routing, destination options, a first fragment) is recognised, then declined. */
+static __always_inline int handle_heartbeat_v6(struct xdp_md *ctx, __u8 *data, __u8 *data_end)
+{
+    __u16 port = heartbeat_port();
+    if (!port)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    __u8 *ip6 = data + ETH_LEN;
+    __u8 *ext = data + IP6_FRAME_LEN;
+    __u8 next_header = ip6[6];
+    __u32 udp_off = IP6_FRAME_LEN;
+    int behind_extension = 0;
+    if ((next_header == 0 || next_header == 43 || next_header == 60) && ext + 2 <= data_end) {
+        next_header = ext[0];
+        udp_off += ((__u32)ext[1] + 1) * 8;
+        behind_extension = 1;
+    } else if (next_header == 44 && ext + 8 <= data_end && (be16(ext + 2) & 0xfff8) == 0) {
+        next_header = ext[0];
+        udp_off += 8;
+        behind_extension = 1;
+    }
+    if (next_header != IPPROTO_UDP_)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    __u8 *udp = data + udp_off;
+    if (udp + 8 > data_end || be16(udp + 2) != port)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    struct heartbeat_iface *iface = heartbeat_iface(ctx);
+    if (!iface)
+        return decline(VERDICT_NOT_ARP_OR_NDP);
+    if (behind_extension || be16(ip6 + 4) != HB_UDP_LEN || data + HB6_FRAME_LEN > data_end)
+        return decline(VERDICT_MALFORMED_HEARTBEAT);
+    return reflect(data, data + IP6_FRAME_LEN, iface, 0);
+}
+
+/* ------------------------------------------------------------------------------------------------- ARP/NDP */
+
 static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *data_end)
 {
     if (data + IP6_FRAME_LEN > data_end)
@@ -173,7 +371,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     if ((ip6[0] >> 4) != 6)
         return decline(VERDICT_MALFORMED);
     if (ip6[6] != 58) /* next header: ICMPv6 */
-        return decline(VERDICT_NOT_ARP_OR_NDP);
+        return handle_heartbeat_v6(ctx, data, data_end);
     __u32 payload_len = ((__u32)ip6[4] << 8) | ip6[5];
     __u32 frame_len = data_end - data;
     if (payload_len < NS_LEN || IP6_FRAME_LEN + payload_len > frame_len)
@@ -296,5 +494,7 @@ int mlbf_responder(struct xdp_md *ctx)
         return handle_arp(ctx, data, data_end);
     if (ethertype == ETH_P_IPV6)
         return handle_ipv6(ctx, data, data_end);
+    if (ethertype == ETH_P_IP)
+        return handle_ipv4(ctx, data, data_end);
     return decline(VERDICT_NOT_ARP_OR_NDP);
 }

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import ipaddress
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -18,13 +16,13 @@ from typing import Any, TextIO
 
 import orjson
 
+from metallb_fast.dataplane import ownership
 from metallb_fast.dataplane.backends import CHOICES, open_responder
 from metallb_fast.dataplane.base import IPAddress, Owned, Responder, ResponderError, ResponderStats
 from metallb_fast.dataplane.packets import format_mac, parse_mac
 from metallb_fast.dataplane.pinning import default_pin_dir
 
 HELP = "answer ARP/NDP for addresses on an interface (a responder backend as an operator tool)"
-SIOCGIFHWADDR = 0x8927
 EXIT_USAGE = 2
 
 
@@ -92,13 +90,10 @@ def interface_mac(interface: str) -> bytes:
         socket.if_nametoindex(interface)
     except OSError:
         raise InputError(f"--interface {interface!r}: no such interface in this network namespace") from None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("256s", interface.encode()[:15])
-        try:
-            reply = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)
-        except OSError as exc:
-            raise InputError(f"--interface {interface!r}: cannot read its MAC address: {exc}") from None
-    return reply[18:24]
+    try:
+        return ownership.interface_mac(interface, "respond")
+    except ResponderError as exc:
+        raise InputError(f"--interface {interface!r}: cannot read its MAC address: {exc}") from None
 
 
 def owned_from_args(interface: str, specs: Sequence[str]) -> Owned:

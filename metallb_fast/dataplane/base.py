@@ -1,13 +1,14 @@
 """The one interface every responder (xdp, ring, python) offers to the speaker.
 
 owned = {(address, interface_name): mac}: answer ARP (IPv4) / NDP (IPv6) for `address` only on `interface_name`,
-with `mac` (6 bytes) as the link-layer address.
+with `mac` (6 bytes) as the link-layer address. serve_heartbeats(port, interfaces): reflect data-path heartbeats
+(dataplane/heartbeat.py) arriving on those interfaces, under the same liveness gate.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -29,7 +30,14 @@ class Verdict(str, Enum):
     NO_SOURCE_LLADDR = "no_source_lladdr"
     NOT_OWNED = "not_owned"  # target address not in the map at all
     WRONG_INTERFACE = "wrong_interface"  # owned, but on another interface
-    LIVENESS_EXPIRED = "liveness_expired"
+    LIVENESS_EXPIRED = "liveness_expired"  # a request this node would answer (ARP, NDP or heartbeat), too late
+    # Appended, so the counter indices of the reasons above stay what they were (the C program's -D defines).
+    HEARTBEAT = "heartbeat"  # a heartbeat request reflected: answered, but not an address request
+    MALFORMED_HEARTBEAT = "malformed_heartbeat"  # UDP to the heartbeat port that is not a version-1 request/reply
+
+
+# Verdicts that are not declines: stats() reports ANSWERED per address and HEARTBEAT as a total.
+ANSWERING = frozenset({Verdict.ANSWERED, Verdict.HEARTBEAT})
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,8 @@ class AddressCounters:
 class ResponderStats:
     backend: str
     per_address: Mapping[OwnedKey, AddressCounters] = field(default_factory=dict)
-    declined: Mapping[Verdict, int] = field(default_factory=dict)
+    declined: Mapping[Verdict, int] = field(default_factory=dict)  # every Verdict but those in ANSWERING
+    heartbeats: int = 0  # heartbeat requests reflected (Verdict.HEARTBEAT)
 
     @property
     def requests(self) -> int:
@@ -73,7 +82,14 @@ class Responder(Protocol):
         (an address not owned there, a closed responder, a send the kernel refused) is a ResponderError."""
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
-        """Answer nothing once CLOCK_MONOTONIC (time.monotonic_ns) passes deadline_ns; None = no deadline."""
+        """Answer nothing (ARP, NDP, heartbeats) once CLOCK_MONOTONIC (time.monotonic_ns) passes deadline_ns;
+        None = no deadline."""
+
+    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
+        """Reflect heartbeat requests (heartbeat.py) to UDP `port` sent to the own MAC of one of `interfaces`,
+        replacing the previous call's setting; port 0 or no interfaces = off. Those interfaces are served whether
+        or not they own an address, until the next call; names resolve as sync()'s do, and an interface that
+        cannot be served raises the ResponderError sync() would (the others are served)."""
 
     def close(self, keep_serving: bool = False) -> None:
         """Stop answering, release sockets and detach programs. Idempotent.

@@ -1,16 +1,18 @@
 """What every backend does with the owned table around its own machinery: check it, list and resolve its interfaces,
-split it per interface, apply what it can when some interfaces fail, announce an owned address, and report stats.
-One definition, so the backends cannot drift.
+split it per interface, apply what it can when some interfaces fail, announce an owned address, and report stats;
+and the same for the heartbeat setting (serve_heartbeats). One definition, so the backends cannot drift.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import socket
 from collections.abc import Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
-from metallb_fast.dataplane import base, packets
+from metallb_fast.dataplane import base, heartbeat, packets
 
 T = TypeVar("T")
 
@@ -103,13 +105,16 @@ def stats(
     per_address: Mapping[base.OwnedKey, base.AddressCounters],
     verdicts: Mapping[base.Verdict, int],
 ) -> base.ResponderStats:
-    """stats() as every backend reports it: each owned key present (zeros until asked), and one declined count
-    per reason other than ANSWERED (zero when none); keys no longer owned keep the counts they had."""
+    """stats() as every backend reports it: each owned key present (zeros until asked), one declined count per
+    reason other than ANSWERED and HEARTBEAT (zero when none), and the heartbeats reflected; keys no longer owned
+    keep the counts they had."""
     counted = dict(per_address)
     for key in owned:
         counted.setdefault(key, base.AddressCounters())
-    declined = {verdict: verdicts.get(verdict, 0) for verdict in base.Verdict if verdict is not base.Verdict.ANSWERED}
-    return base.ResponderStats(backend=backend, per_address=counted, declined=declined)
+    declined = {verdict: verdicts.get(verdict, 0) for verdict in base.Verdict if verdict not in base.ANSWERING}
+    return base.ResponderStats(
+        backend=backend, per_address=counted, declined=declined, heartbeats=verdicts.get(base.Verdict.HEARTBEAT, 0)
+    )
 
 
 def interface_index(name: str, backend: str) -> int:
@@ -138,3 +143,39 @@ def moved(opened: Mapping[str, int]) -> list[str]:
 
 def missing_interface(name: str, backend: str) -> base.ResponderError:
     return base.ResponderError(f"{backend} backend: interface {name!r} does not exist in this network namespace")
+
+
+def heartbeat_interfaces(port: int, interfaces: Collection[str], backend: str) -> tuple[int, tuple[str, ...]]:
+    """serve_heartbeats' arguments checked: (port, interface names, each once), (0, ()) when off; OwnedTableError
+    naming a bad port or name before anything changes."""
+    try:
+        heartbeat.check_port(port)
+    except ValueError as exc:
+        raise OwnedTableError(f"{backend} backend: {exc}") from None
+    if isinstance(interfaces, str):
+        raise OwnedTableError(f"{backend} backend: heartbeat interfaces {interfaces!r}: give a collection of names")
+    names = tuple(dict.fromkeys(interfaces))
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise OwnedTableError(f"{backend} backend: heartbeat interface {name!r} must be a non-empty name")
+    if port == 0 or not names:
+        return 0, ()
+    return port, names
+
+
+SIOCGIFHWADDR = 0x8927
+IFNAMSIZ = 16
+
+
+def interface_mac(name: str, backend: str) -> bytes:
+    """The hardware address of interface `name` in this thread's network namespace, or ResponderError naming it.
+
+    Read afresh on every call (serve_heartbeats, sync), so a changed address is picked up at the next one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # opened here: the ioctl asks this namespace
+        try:
+            ifreq = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, name.encode()[: IFNAMSIZ - 1].ljust(IFNAMSIZ + 16, b"\0"))
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise missing_interface(name, backend) from None
+            raise base.ResponderError(f"{backend} backend: cannot read the MAC address of {name!r}: {exc}") from None
+    return bytes(ifreq[IFNAMSIZ + 2 : IFNAMSIZ + 8])  # struct sockaddr: sa_family, then the address

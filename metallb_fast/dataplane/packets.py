@@ -1,8 +1,9 @@
-"""Sans-IO ARP / NDP codec: the oracle every responder (xdp, ring, python) is checked against.
+"""Sans-IO ARP / NDP / heartbeat codec: the oracle every responder (xdp, ring, python) is checked against.
 
-`answer()` decides, for one received Ethernet frame, whether it is an ARP request or IPv6 Neighbor
-Solicitation this node must answer, and builds the reply byte for byte as the fast-path spec requires.
-It never raises on any input bytes: a frame that cannot be understood is a Verdict, not an exception.
+`answer()` decides, for one received Ethernet frame, whether it is an ARP request, an IPv6 Neighbor
+Solicitation or a data-path heartbeat request (heartbeat.py) this node must answer, and builds the reply byte
+for byte as the fast-path spec requires. It never raises on any input bytes: a frame that cannot be understood
+is a Verdict, not an exception.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from metallb_fast.dataplane import heartbeat
 from metallb_fast.dataplane.base import IPAddress, Verdict
+from metallb_fast.dataplane.heartbeat import Reflector
 
 ETH_HLEN = 14
+ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHERTYPE_IPV6 = 0x86DD
 BROADCAST_MAC = b"\xff" * 6
@@ -38,6 +42,17 @@ OPT_TARGET_LLADDR = 2
 NA_FLAGS_SOLICITED = 0x60000000  # S=1 O=1 R=0
 NA_FLAGS_UNSOLICITED = 0x20000000  # S=0 O=1 R=0
 
+IPPROTO_UDP = 17
+IPV4_HLEN = 20  # without options
+IPV4_MF = 0x2000
+IPV4_FRAGMENT_OFFSET = 0x1FFF
+HEARTBEAT_V4_LEN = ETH_HLEN + IPV4_HLEN + heartbeat.UDP_LEN  # 66
+HEARTBEAT_V6_LEN = ICMP6_OFF + heartbeat.UDP_LEN  # 86
+# The IPv6 extension headers looked through (one of them, at most) to recognise a heartbeat carried behind it:
+# hop-by-hop options, routing, destination options (length in 8-byte units after the first 8), fragment (8 bytes).
+IPV6_EXTENSIONS = frozenset({0, 43, 60})
+IPV6_FRAGMENT = 44
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -51,8 +66,12 @@ def answer(
     owned_here: Mapping[IPAddress, bytes],
     owned_elsewhere: Container[IPAddress] = frozenset(),
     alive: bool = True,
+    heartbeats: Reflector | None = None,
 ) -> Answer:
-    """Decide and build the reply for one received frame (decision order: FASTPATH.md)."""
+    """Decide and build the reply for one received frame (decision order: FASTPATH.md).
+
+    `heartbeats`: how the ingress interface reflects heartbeats; None when it does not (the frames are then
+    NOT_ARP_OR_NDP, as any other IP traffic)."""
     if not isinstance(frame, bytes):
         frame = bytes(frame)  # bytearray / memoryview from a socket: slices must be hashable bytes
     if len(frame) < ETH_HLEN:
@@ -61,7 +80,12 @@ def answer(
     if ethertype == ETHERTYPE_ARP:
         return _answer_arp(frame, owned_here, owned_elsewhere, alive)
     if ethertype == ETHERTYPE_IPV6:
+        whole_header = len(frame) >= ICMP6_OFF and frame[ETH_HLEN] >> 4 == 6
+        if heartbeats is not None and whole_header and frame[20] != NEXT_HEADER_ICMP6:
+            return _answer_heartbeat_v6(frame, heartbeats, alive)  # where _answer_ns would say NOT_ARP_OR_NDP
         return _answer_ns(frame, owned_here, owned_elsewhere, alive)
+    if ethertype == ETHERTYPE_IPV4 and heartbeats is not None:
+        return _answer_heartbeat_v4(frame, heartbeats, alive)
     return Answer(Verdict.NOT_ARP_OR_NDP)
 
 
@@ -177,15 +201,115 @@ def _neighbor_advertisement(eth_dst: bytes, mac: bytes, src: bytes, dst: bytes, 
     return eth_dst + mac + struct.pack("!H", ETHERTYPE_IPV6) + ipv6 + bytes(icmp)
 
 
+def _be16(frame: bytes, offset: int) -> int:
+    return (frame[offset] << 8) | frame[offset + 1]
+
+
+def _to_port(frame: bytes, udp: int, port: int) -> bool:
+    """Whether a UDP header at offset `udp` is in the frame and addressed to `port`."""
+    return len(frame) >= udp + heartbeat.UDP_HLEN and _be16(frame, udp + 2) == port
+
+
+def _answer_heartbeat_v4(frame: bytes, reflector: Reflector, alive: bool) -> Answer:
+    """An IPv4 frame on an interface that reflects heartbeats (FASTPATH.md, Heartbeats)."""
+    if len(frame) < ETH_HLEN + IPV4_HLEN:
+        return Answer(Verdict.NOT_ARP_OR_NDP)
+    version, ihl = frame[ETH_HLEN] >> 4, frame[ETH_HLEN] & 0x0F
+    if version != 4 or ihl < 5 or frame[23] != IPPROTO_UDP:
+        return Answer(Verdict.NOT_ARP_OR_NDP)
+    fragment = _be16(frame, 20)
+    udp = ETH_HLEN + ihl * 4
+    if fragment & IPV4_FRAGMENT_OFFSET or not _to_port(frame, udp, reflector.port):
+        return Answer(Verdict.NOT_ARP_OR_NDP)  # a later fragment has no UDP header to be addressed by
+    if ihl != 5 or fragment & IPV4_MF or _be16(frame, 16) != IPV4_HLEN + heartbeat.UDP_LEN:
+        return Answer(Verdict.MALFORMED_HEARTBEAT)  # options, a first fragment, or not 52 bytes of IPv4
+    if len(frame) < HEARTBEAT_V4_LEN:
+        return Answer(Verdict.MALFORMED_HEARTBEAT)
+    return _reflect(frame, udp, reflector, alive, ipv4=True)
+
+
+def _answer_heartbeat_v6(frame: bytes, reflector: Reflector, alive: bool) -> Answer:
+    """An IPv6 frame (at least a whole header, next header not ICMPv6) on an interface that reflects heartbeats."""
+    next_header, udp, behind_extension = frame[20], ICMP6_OFF, False
+    if next_header in IPV6_EXTENSIONS and len(frame) >= ICMP6_OFF + 2:
+        next_header, udp, behind_extension = frame[ICMP6_OFF], ICMP6_OFF + (frame[ICMP6_OFF + 1] + 1) * 8, True
+    elif next_header == IPV6_FRAGMENT and len(frame) >= ICMP6_OFF + 8 and _be16(frame, ICMP6_OFF + 2) & 0xFFF8 == 0:
+        next_header, udp, behind_extension = frame[ICMP6_OFF], ICMP6_OFF + 8, True
+    if next_header != IPPROTO_UDP or not _to_port(frame, udp, reflector.port):
+        return Answer(Verdict.NOT_ARP_OR_NDP)
+    if behind_extension or _be16(frame, 18) != heartbeat.UDP_LEN or len(frame) < HEARTBEAT_V6_LEN:
+        return Answer(Verdict.MALFORMED_HEARTBEAT)
+    return _reflect(frame, udp, reflector, alive, ipv4=False)
+
+
+def _reflect(frame: bytes, udp: int, reflector: Reflector, alive: bool, ipv4: bool) -> Answer:
+    """The shared end of both heartbeat decisions: a version-1 request to our MAC, still alive? Reflect it."""
+    if _be16(frame, udp + 4) != heartbeat.UDP_LEN:
+        return Answer(Verdict.MALFORMED_HEARTBEAT)
+    payload = udp + heartbeat.UDP_HLEN
+    try:
+        received = heartbeat.parse(frame[payload : payload + heartbeat.PAYLOAD_LEN])
+    except heartbeat.MalformedHeartbeat:
+        return Answer(Verdict.MALFORMED_HEARTBEAT)
+    if received.kind is not heartbeat.Kind.REQUEST:
+        return Answer(Verdict.NOT_REQUEST)  # a reflection on its way back to a sender on this node
+    if frame[0:6] != reflector.mac:
+        return Answer(Verdict.NOT_OWNED)  # for another host: flooded to us, or we are promiscuous
+    if not alive:
+        return Answer(Verdict.LIVENESS_EXPIRED)
+    reply = bytearray(frame)  # same length: everything not named here is carried over unchanged
+    _swap(reply, 0, 6)  # Ethernet destination and source
+    if ipv4:
+        _swap(reply, ETH_HLEN + 12, 4)  # source and destination address; TTL and header checksum unchanged
+    else:
+        _swap(reply, ETH_HLEN + 8, 16)  # hop limit unchanged
+    _swap(reply, udp, 2)  # source and destination port
+    reply[payload + heartbeat.KIND_OFFSET] = heartbeat.Kind.REPLY
+    sent = _be16(frame, udp + 6)
+    if sent == _ones_sum(_pseudo_header(frame, udp)):
+        # What a sender's kernel leaves for checksum offload to finish (CHECKSUM_PARTIAL: the request came over
+        # veth, or from this host): there is no checksum to update, so compute one.
+        checksum = udp_checksum(bytes(reply), udp)
+    else:
+        checksum = heartbeat.reflected_checksum(sent, ipv4)
+    reply[udp + 6 : udp + 8] = checksum.to_bytes(2, "big")
+    return Answer(Verdict.HEARTBEAT, bytes(reply))
+
+
+def _swap(frame: bytearray, offset: int, size: int) -> None:
+    """Swap the two adjacent fields of `size` bytes at `offset` (source/destination pairs)."""
+    first, second = frame[offset : offset + size], frame[offset + size : offset + 2 * size]
+    frame[offset : offset + size], frame[offset + size : offset + 2 * size] = second, first
+
+
+def udp_checksum(frame: bytes, udp: int) -> int:
+    """The UDP checksum of the datagram at offset `udp` of an IPv4 (no options) or IPv6 (no extension header)
+    frame, computed in full (RFC 768 / RFC 8200 pseudo-header; 0 is sent as 0xffff)."""
+    datagram = frame[udp : udp + 6] + b"\x00\x00" + frame[udp + 8 : udp + _be16(frame, udp + 4)]
+    return (~_ones_sum(_pseudo_header(frame, udp) + datagram) & 0xFFFF) or 0xFFFF
+
+
+def _pseudo_header(frame: bytes, udp: int) -> bytes:
+    """The pseudo-header of the UDP datagram at `udp` (RFC 768 for IPv4, RFC 8200 8.1 for IPv6)."""
+    length = _be16(frame, udp + 4)
+    if frame[12:14] == ETHERTYPE_IPV4.to_bytes(2, "big"):
+        return frame[26:34] + struct.pack("!BBH", 0, IPPROTO_UDP, length)
+    return frame[22:54] + struct.pack("!IxxxB", length, IPPROTO_UDP)
+
+
+def _ones_sum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
 def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     """RFC 4443 2.3: one's complement sum over the pseudo-header and the message (checksum field 0)."""
     data = src + dst + struct.pack("!IxxxB", len(message), NEXT_HEADER_ICMP6) + message
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF  # no 0 -> 0xffff substitution (that is UDP's rule), same as the XDP fold
+    return ~_ones_sum(data) & 0xFFFF  # no 0 -> 0xffff substitution (that is UDP's rule), same as the XDP fold
 
 
 def gratuitous_arp(ip: IPv4Address, mac: bytes) -> list[bytes]:

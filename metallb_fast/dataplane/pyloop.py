@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from metallb_fast.dataplane import ownership, packets
@@ -29,6 +29,7 @@ from metallb_fast.dataplane.base import (
     ResponderStats,
     Verdict,
 )
+from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,15 @@ _COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPI
 
 @dataclass(frozen=True)
 class Table:
-    """What one interface answers (address -> MAC) and what it declines as WRONG_INTERFACE."""
+    """What one interface answers (address -> MAC), what it declines as WRONG_INTERFACE, how it reflects heartbeats."""
 
     here: Mapping[IPAddress, bytes]
     elsewhere: frozenset[IPAddress]
+    heartbeats: Reflector | None = None
 
     @classmethod
-    def for_interface(cls, interface: str, owned: Owned) -> Table:
-        return cls(*ownership.split(owned, interface))
+    def for_interface(cls, interface: str, owned: Owned, heartbeats: Reflector | None = None) -> Table:
+        return cls(*ownership.split(owned, interface), heartbeats)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class PythonResponder:
         self._per_address: dict[OwnedKey, AddressCounters] = {}
         self._declined: Counter[Verdict] = Counter()
         self._deadline_ns = -1
+        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._closed = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -105,6 +108,14 @@ class PythonResponder:
             if self._closed:
                 raise ResponderError("python backend: sync() after close()")
             self._adopt(owned)
+
+    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
+        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
+        with self._lock:
+            if self._closed:
+                raise ResponderError("python backend: serve_heartbeats() after close()")
+            self._heartbeat = setting
+            self._adopt(self._owned)
 
     def stats(self) -> ResponderStats:
         with self._counters_lock:
@@ -151,7 +162,8 @@ class PythonResponder:
 
     def _adopt(self, owned: Owned) -> None:
         """Build and publish the snapshot for `owned` on every interface that opens; then name those that did not."""
-        wanted = ownership.interfaces(owned, self._fixed)
+        port, beating = self._heartbeat  # served whether or not they own an address
+        wanted = ownership.interfaces(owned, (*self._fixed, *beating))
         current = self._snapshot
         with in_netns_fd(self._netns, "the responder's namespace"):
             moved = ownership.moved(current.indexes)
@@ -163,7 +175,10 @@ class PythonResponder:
         with self._retired_lock:
             in_use = {id(sock) for sock in sockets.values()}
             self._retired += [sock for sock in current.sockets.values() if id(sock) not in in_use]
-        tables = {name: Table.for_interface(name, served) for name in sockets}
+        reflecting = [name for name in beating if name in sockets]
+        reflectors, unserved = ownership.prepare(reflecting, lambda name: self._reflector(name, port))
+        failures.update(unserved)
+        tables = {name: Table.for_interface(name, served, reflectors.get(name)) for name in sockets}
         self._owned = served
         by_fd = {sock.fileno(): name for name, sock in sockets.items()}
         self._snapshot = _Snapshot(sockets, indexes, tables, by_fd)
@@ -186,6 +201,10 @@ class PythonResponder:
             sock.close()
             raise ResponderError(f"python backend: cannot bind an AF_PACKET socket to {name}: {exc}") from exc
         return sock, ifindex
+
+    def _reflector(self, name: str, port: int) -> Reflector:
+        with in_netns_fd(self._netns, "the responder's namespace"):
+            return Reflector(port, ownership.interface_mac(name, self.backend))
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -231,7 +250,7 @@ class PythonResponder:
             if address[2] == PACKET_OUTGOING:
                 continue  # our own replies and announcements, seen by the ETH_P_ALL tap
             frame = _with_vlan_tag(frame, ancillary)
-            result = packets.answer(frame, table.here, table.elsewhere, self._alive())
+            result = packets.answer(frame, table.here, table.elsewhere, self._alive(), table.heartbeats)
             if result.reply is not None:
                 try:
                     sock.send(result.reply)
@@ -243,8 +262,9 @@ class PythonResponder:
         with self._counters_lock:
             if result.verdict is not Verdict.ANSWERED:
                 self._declined[result.verdict] += 1
-            if result.verdict in _COUNTED and result.target in table.here:
-                key = (result.target, name)
+            target = result.target  # None for heartbeats: they count in _declined (HEARTBEAT included), not here
+            if result.verdict in _COUNTED and target is not None and target in table.here:
+                key = (target, name)
                 seen = self._per_address.get(key, AddressCounters())
                 answered = int(result.verdict is Verdict.ANSWERED)
                 self._per_address[key] = AddressCounters(seen.requests + 1, seen.replies + answered)

@@ -3,6 +3,7 @@
 One RingLoop (socket + table + counters) per interface, each answering in its own thread with the GIL released.
 sync() builds one table per interface (owned here -> MAC, owned only elsewhere -> WRONG_INTERFACE) and swaps it
 into the running loop; counters of a replaced table are folded into totals kept here, so stats() never goes back.
+serve_heartbeats() opens loops on the interfaces it names (owned or not) and tells each loop its setting.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from types import ModuleType
@@ -82,6 +83,7 @@ class RingResponder:
         self._interfaces: dict[str, _Interface] = {}
         self._owned: dict[OwnedKey, bytes] = {}
         self._deadline_ns = -1
+        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._folded: dict[OwnedKey, AddressCounters] = {}
         self._folded_verdicts: Counter[Verdict] = Counter()
         self._closed = False
@@ -99,19 +101,51 @@ class RingResponder:
         with self._lock:
             if self._closed:
                 raise ResponderError("ring backend: sync() after close()")
-            wanted = ownership.interfaces(owned, self._fixed)
-            with in_netns_fd(self._netns, "the responder's namespace"):
-                moved = ownership.moved({name: i.ifindex for name, i in self._interfaces.items()})
-            for name in moved:
-                self._shut(name)
-            _, failures = ownership.prepare([n for n in wanted if n not in self._interfaces], self._open)
-            served = ownership.servable(owned, failures)
-            for name, interface in self._interfaces.items():
-                self._fold(name, interface.loop.replace_table(table_for(name, served)))
-            for name in [n for n in self._interfaces if n not in wanted]:
-                self._shut(name)
-            self._owned = served
+            failures = self._apply(owned)
         ownership.check_served(self.backend, failures)
+
+    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
+        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
+        with self._lock:
+            if self._closed:
+                raise ResponderError("ring backend: serve_heartbeats() after close()")
+            self._heartbeat = setting
+            failures = self._apply(self._owned)
+        ownership.check_served(self.backend, failures)
+
+    def _apply(self, owned: Owned) -> dict[str, str]:
+        """Loops on exactly the interfaces wanted, each with its table and heartbeat setting; {name: why} of those
+        that could not be opened (everything else is applied)."""
+        port, beating = self._heartbeat  # served whether or not they own an address
+        wanted = ownership.interfaces(owned, (*self._fixed, *beating))
+        with in_netns_fd(self._netns, "the responder's namespace"):
+            moved = ownership.moved({name: i.ifindex for name, i in self._interfaces.items()})
+        for name in moved:
+            self._shut(name)
+        _, failures = ownership.prepare([n for n in wanted if n not in self._interfaces], self._open)
+        served = ownership.servable(owned, failures)
+        for name, interface in self._interfaces.items():
+            self._fold(name, interface.loop.replace_table(table_for(name, served)))
+        for name in [n for n in self._interfaces if n not in wanted]:
+            self._shut(name)
+        _, unserved = ownership.prepare(list(self._interfaces), lambda name: self._reflect(name, port, beating))
+        failures.update(unserved)
+        self._owned = served
+        return failures
+
+    def _reflect(self, name: str, port: int, beating: Collection[str]) -> None:
+        """Tell the loop on `name` to reflect heartbeats to `port` sent to the interface's MAC, if it is one of
+        `beating`; else to reflect none."""
+        interface = self._interfaces[name]
+        port = port if name in beating else 0
+        mac = None
+        if port:
+            with in_netns_fd(self._netns, "the responder's namespace"):
+                mac = ownership.interface_mac(name, self.backend)
+        try:
+            interface.loop.set_heartbeats(port, mac)
+        except OSError as exc:
+            raise ResponderError(f"ring backend: cannot serve heartbeats on {name}: {exc}") from exc
 
     def stats(self) -> ResponderStats:
         with self._lock:

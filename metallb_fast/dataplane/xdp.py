@@ -59,6 +59,7 @@ ENOTSUPP = 524  # the kernel's internal "not supported", as some drivers return 
 _MODE_NAMES = {XDP_FLAGS_SKB_MODE: "generic", XDP_FLAGS_DRV_MODE: "native", XDP_FLAGS_HW_MODE: "offload"}
 
 MapKey = tuple[IPAddress, int]  # (address, ifindex); ifindex 0 = "owned on some interface" marker
+CONFIG_HEARTBEAT_PORT = 1  # config[0] is the liveness deadline (ext/xdp_responder.c)
 SOMEWHERE = 0
 _MARKER_VALUE = bytes(6)
 
@@ -214,6 +215,7 @@ class XdpProgram:
         self._counters = {4: self._bpf[b"counters_v4"], 6: self._bpf[b"counters_v6"]}
         self._verdicts = self._bpf[b"verdicts"]
         self._config = self._bpf[b"config"]
+        self._heartbeat_ifaces = self._bpf[b"heartbeat_ifaces"]
         self._entries: dict[MapKey, bytes] = self._read_entries() if self.adopted else {}
         self._closed = False
 
@@ -304,6 +306,30 @@ class XdpProgram:
         value = 0 if deadline_ns is None else max(int(deadline_ns), 1)
         self._config[ctypes.c_int(0)] = ctypes.c_uint64(value)
 
+    def set_heartbeats(self, port: int, interfaces: Mapping[int, bytes]) -> None:
+        """Reflect heartbeat requests to UDP `port` (0 = off) arriving on these ifindexes, each sent to its MAC."""
+        table = self._heartbeat_ifaces
+        wanted = {ifindex: bytes(mac) for ifindex, mac in interfaces.items()} if port else {}
+        current = self.heartbeats()[1]
+        if not wanted:  # off first, then empty the table
+            self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(0)
+        for ifindex in current.keys() - wanted.keys():
+            with contextlib.suppress(KeyError):
+                del table[table.Key(ifindex)]
+        for ifindex, mac in wanted.items():
+            if current.get(ifindex) != mac:
+                table[table.Key(ifindex)] = _pack_mac(table, mac)
+        if wanted:
+            self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(port)
+
+    def heartbeats(self) -> tuple[int, dict[int, bytes]]:
+        """(port, {ifindex: MAC}) as the maps hold them (an adopted program's: what the earlier run set)."""
+        port = int(self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)].value)
+        interfaces = {
+            int(key.value): ctypes.string_at(ctypes.addressof(leaf), 6) for key, leaf in self._heartbeat_ifaces.items()
+        }
+        return port, interfaces
+
     def close(self, keep_pins: bool = False) -> None:
         """Unload (the kernel keeps what is still attached); unpin the maps too unless keep_pins."""
         if not self._closed:
@@ -341,6 +367,16 @@ def _links(ipr: Any) -> dict[str, Link]:
         name = msg.get_attr("IFLA_IFNAME")
         links[name] = Link(name, msg["index"], msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"))
     return links
+
+
+def _link_macs(ipr: Any) -> dict[int, bytes]:
+    """{ifindex: hardware address} of the links with a 6-byte one."""
+    macs = {}
+    for msg in ipr.get_links():
+        address = msg.get_attr("IFLA_ADDRESS")
+        if address and len(address) == 17:
+            macs[msg["index"]] = bytes.fromhex(address.replace(":", ""))
+    return macs
 
 
 def attached_programs(ipr: Any, ifindex: int) -> list[tuple[int, int]]:
@@ -574,6 +610,7 @@ class XdpResponder:
         self._attached: dict[str, Attachment] = {}
         self._owned: dict[OwnedKey, bytes] = {}
         self._adopt: frozenset[int] = frozenset()  # the earlier run's program ids, replaced in place
+        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._program = XdpProgram(max_vips=max_vips, pin_dir=pin_dir)
         try:
             self._ipr = _open_ipr()
@@ -586,6 +623,8 @@ class XdpResponder:
         try:
             links = _links(self._ipr)
             owned = self._adopt_earlier_run(links) if self._program.adopted else {}
+            if self._program.adopted:
+                self._heartbeat = self._adopted_heartbeats(links)
             # Every link, not only ours: a killed run may have attached where this one never will.
             remove_stale(self._ipr, links.values(), FUNCTION_NAME, keep_prog_id=self._program.prog_id,
                          adopt=self._adopt)
@@ -619,9 +658,23 @@ class XdpResponder:
                  ", ".join(sorted(self._attached)) or "no interface")
         return owned
 
+    def _adopted_heartbeats(self, links: Mapping[str, Link]) -> tuple[int, tuple[str, ...]]:
+        """The earlier run's serve_heartbeats setting, for the interfaces that still exist."""
+        port, interfaces = self._program.heartbeats()
+        names = tuple(sorted(name for name, link in links.items() if link.index in interfaces))
+        return (port, names) if port and names else (0, ())
+
     @property
     def attachments(self) -> dict[str, Attachment]:
         return dict(self._attached)
+
+    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
+        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
+        with self._lock:
+            if self._closed:
+                raise ResponderError("xdp: serve_heartbeats() after close()")
+            self._heartbeat = setting
+            self._reconcile(self._owned)
 
     def sync(self, owned: Owned) -> None:
         with self._lock:
@@ -631,7 +684,8 @@ class XdpResponder:
 
     def _reconcile(self, owned: Owned) -> None:
         ownership.validate(owned, self.backend)
-        names = sorted(ownership.interfaces(owned, self._fixed))
+        port, beating = self._heartbeat  # served whether or not they own an address
+        names = sorted(ownership.interfaces(owned, (*self._fixed, *beating)))
         links = _links(self._ipr)
         # Attach first, then program the maps, then detach: an address that stays is answered throughout.
         # An interface that is gone or refuses us holds back only its own entries (ownership.servable).
@@ -639,6 +693,9 @@ class XdpResponder:
         served = ownership.servable(owned, failures)
         self._program.apply({(address, links[name].index): mac for (address, name), mac in served.items()})
         self._owned = served
+        macs = _link_macs(self._ipr) if beating else {}
+        reflecting = [links[name].index for name in beating if name not in failures]
+        self._program.set_heartbeats(port, {i: macs[i] for i in reflecting if i in macs})
         for name in sorted(self._attached.keys() - {n for n in names if n not in failures}):
             detach(self._ipr, self._attached.pop(name))
         ownership.check_served(self.backend, failures)

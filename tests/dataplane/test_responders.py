@@ -5,7 +5,9 @@ Each test builds a fresh lab: a node with eth0 (LAN 0) and eth1 (LAN 1), a clien
 
 from __future__ import annotations
 
+import functools
 import random
+import shutil
 import socket
 import sys
 import time
@@ -15,15 +17,19 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from metallb_fast.dataplane import backends, ownership, packets
+from metallb_fast.dataplane import backends, heartbeat, ownership, packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
 from metallb_fast.lab import Lab, in_netns
 from metallb_fast.speaker.announce import announce_due
+from tests.conftest import require
 from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, respond
+from tests.dataplane.frames import heartbeat4, heartbeat6, heartbeat_payload
+from tests.dataplane.peers import reflections
 
 MAC_A = bytes.fromhex("02aabbccdd01")
 MAC_B = bytes.fromhex("02aabbccdd02")
+PORT = heartbeat.DEFAULT_PORT
 
 
 @pytest.fixture(params=BACKENDS)
@@ -145,8 +151,11 @@ def _source_mac(i: int) -> bytes:
     return bytes((0x02, 0xCC, 0, 0, i >> 8, i & 0xFF))
 
 
-def _corpus(owned_mac: bytes, v4: IPv4Address, v6: IPv6Address, v4_eth1: IPv4Address) -> list[bytes]:
-    """Valid requests and every way of not being one, each with a distinct source MAC filled in later."""
+def _corpus(
+    owned_mac: bytes, v4: IPv4Address, v6: IPv6Address, v4_eth1: IPv4Address, node: tuple[IPv4Address, IPv6Address]
+) -> list[bytes]:
+    """Valid requests and every way of not being one, each with a distinct source MAC filled in later; heartbeats
+    to the node's own addresses among them (owned_mac is the interface's own MAC)."""
     src = b"\x00" * 6
     arp = packets.arp_request(src, CLIENT_IP4, v4)
     ns = packets.neighbor_solicitation(src, CLIENT_IP6, v6)
@@ -186,6 +195,16 @@ def _corpus(owned_mac: bytes, v4: IPv4Address, v6: IPv6Address, v4_eth1: IPv4Add
         ns + bytes(10),  # padded past the payload
         ns[:60],
         ns[:12] + b"\x81\x00\x00\x05" + ns[12:],
+    ]
+    hb4 = functools.partial(heartbeat4, eth_dst=owned_mac, src=CLIENT_IP4, dst=node[0])
+    hb6 = functools.partial(heartbeat6, eth_dst=owned_mac, src=CLIENT_IP6, dst=node[1])
+    frames += [
+        hb4(), hb6(), hb4(checksum=0), hb6(hop_limit=1), hb4(src_port=PORT),  # no trailer: the bridge trims
+        hb4(heartbeat_payload(kind=2)), hb6(heartbeat_payload(kind=2)),  # reflections
+        hb4(dst_port=PORT + 1), hb6(heartbeat_payload(magic=b"MLBX")), hb4(heartbeat_payload()[:20]),
+        hb4(options=b"\x01\x01\x01\x00"), hb4(flags_fragment=0x2000),
+        hb6(extension=bytes([17, 0]) + bytes(6), extension_type=60),
+        hb4(eth_dst=bytes.fromhex("02deadbeef01")),  # for another host: the bridge floods it to the node too
     ]
     rng = random.Random(20261129)
     for base in (arp, ns):
@@ -230,7 +249,8 @@ def test_backends_answer_exactly_what_packets_py_answers(backend: str, lab2: Lab
     owned_mac = node.mac("eth0")
     v4, v6, v4_eth1 = lab2.vip_v4(0), lab2.vip_v6(0), lab2.vip_v4(1)
     node_responder.sync({(v4, "eth0"): owned_mac, (v6, "eth0"): owned_mac, (v4_eth1, "eth1"): owned_mac})
-    frames = _corpus(owned_mac, v4, v6, v4_eth1)
+    node_responder.serve_heartbeats(PORT, ["eth0"])
+    frames = _corpus(owned_mac, v4, v6, v4_eth1, (node.ipv4("eth0"), node.ipv6("eth0")))
     if backend == "xdp":
         # Known limitation, reported: crossing the lab bridge moves an 802.1Q tag into skb metadata, and XDP
         # (generic mode, or native without the rx_vlan_tag kfunc) then sees an untagged frame and answers it.
@@ -238,16 +258,17 @@ def test_backends_answer_exactly_what_packets_py_answers(backend: str, lab2: Lab
         frames = [f for f in frames if f[12:14] != b"\x81\x00"]
     indexed = {_index_of(frame): frame for frame in frames}
     here: dict[IPAddress, bytes] = {v4: owned_mac, v6: owned_mac}
-    expected = {}
-    for i, frame in indexed.items():
-        result = packets.answer(frame, here, frozenset({v4_eth1}))
-        if result.reply is not None:
-            expected[i] = result.reply
+
+    def oracle(frame: bytes) -> packets.Answer:
+        return packets.answer(frame, here, frozenset({v4_eth1}), heartbeats=heartbeat.Reflector(PORT, owned_mac))
+
+    expected = {i: result.reply for i, frame in indexed.items() if (result := oracle(frame)).reply is not None}
     assert len(expected) >= 8, "the corpus must contain answerable requests"
+    assert sum(oracle(frame).verdict is Verdict.HEARTBEAT for frame in frames) >= 5
 
     replies = _exchange(lab2.clients[0].netns, indexed)
 
-    extra = {i: packets.answer(indexed[i], here, frozenset({v4_eth1})).verdict.value for i in replies.keys() - expected}
+    extra = {i: oracle(indexed[i]).verdict.value for i in replies.keys() - expected}
     missing = sorted(expected.keys() - replies.keys())
     assert not extra and not missing, f"answered though packets.py declines: {extra}; unanswered: {missing}"
     for i, reply in replies.items():
@@ -312,6 +333,48 @@ def test_a_failed_announcement_is_reported_not_raised_by_announce_due(
     failures = announce_due(node_responder, [(v4_eth1, "eth1"), (v4, "eth0"), (lab2.vip_v4(3), "eth0")])
     assert [key for key, _ in failures] == [(v4_eth1, "eth1"), (lab2.vip_v4(3), "eth0")]
     assert all(isinstance(error, ResponderError) for _, error in failures)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data-path heartbeats: a peer's UDP socket gets its request back from the node's fast path.
+
+
+@pytest.mark.root
+def test_heartbeats_are_reflected_while_served_and_alive(backend: str, lab2: Lab, node_responder: Responder) -> None:
+    node, client = lab2.nodes[0], lab2.clients[0].netns
+    targets: list[IPAddress] = [node.ipv4("eth0"), node.ipv6("eth0")]
+    assert reflections(client, targets, seq=1, wait_s=1.0) == {}, "nothing reflects before serve_heartbeats"
+
+    node_responder.serve_heartbeats(PORT, ["eth0"])  # eth0 owns no address: served for heartbeats alone
+    replies = reflections(client, targets, seq=2)
+    assert set(replies) == set(targets), f"reflected from {sorted(map(str, replies))}"
+    assert all(r.kind is heartbeat.Kind.REPLY and r.seq == 2 for r in replies.values())
+    assert node_responder.stats().heartbeats >= 2
+
+    # A sync that does not list eth0 (an address on eth1 only) keeps it served.
+    node_responder.sync({(lab2.vip_v4(0, lan=1), "eth1"): MAC_A})
+    assert set(reflections(client, targets, seq=3)) == set(targets)
+
+    # So far the client's checksum offload left the UDP checksum to be finished (it crosses veth unfinished), and
+    # the fast path computed one. With offload off the requests carry whole checksums, as from a NIC: updated.
+    require(shutil.which("ethtool") is not None, "the `ethtool` tool")
+    lab2.run(client, ["ethtool", "-K", "eth0", "tx", "off"])
+    assert set(reflections(client, targets, seq=33)) == set(targets)
+
+    node_responder.set_liveness_deadline(time.monotonic_ns() - 1)
+    assert reflections(client, targets, seq=4, wait_s=1.5) == {}, "past the liveness deadline nothing is reflected"
+    assert node_responder.stats().declined[Verdict.LIVENESS_EXPIRED] >= 2
+    node_responder.set_liveness_deadline(time.monotonic_ns() + 600 * 10**9)
+    assert set(reflections(client, targets, seq=5)) == set(targets)
+
+    node_responder.serve_heartbeats(0, ())
+    assert reflections(client, targets, seq=6, wait_s=1.5) == {}, "off after serve_heartbeats(0, ())"
+    with pytest.raises(ResponderError, match="nope0") as failed:
+        node_responder.serve_heartbeats(PORT, ["nope0", "eth0"])
+    assert isinstance(failed.value, ownership.InterfacesUnavailable) and list(failed.value.failures) == ["nope0"]
+    assert set(reflections(client, targets, seq=7)) == set(targets), "the interface that exists is served"
+    with pytest.raises(ValueError, match="port 70000"):
+        node_responder.serve_heartbeats(70000, ["eth0"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

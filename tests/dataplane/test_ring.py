@@ -23,18 +23,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metallb_fast.dataplane import packets
-from metallb_fast.dataplane.base import AddressCounters, IPAddress, ResponderError, Verdict
+from metallb_fast.dataplane.base import ANSWERING, AddressCounters, IPAddress, ResponderError, Verdict
+from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.ring import RingResponder, table_for
 from tests.conftest import IN_CI, require, require_root
 from tests.dataplane.frames import (
     BCAST,
     CLIENT_MAC,
+    HEARTBEAT_PORT,
+    NODE_MAC,
     OTHER_MAC,
     OWNED_MAC,
     STRANGER_MAC,
     VIP4,
     VIP6,
     arp,
+    heartbeat4,
+    heartbeat_corpus,
     ns,
     sllao,
     vlan_tagged,
@@ -82,36 +87,60 @@ def corpus() -> list[bytes]:
     ]
 
 
+HEARTBEATS = [frame for _, frame in heartbeat_corpus()]
+REFLECTOR = Reflector(HEARTBEAT_PORT, NODE_MAC)  # IFACE reflects heartbeats in the decision tests
+
+
+def decision_corpus() -> list[bytes]:
+    return corpus() + HEARTBEATS
+
+
 def entries() -> list:
     return table_for(IFACE, OWNED)
 
 
 def ring_decides(frame: bytes, alive: bool = True) -> tuple[Verdict, bytes | None]:
-    name, reply = ring_ext.decide(frame, entries(), alive)
+    name, reply = ring_ext.decide(frame, entries(), alive, HEARTBEAT_PORT, NODE_MAC)
     return Verdict(name), reply
 
 
 def oracle(frame: bytes, alive: bool = True) -> tuple[Verdict, bytes | None]:
-    answer = packets.answer(frame, HERE, ELSEWHERE, alive)
+    answer = packets.answer(frame, HERE, ELSEWHERE, alive, heartbeats=REFLECTOR)
     return answer.verdict, answer.reply
 
 
 # --- the C decision, frame by frame --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("index", range(len(corpus())))
+@pytest.mark.parametrize("index", range(len(decision_corpus())))
 @pytest.mark.parametrize("alive", [True, False])
 def test_c_decision_equals_oracle_on_corpus(index: int, alive: bool) -> None:
-    frame = corpus()[index]
+    frame = decision_corpus()[index]
     assert ring_decides(frame, alive) == oracle(frame, alive)
 
 
 def test_corpus_reaches_every_verdict() -> None:
-    seen = {oracle(frame)[0] for frame in corpus()} | {oracle(arp(), alive=False)[0]}
+    seen = {oracle(frame)[0] for frame in decision_corpus()} | {oracle(arp(), alive=False)[0]}
     assert seen == set(Verdict)
 
 
+def test_c_decision_without_heartbeats_is_the_oracle_without_them() -> None:
+    for frame in HEARTBEATS:
+        answer = packets.answer(frame, HERE, ELSEWHERE)
+        assert ring_ext.decide(frame, entries()) == (answer.verdict.value, answer.reply)
+    with pytest.raises(ValueError, match="6-byte heartbeat_mac"):
+        ring_ext.decide(heartbeat4(), [], True, HEARTBEAT_PORT, None)
+
+
+def test_verdict_names_follow_base_verdict_order() -> None:
+    # The loop's counters are indexed by its own enum; ring.py maps them back by this tuple.
+    assert tuple(v.value for v in Verdict) == ring_ext.VERDICTS
+
+
+MUTATION_BASES = corpus()[:40] + HEARTBEATS[:20]
+
+
 @settings(max_examples=400, deadline=None)
-@given(base=st.sampled_from(corpus()[:40]), edits=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)),
+@given(base=st.sampled_from(MUTATION_BASES), edits=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)),
                                                            max_size=4), cut=st.integers(0, 140), alive=st.booleans())
 def test_c_decision_equals_oracle_on_mutations(base: bytes, edits: list[tuple[int, int]], cut: int,
                                                 alive: bool) -> None:
@@ -288,6 +317,28 @@ def test_answers_exactly_what_the_oracle_answers(pair: Pair) -> None:
     # The socket filter keeps replies, other EtherTypes, VLAN-tagged frames and other ICMPv6 in the kernel.
     assert stats.declined[Verdict.NOT_REQUEST] == 0
     assert stats.declined[Verdict.NOT_ARP_OR_NDP] == 0
+
+
+def test_reflects_heartbeats_as_the_oracle_does(pair: Pair) -> None:
+    # The hand-assembled socket filter lets every reflectable request through, and replies leave in order.
+    _ip("-n", pair.node, "link", "set", IFACE, "address", packets.format_mac(NODE_MAC))
+    frames = sendable(HEARTBEATS)
+    answers = [packets.answer(frame, {}, heartbeats=REFLECTOR) for frame in frames]
+    expected = [a.reply for a in answers if a.verdict in ANSWERING]
+    assert len(expected) >= 10
+    with running(pair, {}, interfaces=(IFACE,)) as (responder, peer):
+        responder.serve_heartbeats(HEARTBEAT_PORT, [IFACE])
+        peer.send(frames)
+        replies = peer.collect(len(expected))
+        stats = responder.stats()
+        responder.serve_heartbeats(0, ())
+        peer.send(frames)
+        assert peer.collect(0, quiet_s=0.5) == [], "off: the filter keeps heartbeats in the kernel again"
+    assert replies == expected
+    assert stats.heartbeats == len(expected)
+    assert 0 < stats.declined[Verdict.MALFORMED_HEARTBEAT] <= sum(
+        a.verdict is Verdict.MALFORMED_HEARTBEAT for a in answers
+    ), "the filter passes malformed heartbeats it cannot tell apart (options, first fragments), no others"
 
 
 def test_table_replaced_while_running(pair: Pair) -> None:

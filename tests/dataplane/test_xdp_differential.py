@@ -1,8 +1,9 @@
 """The XDP program against the oracle: same verdict, same output frame, same counters, for every frame.
 
 Each frame goes through BPF_PROG_TEST_RUN once (repeat=1, ingress ifindex set in the xdp_md context) and through
-packets.answer(); ANSWERED must be XDP_TX with the oracle's bytes, anything else XDP_PASS with the frame untouched,
-and exactly one per-Verdict counter must move: the oracle's.
+packets.answer(); ANSWERED and HEARTBEAT must be XDP_TX with the oracle's bytes, anything else XDP_PASS with the
+frame untouched, and exactly one per-Verdict counter must move: the oracle's. The ingress interface reflects
+heartbeats (HEARTBEAT_PORT, NODE_MAC), so every ARP/NDP frame is also checked with heartbeats served.
 """
 
 from __future__ import annotations
@@ -15,9 +16,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metallb_fast.dataplane import bpfsys, packets
-from metallb_fast.dataplane.base import AddressCounters, IPAddress, Verdict
+from metallb_fast.dataplane.base import ANSWERING, AddressCounters, IPAddress, Verdict
+from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.xdp import MapKey, XdpProgram
-from tests.dataplane.frames import BCAST, CLIENT4, CLIENT6, CLIENT_MAC, arp, ns, option, sllao, vlan_tagged
+from tests.dataplane.frames import (
+    BCAST,
+    CLIENT4,
+    CLIENT6,
+    CLIENT_MAC,
+    HEARTBEAT_PORT,
+    NODE_MAC,
+    arp,
+    heartbeat4,
+    heartbeat6,
+    heartbeat_corpus,
+    heartbeat_payload,
+    ns,
+    option,
+    sllao,
+    vlan_tagged,
+)
 from tests.dataplane.xdp_testing import INGRESS_IFINDEX, OTHER_IFINDEX, loaded_program, run_frame
 
 MAC_A = bytes.fromhex("02005e00000a")
@@ -40,6 +58,7 @@ DESIRED: dict[MapKey, bytes] = {
 }
 OWNED_HERE: dict[IPAddress, bytes] = {a: m for (a, i), m in DESIRED.items() if i == INGRESS_IFINDEX}
 OWNED_ELSEWHERE = frozenset(a for a, _ in DESIRED) - OWNED_HERE.keys()
+REFLECTOR = Reflector(HEARTBEAT_PORT, NODE_MAC)
 # Counted per address: frames that matched the key, whether answered or declined after the lookup.
 AFTER_LOOKUP = {Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED}
 
@@ -109,6 +128,7 @@ def corpus() -> Iterator[tuple[str, bytes]]:
     yield "ns large with trailer", ns(options=sllao() + option(14, 100), trailer=bytes(100))
     for length in range(86):
         yield f"ns truncated to {length}", ns()[:length]
+    yield from heartbeat_corpus()
 
 
 CORPUS = list(corpus())
@@ -120,11 +140,16 @@ CORPUS = list(corpus())
 @pytest.fixture(scope="module")
 def program() -> Iterator[XdpProgram]:
     with loaded_program(DESIRED) as prog:
+        prog.set_heartbeats(HEARTBEAT_PORT, {INGRESS_IFINDEX: NODE_MAC, OTHER_IFINDEX: CLIENT_MAC})
         yield prog
 
 
+def oracle(frame: bytes) -> packets.Answer:
+    return packets.answer(frame, OWNED_HERE, OWNED_ELSEWHERE, alive=True, heartbeats=REFLECTOR)
+
+
 def assert_same_as_oracle(program: XdpProgram, frame: bytes) -> Verdict:
-    expected = packets.answer(frame, OWNED_HERE, OWNED_ELSEWHERE, alive=True)
+    expected = oracle(frame)
     if len(frame) < packets.ETH_HLEN:
         # No driver hands XDP less than an Ethernet header, and test_run refuses such input (EINVAL).
         assert expected.verdict is Verdict.MALFORMED
@@ -133,7 +158,7 @@ def assert_same_as_oracle(program: XdpProgram, frame: bytes) -> Verdict:
         return expected.verdict
     run = run_frame(program, frame, DESIRED)
     context = f"frame {frame.hex()} (oracle: {expected.verdict.name})"
-    if expected.verdict is Verdict.ANSWERED:
+    if expected.verdict in ANSWERING:
         assert run.action == bpfsys.XDP_TX, context
         assert run.frame == expected.reply, f"{context}\n   xdp {run.frame.hex()}\noracle {expected.reply!r}"
     else:
@@ -156,8 +181,24 @@ def test_corpus_frame_matches_oracle(program: XdpProgram, name: str, frame: byte
 
 def test_corpus_reaches_every_verdict_but_liveness() -> None:
     # Without this, a builder bug could quietly turn the corpus into 150 copies of NOT_ARP_OR_NDP.
-    seen = {packets.answer(f, OWNED_HERE, OWNED_ELSEWHERE).verdict for _, f in CORPUS}
+    seen = {oracle(f).verdict for _, f in CORPUS}
     assert seen == set(Verdict) - {Verdict.LIVENESS_EXPIRED}
+
+
+@pytest.mark.root
+def test_heartbeats_are_reflected_only_where_served(program: XdpProgram) -> None:
+    try:
+        program.set_heartbeats(HEARTBEAT_PORT, {OTHER_IFINDEX: NODE_MAC})  # served elsewhere only
+        assert run_frame(program, heartbeat4(), DESIRED).verdicts == {Verdict.NOT_ARP_OR_NDP: 1}
+        program.set_heartbeats(HEARTBEAT_PORT + 1, {INGRESS_IFINDEX: NODE_MAC})  # another port
+        assert run_frame(program, heartbeat6(), DESIRED).verdicts == {Verdict.NOT_ARP_OR_NDP: 1}
+        program.set_heartbeats(0, {INGRESS_IFINDEX: NODE_MAC})  # off
+        assert program.heartbeats() == (0, {})
+        assert run_frame(program, heartbeat4(), DESIRED).action == bpfsys.XDP_PASS
+    finally:
+        program.set_heartbeats(HEARTBEAT_PORT, {INGRESS_IFINDEX: NODE_MAC, OTHER_IFINDEX: CLIENT_MAC})
+    assert program.heartbeats() == (HEARTBEAT_PORT, {INGRESS_IFINDEX: NODE_MAC, OTHER_IFINDEX: CLIENT_MAC})
+    assert run_frame(program, heartbeat4(), DESIRED).verdicts == {Verdict.HEARTBEAT: 1}
 
 
 @pytest.mark.root
@@ -179,7 +220,7 @@ def test_reply_bytes_are_what_a_client_expects(program: XdpProgram) -> None:
 V4_CHOICES = [V4_HERE, V4_BOTH, V4_ELSEWHERE, V4_NOBODY, CLIENT4, IPv4Address("0.0.0.0")]
 V6_CHOICES = [V6_HERE, V6_HERE_B, V6_ELSEWHERE, V6_NOBODY, CLIENT6, IPv6Address("::"), IPv6Address("ff02::1")]
 MAC_CHOICES = [BCAST, MAC_A, MAC_B, OTHER_MAC, b"\x33\x33\xff\x00\x00\x10", b"\x01" + bytes(5)]
-VALID = [f for _, f in CORPUS if packets.answer(f, OWNED_HERE, OWNED_ELSEWHERE).verdict is Verdict.ANSWERED]
+VALID = [f for _, f in CORPUS if oracle(f).verdict in ANSWERING]
 
 arp_frames = st.builds(
     arp,
@@ -223,9 +264,32 @@ def mutated(draw: st.DrawFn) -> bytes:
 HYPOTHESIS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+heartbeat_frames = st.one_of(
+    st.builds(
+        heartbeat4,
+        st.builds(heartbeat_payload, kind=st.sampled_from([1, 1, 2, 0]), version=st.sampled_from([1, 1, 2]),
+                  nonce=st.integers(0, 2**64 - 1), seq=st.integers(0, 2**32 - 1)),
+        eth_dst=st.sampled_from([NODE_MAC, NODE_MAC, BCAST, MAC_A]),
+        options=st.sampled_from([b"", b"", b"\x01\x01\x01\x00"]),
+        flags_fragment=st.sampled_from([0x4000, 0, 0x2000, 0x0001]),
+        checksum=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+        trailer=st.binary(max_size=8),
+    ),
+    st.builds(
+        heartbeat6,
+        st.builds(heartbeat_payload, kind=st.sampled_from([1, 1, 2, 3]), nonce=st.integers(0, 2**64 - 1)),
+        eth_dst=st.sampled_from([NODE_MAC, NODE_MAC, BCAST]),
+        dst_port=st.sampled_from([HEARTBEAT_PORT, HEARTBEAT_PORT, 7946]),
+        checksum=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+        payload_length=st.one_of(st.none(), st.none(), st.integers(0, 40)),
+        trailer=st.binary(max_size=8),
+    ),
+)
+
+
 @pytest.mark.root
 @HYPOTHESIS
-@given(frame=st.one_of(arp_frames, ns_frames))
+@given(frame=st.one_of(arp_frames, ns_frames, heartbeat_frames))
 def test_generated_requests_match_oracle(program: XdpProgram, frame: bytes) -> None:
     assert_same_as_oracle(program, frame)
 
@@ -238,8 +302,14 @@ def test_mutated_requests_match_oracle(program: XdpProgram, frame: bytes) -> Non
 
 
 def steered(raw: bytes) -> bytes:
-    """Random bytes almost never carry an ARP/IPv6 EtherType; steer these into one of those parsers."""
-    return raw[:12] + (b"\x08\x06" if raw[0] & 1 else b"\x86\xdd") + raw[14:]
+    """Random bytes almost never carry an ARP/IPv6/IPv4 EtherType; steer these into one of those parsers, and half
+    the IP ones onto the heartbeat port (where an option-less IPv4 / extension-less IPv6 header puts it)."""
+    ethertype = (b"\x08\x06", b"\x86\xdd", b"\x08\x00", b"\x86\xdd")[raw[0] & 3]
+    frame = bytearray(raw[:12] + ethertype + raw[14:])
+    at = 36 if ethertype == b"\x08\x00" else 56
+    if raw[1] & 1 and ethertype != b"\x08\x06" and len(frame) >= at + 2:
+        frame[at : at + 2] = HEARTBEAT_PORT.to_bytes(2, "big")
+    return bytes(frame)
 
 
 random_frames = st.one_of(st.binary(max_size=128), st.builds(steered, st.binary(min_size=12, max_size=100)))

@@ -13,7 +13,9 @@ import pytest
 
 from metallb_fast.dataplane import bpfsys, packets
 from metallb_fast.dataplane.base import AddressCounters, Verdict
+from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.xdp import MapKey, XdpProgram
+from tests.dataplane.frames import HEARTBEAT_PORT, NODE_MAC, heartbeat4, heartbeat6
 from tests.dataplane.xdp_testing import INGRESS_IFINDEX, loaded_program, run_frame
 
 pytestmark = pytest.mark.root
@@ -85,3 +87,20 @@ def test_expiry_only_affects_owned_requests(program: XdpProgram) -> None:
     assert run_frame(program, not_owned, DESIRED).verdicts == {Verdict.NOT_OWNED: 1}
     gratuitous = packets.gratuitous_arp(V4, CLIENT_MAC)[0]
     assert run_frame(program, gratuitous, DESIRED).verdicts == {Verdict.GRATUITOUS: 1}
+
+
+@pytest.mark.parametrize("request_frame", [heartbeat4(), heartbeat6()], ids=["v4", "v6"])
+def test_heartbeats_pass_the_same_gate(program: XdpProgram, request_frame: bytes) -> None:
+    # "alive" means this node's kernel answers: a reflection stops exactly when ARP/NDP answers do.
+    program.set_heartbeats(HEARTBEAT_PORT, {INGRESS_IFINDEX: NODE_MAC})
+    reflected = packets.answer(request_frame, {}, heartbeats=Reflector(HEARTBEAT_PORT, NODE_MAC)).reply
+    run = run_frame(program, request_frame, DESIRED)
+    assert (run.action, run.frame, run.verdicts) == (bpfsys.XDP_TX, reflected, {Verdict.HEARTBEAT: 1})
+
+    program.set_deadline(time.monotonic_ns() - 1)
+    run = run_frame(program, request_frame, DESIRED)
+    assert (run.action, run.frame, run.verdicts) == (bpfsys.XDP_PASS, request_frame, {Verdict.LIVENESS_EXPIRED: 1})
+    assert_expired(program, V4)
+
+    program.set_deadline(time.monotonic_ns() + MINUTE_NS)
+    assert run_frame(program, request_frame, DESIRED).verdicts == {Verdict.HEARTBEAT: 1}

@@ -40,6 +40,7 @@ from metallb_fast.dataplane.xdp import (
 from metallb_fast.lab import Lab, in_netns
 from tests.conftest import require, require_root
 from tests.dataplane.conftest import respond
+from tests.dataplane.peers import PORT, reflections
 
 MAC = bytes.fromhex("02005e0000aa")
 MAC_TEXT = packets.format_mac(MAC)
@@ -240,6 +241,53 @@ def test_native_mode_delivers_when_the_veth_peer_runs_a_pass_program(lab: Lab) -
         pass_program.close()  # idempotent with the context exit
     assert xdp_on(lab, lab.bridge_netns, peer) == ""
     assert xdp_on(lab, node.netns, "eth0") == ""
+
+
+@pytest.mark.root
+def test_heartbeat_interfaces_stay_attached_until_neither_owned_nor_served(lab: Lab) -> None:
+    node = lab.nodes[0]
+    vip4 = lab.vip_v4(6)
+    r = responder(node.netns)
+    try:
+        r.serve_heartbeats(PORT, ["eth1"])  # owns nothing: attached for heartbeats alone
+        assert set(r.attachments) == {"eth1"} and FUNCTION_NAME in xdp_on(lab, node.netns, "eth1")
+        r.sync({(vip4, "eth0"): MAC})  # a sync that does not list eth1 leaves it attached
+        assert set(r.attachments) == {"eth0", "eth1"}
+        r.sync({})
+        assert set(r.attachments) == {"eth1"} and xdp_on(lab, node.netns, "eth0") == ""
+        r.serve_heartbeats(PORT, ["eth0"])
+        assert set(r.attachments) == {"eth0"} and xdp_on(lab, node.netns, "eth1") == ""
+        r.serve_heartbeats(0, ["eth0"])  # port 0: off, whatever the interfaces
+        assert r.attachments == {} and xdp_on(lab, node.netns, "eth0") == ""
+        with pytest.raises(ResponderError, match="nosuch0"):
+            r.serve_heartbeats(PORT, ["nosuch0"])
+        with pytest.raises(ResponderError, match="nosuch0"):
+            r.sync({(vip4, "eth0"): MAC})  # the setting stands: every sync names the missing interface
+        assert set(r.attachments) == {"eth0"}, "the rest is applied"
+        r.serve_heartbeats(0, ())
+        r.sync({})
+    finally:
+        r.close()
+    with pytest.raises(ResponderError, match="after close"):
+        r.serve_heartbeats(PORT, ["eth0"])
+
+
+@pytest.mark.root
+def test_native_mode_on_veth_reflects_heartbeats_the_sender_left_unfinished(lab: Lab) -> None:
+    # Native XDP_TX on veth builds a new skb, so the receiver checks the UDP checksum, and a sender with checksum
+    # offload sends it unfinished (the pseudo-header sum). An updated checksum would be wrong; a computed one is not.
+    node, client = lab.nodes[0], lab.clients[0].netns
+    assert lab.bridge_netns is not None
+    targets = [node.ipv4("eth0"), node.ipv6("eth0")]
+    with XdpPassProgram("n0l0", netns=lab.bridge_netns):
+        r = responder(node.netns, mode="native")
+        try:
+            r.serve_heartbeats(PORT, ["eth0"])
+            assert r.attachments["eth0"].mode == "native"
+            assert set(reflections(client, targets, seq=1)) == set(targets)
+            assert r.stats().heartbeats >= 2
+        finally:
+            r.close()
 
 
 def test_bad_mode_is_refused_before_compiling() -> None:

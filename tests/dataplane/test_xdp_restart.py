@@ -39,6 +39,7 @@ from metallb_fast.lab import Lab, in_netns
 from metallb_fast.lab.tools import arping
 from tests.conftest import require, require_root
 from tests.dataplane.conftest import respond
+from tests.dataplane.peers import PORT, reflections
 from tests.dataplane.test_xdp_loader import responder
 
 MAC = bytes.fromhex("02005e0000ab")
@@ -378,3 +379,28 @@ def test_layout_digest_ignores_order_and_sees_every_change() -> None:
     assert a == pinning.layout_digest(["config: type 2", "vips_v4: type 1 key k"])
     assert a != pinning.layout_digest(["vips_v4: type 1 key k2", "config: type 2"])
     assert a != pinning.layout_digest(["vips_v4: type 1 key k"])
+
+
+@pytest.mark.root
+def test_heartbeats_served_by_the_last_run_are_adopted(lab: Lab, bpffs: Path) -> None:
+    # Liveness as heartbeats measure it survives a restart in place: the port and interfaces are pinned too.
+    node, client = lab.nodes[0], lab.clients[0].netns
+    targets = [node.ipv4("eth0"), node.ipv6("eth0")]
+    pin = bpffs / "node0"
+    a = responder(node.netns, pin_dir=pin)
+    try:
+        a.serve_heartbeats(PORT, ["eth0"])  # eth0 owns no address
+        assert set(reflections(client, targets, seq=1)) == set(targets)
+    finally:
+        a.close(keep_serving=True)
+    assert set(reflections(client, targets, seq=2)) == set(targets), "the kernel reflects while no process runs"
+    b = responder(node.netns, pin_dir=pin)
+    try:
+        assert set(b.attachments) == {"eth0"}
+        b.sync({})  # the adopted setting stands until serve_heartbeats changes it
+        assert set(reflections(client, targets, seq=3)) == set(targets)
+        b.serve_heartbeats(0, ())
+        assert reflections(client, targets, seq=4, wait_s=1.5) == {}
+        assert b.attachments == {}
+    finally:
+        b.close()

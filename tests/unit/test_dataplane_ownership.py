@@ -71,11 +71,14 @@ def test_announcement_is_metallbs_burst_for_the_owned_mac() -> None:
 
 def test_responder_stats_lists_every_owned_key_and_every_declined_reason() -> None:
     counted = {(V4, "eth0"): AddressCounters(3, 2), (V4_B, "eth9"): AddressCounters(1, 1)}
-    stats = ownership.stats("ring", [(V4, "eth0"), (V6, "eth0")], counted, {Verdict.ANSWERED: 3, Verdict.MALFORMED: 4})
+    verdicts = {Verdict.ANSWERED: 3, Verdict.MALFORMED: 4, Verdict.HEARTBEAT: 9}
+    stats = ownership.stats("ring", [(V4, "eth0"), (V6, "eth0")], counted, verdicts)
     assert stats.backend == "ring"
     assert stats.per_address == {**counted, (V6, "eth0"): AddressCounters()}  # a dropped key keeps its counts
-    assert stats.declined == {v: (4 if v is Verdict.MALFORMED else 0) for v in Verdict if v is not Verdict.ANSWERED}
+    answering = {Verdict.ANSWERED, Verdict.HEARTBEAT}
+    assert stats.declined == {v: (4 if v is Verdict.MALFORMED else 0) for v in Verdict if v not in answering}
     assert stats.requests == 4 and stats.replies == 3
+    assert stats.heartbeats == 9, "reflected heartbeats are not declines, nor address replies"
 
 
 def test_interface_index_names_a_missing_interface() -> None:
@@ -128,3 +131,21 @@ def test_moved_names_interfaces_gone_or_now_another_link() -> None:
     lo = ownership.interface_index("lo", "ring")
     assert ownership.moved({"lo": lo}) == []
     assert ownership.moved({"lo": lo + 1000, "nope0": 7}) == ["lo", "nope0"]
+
+
+def test_heartbeat_interfaces_checks_the_setting() -> None:
+    assert ownership.heartbeat_interfaces(7947, ["eth0", "eth1", "eth0"], "ring") == (7947, ("eth0", "eth1"))
+    assert ownership.heartbeat_interfaces(0, ["eth0"], "ring") == (0, ()), "port 0 is off"
+    assert ownership.heartbeat_interfaces(7947, (), "ring") == (0, ()), "no interfaces is off"
+    with pytest.raises(OwnedTableError, match=r"ring backend: heartbeat port 65536 must be an integer 1\.\.65535"):
+        ownership.heartbeat_interfaces(65536, ["eth0"], "ring")
+    with pytest.raises(OwnedTableError, match="heartbeat interfaces 'eth0': give a collection of names"):
+        ownership.heartbeat_interfaces(7947, "eth0", "ring")
+    with pytest.raises(OwnedTableError, match="heartbeat interface '' must be a non-empty name"):
+        ownership.heartbeat_interfaces(7947, ["eth0", ""], "xdp")
+
+
+def test_interface_mac_reads_this_namespace_and_names_a_missing_interface() -> None:
+    assert ownership.interface_mac("lo", "python") == bytes(6)
+    with pytest.raises(ResponderError, match="python backend: interface 'nope0' does not exist"):
+        ownership.interface_mac("nope0", "python")

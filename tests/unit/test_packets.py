@@ -13,21 +13,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metallb_fast.dataplane import packets
-from metallb_fast.dataplane.base import Verdict
+from metallb_fast.dataplane import heartbeat, packets
+from metallb_fast.dataplane.base import ANSWERING, Verdict
+from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.packets import Answer, answer, format_mac, parse_mac
 from tests.dataplane.frames import (
     BCAST,
     CLIENT4,
     CLIENT6,
     CLIENT_MAC,
+    HEARTBEAT_PORT,
+    NODE4,
+    NODE6,
+    NODE_MAC,
     OWNED_MAC,
+    PEER_PORT,
     STRANGER_MAC,
     VIP4,
     VIP6,
     arp,
+    heartbeat4,
+    heartbeat6,
+    heartbeat_payload,
     ns,
+    pseudo_header_sum,
+    udp_checksum_ok,
     vlan_tagged,
+    with_udp_checksum,
 )
 
 OTHER4 = IPv4Address("192.0.2.201")
@@ -217,6 +229,143 @@ def test_ns_owned_elsewhere_and_liveness() -> None:
 def test_bytes_like_input_is_accepted() -> None:
     assert decide(bytearray(arp())).verdict is Verdict.ANSWERED  # type: ignore[arg-type]
     assert decide(memoryview(ns())).verdict is Verdict.ANSWERED  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Heartbeats
+
+REFLECTOR = Reflector(HEARTBEAT_PORT, NODE_MAC)
+
+
+def reflect(frame: bytes, alive: bool = True) -> Answer:
+    return answer(frame, OWNED, frozenset(), alive, heartbeats=REFLECTOR)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_heartbeat_request_is_reflected_in_place(family: int) -> None:
+    request = heartbeat4(trailer=b"\xa5" * 4) if family == 4 else heartbeat6()
+    result = reflect(request)
+    assert result.verdict is Verdict.HEARTBEAT and result.target is None
+    reply = result.reply
+    assert reply is not None and len(reply) == len(request)
+    assert reply[0:6] == CLIENT_MAC and reply[6:12] == NODE_MAC and reply[12:14] == request[12:14]
+    if family == 4:
+        assert reply[14:26] == request[14:26], "version, lengths, id, flags, TTL and header checksum unchanged"
+        assert reply[26:30] == NODE4.packed and reply[30:34] == CLIENT4.packed
+        udp = 34
+    else:
+        assert reply[14:22] == request[14:22], "hop limit and the rest of the header unchanged"
+        assert reply[22:38] == NODE6.packed and reply[38:54] == CLIENT6.packed
+        udp = 54
+    assert struct.unpack("!HHH", reply[udp : udp + 6]) == (HEARTBEAT_PORT, PEER_PORT, 32)
+    payload = reply[udp + 8 : udp + 32]
+    assert payload == heartbeat_payload(kind=2), "only the kind changes"
+    assert reply[udp + 32 :] == request[udp + 32 :], "trailing bytes carried over"
+    assert udp_checksum_ok(reply)
+    assert heartbeat.parse_reply(payload) == heartbeat.Heartbeat(0x0123456789ABCDEF, 7, heartbeat.Kind.REPLY)
+
+
+def test_heartbeat_checksums_follow_the_request() -> None:
+    unchecked = reflect(heartbeat4(checksum=0)).reply
+    assert unchecked is not None and unchecked[40:42] == b"\x00\x00", "IPv4 without a checksum stays without"
+    damaged = reflect(with_udp_checksum(heartbeat6(), 0x1234)).reply
+    assert damaged is not None and damaged[60:62] == b"\x12\x33", "updated, not recomputed: damage stays visible"
+    for request in (heartbeat4(), heartbeat6()):
+        partial = with_udp_checksum(request, pseudo_header_sum(request))  # as it arrives over veth with offload
+        reply = reflect(partial).reply
+        assert reply is not None and udp_checksum_ok(reply), "completed: nothing else would complete it"
+        assert reply == reflect(request).reply
+
+
+HEARTBEAT_DECLINES: dict[str, tuple[bytes, Verdict]] = {
+    "hb-v4-reply": (heartbeat4(heartbeat_payload(kind=2)), Verdict.NOT_REQUEST),
+    "hb-v6-reply": (heartbeat6(heartbeat_payload(kind=2)), Verdict.NOT_REQUEST),
+    "hb-other-port": (heartbeat4(dst_port=HEARTBEAT_PORT + 1), Verdict.NOT_ARP_OR_NDP),
+    "hb-tcp": (heartbeat4(protocol=6), Verdict.NOT_ARP_OR_NDP),
+    "hb-other-mac": (heartbeat4(eth_dst=STRANGER_MAC), Verdict.NOT_OWNED),
+    "hb-broadcast": (heartbeat6(eth_dst=BCAST), Verdict.NOT_OWNED),
+    "hb-magic": (heartbeat4(heartbeat_payload(magic=b"MLBG")), Verdict.MALFORMED_HEARTBEAT),
+    "hb-version": (heartbeat6(heartbeat_payload(version=2)), Verdict.MALFORMED_HEARTBEAT),
+    "hb-kind-0": (heartbeat4(heartbeat_payload(kind=0)), Verdict.MALFORMED_HEARTBEAT),
+    "hb-kind-3": (heartbeat6(heartbeat_payload(kind=3)), Verdict.MALFORMED_HEARTBEAT),
+    "hb-short-payload": (heartbeat4(heartbeat_payload()[:20]), Verdict.MALFORMED_HEARTBEAT),
+    "hb-long-payload": (heartbeat6(heartbeat_payload() + b"\x00"), Verdict.MALFORMED_HEARTBEAT),
+    "hb-udp-length": (heartbeat4(udp_length=40), Verdict.MALFORMED_HEARTBEAT),
+    "hb-truncated": (heartbeat4()[:65], Verdict.MALFORMED_HEARTBEAT),
+    "hb-no-udp-header": (heartbeat4()[:41], Verdict.NOT_ARP_OR_NDP),
+    "hb-ip-options": (heartbeat4(options=b"\x01\x01\x01\x00"), Verdict.MALFORMED_HEARTBEAT),
+    "hb-first-fragment": (heartbeat4(flags_fragment=0x2000), Verdict.MALFORMED_HEARTBEAT),
+    "hb-later-fragment": (heartbeat4(flags_fragment=0x0001), Verdict.NOT_ARP_OR_NDP),
+    "hb-v6-hop-by-hop": (heartbeat6(extension=b"\x11\x00" + bytes(6), extension_type=0), Verdict.MALFORMED_HEARTBEAT),
+    "hb-v6-fragment": (heartbeat6(extension=b"\x11\x00\x00\x01" + bytes(4), extension_type=44),
+                       Verdict.MALFORMED_HEARTBEAT),
+    "hb-v6-later-fragment": (heartbeat6(extension=b"\x11\x00\x00\x08" + bytes(4), extension_type=44),
+                             Verdict.NOT_ARP_OR_NDP),
+    "hb-v6-payload-length": (heartbeat6(payload_length=33, trailer=b"\x00"), Verdict.MALFORMED_HEARTBEAT),
+    "hb-vlan": (vlan_tagged(heartbeat4()), Verdict.NOT_ARP_OR_NDP),
+}
+
+
+@pytest.mark.parametrize(("frame", "verdict"), HEARTBEAT_DECLINES.values(), ids=HEARTBEAT_DECLINES.keys())
+def test_heartbeat_declines(frame: bytes, verdict: Verdict) -> None:
+    result = reflect(frame)
+    assert result.verdict is verdict and result.reply is None
+
+
+def test_heartbeats_are_ordinary_traffic_where_not_served() -> None:
+    for frame in (heartbeat4(), heartbeat6(), heartbeat4(options=b"\x01" * 4), heartbeat6(heartbeat_payload(kind=9))):
+        assert decide(frame) == Answer(Verdict.NOT_ARP_OR_NDP)
+    other_port = Reflector(HEARTBEAT_PORT + 1, NODE_MAC)
+    assert answer(heartbeat4(), {}, heartbeats=other_port).verdict is Verdict.NOT_ARP_OR_NDP
+
+
+def test_heartbeat_liveness_comes_last() -> None:
+    assert reflect(heartbeat4(), alive=False) == Answer(Verdict.LIVENESS_EXPIRED)
+    assert reflect(heartbeat6(), alive=False) == Answer(Verdict.LIVENESS_EXPIRED)
+    assert reflect(heartbeat4(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.NOT_OWNED
+    assert reflect(heartbeat4(heartbeat_payload(kind=2)), alive=False).verdict is Verdict.NOT_REQUEST
+
+
+def test_serving_heartbeats_changes_nothing_for_arp_and_ndp() -> None:
+    for frame, _ in DECLINES.values():
+        assert reflect(frame) == decide(frame)
+    assert reflect(arp()) == decide(arp()) and reflect(ns()) == decide(ns())
+
+
+@settings(max_examples=300)
+@given(nonce=st.integers(0, 2**64 - 1), seq=st.integers(0, 2**32 - 1), family=st.sampled_from([4, 6]),
+       src_port=st.integers(1, 65535), partial=st.booleans())
+def test_reflections_verify_and_read_back_as_replies(
+    nonce: int, seq: int, family: int, src_port: int, partial: bool
+) -> None:
+    payload = heartbeat_payload(nonce=nonce, seq=seq)
+    request = heartbeat4(payload, src_port=src_port) if family == 4 else heartbeat6(payload, src_port=src_port)
+    if partial:
+        request = with_udp_checksum(request, pseudo_header_sum(request))
+    result = reflect(request)
+    assert result.verdict is Verdict.HEARTBEAT and result.reply is not None
+    assert udp_checksum_ok(result.reply)
+    at_the_sender = Reflector(src_port, CLIENT_MAC)  # its own fast path, should it serve heartbeats on that port
+    assert answer(result.reply, {}, heartbeats=at_the_sender).verdict is Verdict.NOT_REQUEST, "never reflected back"
+    udp = 34 if family == 4 else 54
+    assert heartbeat.parse_reply(result.reply[udp + 8 :]) == heartbeat.Heartbeat(nonce, seq, heartbeat.Kind.REPLY)
+
+
+@settings(max_examples=500)
+@given(
+    ethertype=st.sampled_from([b"\x08\x00", b"\x86\xdd"]),
+    body=st.binary(max_size=100),
+    port=st.sampled_from([b"\x1f\x0b", b"\x00\x00"]),
+    alive=st.booleans(),
+)
+def test_random_ip_bodies_with_heartbeats_served_never_raise(ethertype: bytes, body: bytes, port: bytes,
+                                                             alive: bool) -> None:
+    # The UDP destination port of an option-less IPv4 / extension-less IPv6 datagram set to 7947 half the time.
+    frame = bytearray(NODE_MAC + CLIENT_MAC + ethertype + body)
+    at = 36 if ethertype == b"\x08\x00" else 56
+    frame[at : at + 2] = port
+    result = reflect(bytes(frame), alive)
+    assert (result.reply is not None) == (result.verdict in ANSWERING)
 
 
 # ---------------------------------------------------------------------------------------------------------------
