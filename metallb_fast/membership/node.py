@@ -292,6 +292,7 @@ class MemberlistNode:
             elif isinstance(output, StreamPing):
                 self._spawn(self._stream_ping, output)
             elif isinstance(output, MemberEvent):
+                self._publish()  # whoever the event wakes must read the member list it announces
                 try:
                     self._on_event(output)
                 except Exception:

@@ -41,14 +41,19 @@ class SpeakerMembership:
         self.last_change: MemberEvent | None = None
         self._settled = threading.Event()
         self._started_at = 0.0
+        self._expected: set[str] | None = None  # the speaker Pod IPs of the first listing
 
     @property
     def settled(self) -> bool:
-        """True once the first join has had its chance: another member is seen, no other speaker Pod exists, or
-        SETTLE_TIMEOUT_S passed. Before that a starting speaker would see only itself and claim every address."""
-        if not self._settled.is_set() and (len(self.node.members()) > 1
-                                           or time.monotonic() - self._started_at >= SETTLE_TIMEOUT_S):
-            self._settled.set()
+        """True once the first join has had its chance: every speaker Pod found is a member, or
+        SETTLE_TIMEOUT_S passed. Before that a starting speaker would see only some of the others (or only
+        itself) and claim their addresses for a moment."""
+        if not self._settled.is_set():
+            expected = self._expected
+            members = {address_text(member.addr) for member in self.node.members()}
+            if (expected is not None and expected <= members) or \
+                    time.monotonic() - self._started_at >= SETTLE_TIMEOUT_S:
+                self._settled.set()
         return self._settled.is_set()
 
     def start(self) -> None:
@@ -120,8 +125,8 @@ class SpeakerMembership:
         own_host, port = self.node.address
         known = {address_text(member.addr) for member in self.node.members()}
         missing = [ip for ip in ips if ip not in known and ip != own_host]
-        if not [ip for ip in ips if ip != own_host]:
-            self._settled.set()  # nobody else to wait for
+        if self._expected is None:
+            self._expected = {*ips, own_host}
         if missing:
             log.debug("memberlist: joining %s", missing, extra={"op": "memberlist"})
             self.node.join([(ip, port) for ip in missing])

@@ -37,3 +37,6 @@ def configure_logging(level: str = "info", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if level.lower() != "all" else "DEBUG")
+    # pyroute2 logs every netlink message at debug: only --log-level=all shows them (as MetalLB's "all" adds
+    # its libraries' chatter to its own debug lines).
+    logging.getLogger("pyroute2").setLevel("DEBUG" if level.lower() == "all" else "INFO")
