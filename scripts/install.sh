@@ -14,6 +14,8 @@ log() { printf '[install] %s\n' "$*" >&2; }
 DEB_PACKAGES=(
     python3-bpfcc libbpfcc linux-headers-amd64 bpftool
     iproute2 iputils-arping ndisc6 ethtool tcpdump
+    # The failover lab's faults (metallb_fast/lab/faults.py): memberlist blocked and LAN loss at a switch port.
+    nftables
     gcc make rsync python3-venv python3-dev
     # The Go memberlist peer of the interop tests (tests/interop/mlnode): Go and Debian's memberlist 0.2.2,
     # whose -dev package pulls its build dependencies (go-msgpack, go-sockaddr, miekg-dns, go-metrics, ...).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -20,9 +21,20 @@ from typing import IO, Any
 import orjson
 import yaml
 
+from metallb_fast.dataplane.netns import in_netns
 from metallb_fast.lab.loopback_proxy import LoopbackProxy
+from metallb_fast.lab.probe import (
+    ECHO_PORT,
+    PROBE_INTERVAL_S,
+    SAMPLER_HOST,
+    ProbeLog,
+    ProbeRecords,
+    steady_owner,
+    terminate,
+    wait_ready,
+)
 from metallb_fast.lab.tools import arping, ndisc
-from metallb_fast.lab.topology import Lab
+from metallb_fast.lab.topology import Host, Lab
 from metallb_fast.testing.kubeenv import KubeEnv
 
 METALLB_FAST = [sys.executable, "-m", "metallb_fast.cli"]
@@ -43,12 +55,16 @@ class ClusterLab:
     # speaker Pods registered with their node's address, as in a DaemonSet with hostNetwork.
     memberlist_timing: str | None = None
     liveness_timeout_s: float | None = None
+    # What a SIGTERM means to the speakers (--on-sigterm): "handover" by default, so that stopping the lab hands
+    # every address over and detaches every XDP program; "auto" to exercise restarts as a DaemonSet update does.
+    on_sigterm: str = "handover"
     lab: Lab = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     returncodes: dict[str, int] = field(default_factory=dict, init=False)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict, init=False)
     _speaker_argv: dict[str, list[str]] = field(default_factory=dict, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
+    _member_views: dict[str, tuple[int, set[str]]] = field(default_factory=dict, init=False)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ClusterLab:
@@ -83,13 +99,24 @@ class ClusterLab:
         self._spawn("controller", None, [*METALLB_FAST, "controller", *controller_config, *common])
         if self.memberlist_timing is not None:
             self._register_speaker_pods()
+        bpffs = self._mount_bpffs()
         for host in self.lab.nodes:
             argv = [*METALLB_FAST, "speaker", *speaker_config, *common, "--node-name", host.name,
                     "--backend", self.backend, *self._memberlist_arguments(host.name)]
             if self.liveness_timeout_s is not None:
                 argv += ["--liveness-timeout", str(self.liveness_timeout_s)]
+            argv += ["--on-sigterm", self.on_sigterm, "--pin-dir", str(bpffs / host.name)]
             self._speaker_argv[host.name] = argv
             self._spawn(f"speaker-{host.name}", host.netns, argv)
+
+    def _mount_bpffs(self) -> Path:
+        """A bpf filesystem of the lab's own for the speakers' pinned XDP maps (the host's /sys/fs/bpf is not
+        visible under `ip netns exec`, which remounts /sys), so a restarted speaker adopts its predecessor's."""
+        mountpoint = self.log_dir / "bpffs"
+        mountpoint.mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "bpf", "bpf", str(mountpoint)], check=True, capture_output=True)
+        self._stack.callback(lambda: subprocess.run(["umount", "-l", str(mountpoint)], check=False))
+        return mountpoint
 
     def _register_speaker_pods(self) -> None:
         """One speaker Pod per node with the node's address as its IP (hostNetwork), and the memberlist Secret."""
@@ -236,6 +263,169 @@ class ClusterLab:
     def node_mac(self, node_name: str) -> str:
         host = next(h for h in self.lab.nodes if h.name == node_name)
         return host.mac("eth0").hex(":")
+
+    # ------------------------------------------------------------------ faults and the failover probe
+    def host(self, node_name: str) -> Host:
+        for host in self.lab.nodes:
+            if host.name == node_name:
+                return host
+        raise KeyError(f"no lab node {node_name!r} (nodes: {', '.join(h.name for h in self.lab.nodes)})")
+
+    def speaker_pid(self, node_name: str) -> int:
+        """The pid of the node's speaker process (`ip netns exec` execs it: the pid is the program's own)."""
+        return self.processes[f"speaker-{node_name}"].pid
+
+    def speaker_running(self, node_name: str) -> bool:
+        proc = self.processes.get(f"speaker-{node_name}")
+        return proc is not None and proc.poll() is None
+
+    def signal_speaker(self, node_name: str, signum: int) -> None:
+        """Send `signum` to the node's speaker (our own child, by pid), e.g. SIGSTOP / SIGCONT."""
+        self.processes[f"speaker-{node_name}"].send_signal(signum)
+
+    def stop_speaker(self, node_name: str, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM the node's speaker (it leaves memberlist and withdraws) and wait; its exit status (-9 when it
+        had to be killed). restart_speaker starts it again."""
+        proc = self.processes[f"speaker-{node_name}"]
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+
+    def lan_port(self, node_name: str) -> str:
+        """The switch port of the node's LAN 0 link: its veth peer, in the lab's bridge namespace."""
+        index = self.lab.nodes.index(self.host(node_name))
+        return f"n{index}l0"  # topology.Lab names bridge ports n<node>l<lan>
+
+    def members_seen(self, node_name: str) -> set[str]:
+        """The members the node's running speaker has logged as joined and not left since it last started (its JSON
+        log, read incrementally)."""
+        offset, live = self._member_views.get(node_name, (0, set()))
+        path = self.log_dir / f"speaker-{node_name}.log"
+        if path.exists():
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk.rfind(b"\n") + 1
+            for line in chunk[:complete].splitlines():
+                with contextlib.suppress(ValueError):
+                    entry = orjson.loads(line)
+                    if entry.get("msg") == "speaker starting":
+                        live = set()
+                    elif entry.get("op") == "memberlist" and entry.get("event") in ("join", "leave"):
+                        (live.add if entry["event"] == "join" else live.discard)(entry.get("node"))
+            self._member_views[node_name] = (offset + complete, live)
+        return set(live)
+
+    def memberlist_formed(self) -> bool:
+        """Every running speaker sees every other running speaker as a member (a stopped one may still be listed)."""
+        running = {h.name for h in self.lab.nodes if self.speaker_running(h.name)}
+        return bool(running) and all(self.members_seen(n) >= running - {n} for n in running)
+
+    def node_macs(self) -> dict[str, str]:
+        """node name -> the MAC of its LAN 0 interface (aa:bb:...)."""
+        return {h.name: self.node_mac(h.name) for h in self.lab.nodes}
+
+    def wait_steady_owner(self, probe: RunningProbe, span_s: float = 1.5, timeout: float = 90.0,
+                          other_than: str | None = None, only: str | None = None) -> str | None:
+        """Wait until memberlist has formed among the running speakers (when on) and one node (not `other_than`;
+        `only` that one, if given) alone answered the probe, UDP and ARP (its MAC only), for `span_s`: that node, or
+        None after `timeout`."""
+        macs = self.node_macs()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.memberlist_timing is None or self.memberlist_formed():
+                owner = steady_owner(probe.records(), time.monotonic(), span_s, macs)
+                if owner is not None and owner != other_than and only in (None, owner):
+                    return owner
+            time.sleep(0.1)
+        return None
+
+    def announce(self, namespace: str, name: str, address: str) -> None:
+        """A pool holding just `address`, an L2Advertisement for it, a LoadBalancer Service asking for it
+        (metallb.io/loadBalancerIPs) and one ready Pod per node (every node has an endpoint)."""
+        pool = f"{name}-pool"
+        objects = [
+            {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+             "metadata": {"name": pool, "namespace": METALLB_NAMESPACE}, "spec": {"addresses": [f"{address}/32"]}},
+            {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+             "metadata": {"name": pool, "namespace": METALLB_NAMESPACE}, "spec": {"ipAddressPools": [pool]}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": name, "namespace": namespace,
+                          "annotations": {"metallb.io/loadBalancerIPs": address}},
+             "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                      "ports": [{"port": 9, "protocol": "UDP"}]}},
+        ]
+        self.apply(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": objects}).decode())
+        self.add_ready_pods(namespace, name, {"app": name})
+
+    def serve_echo(self, addresses: Sequence[str], port: int = ECHO_PORT) -> None:
+        """On every node, accept UDP to `addresses` as kube-proxy would and answer with the node's name
+        (`probe echo`). Each address becomes local through a route on lo, and arp_ignore=1 / arp_announce=2 keep
+        the kernel from answering ARP for it or using it as an ARP sender: only the speaker's fast path answers."""
+        for host in self.lab.nodes:
+            with in_netns(host.netns):
+                for key, value in ECHO_SYSCTLS.items():
+                    Path("/proc/sys", key.replace(".", "/")).write_text(value)
+            for address in addresses:
+                self.lab.run(host.netns, ["ip", "route", "replace", "local", f"{address}/32", "dev", "lo",
+                                          "table", "local"])
+            argv = [*PROBE_MODULE, "echo", "--node", host.name, "--port", str(port)]
+            for address in addresses:
+                argv += ["--address", address]
+            proc = self.lab.popen(host.netns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._stack.callback(terminate, proc)
+            wait_ready(proc, f"the UDP echo on {host.name}")
+
+    def start_probe(self, address: str, out: Path, port: int = ECHO_PORT,
+                    interval: float = PROBE_INTERVAL_S) -> RunningProbe:
+        """The failover probe (`probe probe`) in the client namespace, writing to `out`; stopped at teardown."""
+        client = self.lab.clients[0]
+        network = client.endpoint("eth0").ipv4.network
+        argv = [*PROBE_MODULE, "probe", "--address", address, "--port", str(port), "--interval", str(interval),
+                "--sampler-ip", str(network.network_address + SAMPLER_HOST), "--out", str(out)]
+        proc = self.lab.popen(client.netns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._stack.callback(terminate, proc)
+        wait_ready(proc, "the failover probe")
+        return RunningProbe(proc, ProbeLog(out, interval))
+
+
+def delete_pods_now(kube: KubeEnv, namespace: str, selector: str | None = None, timeout: float = 30.0) -> None:
+    """Force-delete Pods (grace period 0) and wait until they are gone. The lab's Pods sit on Nodes no kubelet
+    runs, so a plain delete leaves them Terminating until the Pod GC notices the Node is gone, and a new lab that
+    creates the same names meanwhile gets 409 AlreadyExists."""
+    which = ["-l", selector] if selector else ["--all"]
+    kube.kubectl("delete", "pods", "-n", namespace, *which, "--grace-period=0", "--force", "--wait=false",
+                 check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = kube.kubectl("get", "pods", "-n", namespace, *(["-l", selector] if selector else []), "-o", "name",
+                              check=False)
+        if listed.returncode == 0 and not listed.stdout.strip():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"pods in {namespace} ({selector or 'all'}) still listed after {timeout:.0f} s")
+
+
+ECHO_SYSCTLS = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"}
+PROBE_MODULE = [sys.executable, "-m", "metallb_fast.lab.probe"]
+
+
+@dataclass
+class RunningProbe:
+    proc: subprocess.Popen[str]
+    log: ProbeLog
+
+    def records(self) -> ProbeRecords:
+        return self.log.poll()
+
+    def stop(self) -> ProbeRecords:
+        terminate(self.proc)
+        return self.log.poll()
 
 
 @contextlib.contextmanager

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -16,6 +14,7 @@ from typing import Any
 import orjson
 
 from metallb_fast.dataplane.packets import parse_mac
+from metallb_fast.lab.probe import read_ready
 from metallb_fast.lab.topology import Lab
 
 READY_TIMEOUT_S = 60.0  # bcc compiles the XDP program at start: about a second, more on a busy machine
@@ -57,17 +56,8 @@ def start_respond(
     for address in addresses:
         argv += ["--address", address]
     proc = lab.popen(netns, [*argv, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if sel.select(timeout=0.5):
-                line = proc.stdout.readline()
-                if line.strip() == "ready":
-                    return RespondProcess(proc, backend)
-                if line == "":
-                    break
+    if read_ready(proc, timeout):
+        return RespondProcess(proc, backend)
     proc.kill()
     _, err = proc.communicate(timeout=10)
     raise RespondFailed(f"respond ({backend}) never became ready (exit {proc.returncode}): {err.strip()}", err)
