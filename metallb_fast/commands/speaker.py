@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import Any
 
 from metallb_fast.commands.common import add_program_arguments
 from metallb_fast.membership.settings import add_membership_arguments
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_membership_arguments(parser)
 
 
-def xdp_options(args: argparse.Namespace) -> dict[str, object]:
+def xdp_options(args: argparse.Namespace) -> dict[str, Any]:
     """What the xdp backend takes (auto passes it only there): where to pin its maps for hitless restarts."""
     if args.backend not in ("auto", "xdp") or args.pin_dir == "none":
         return {}

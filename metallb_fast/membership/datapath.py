@@ -74,7 +74,7 @@ class DataPathWatch:
         self._thread.join(timeout=5)
         self._sock.close()
 
-    def set_peers(self, peers: Mapping[str, Address]) -> None:
+    def set_peers(self, peers: Mapping[str, tuple[Address, int]]) -> None:
         with self._lock:
             self._detector.set_peers(peers)
 

@@ -78,6 +78,7 @@ Output = SendHeartbeat | SendRelayRequest | SendRelayReply | DeadVerdict
 @dataclass
 class _Peer:
     address: Address
+    incarnation: int
     outstanding: dict[int, float] = field(default_factory=dict)  # nonce -> sent at
     misses: int = 0
     replied: bool = False  # at least one heartbeat answered since we started watching it
@@ -106,13 +107,16 @@ class Detector:
         self.stalls = 0
 
     # ------------------------------------------------------------------ inputs
-    def set_peers(self, peers: Mapping[str, Address]) -> None:
-        """The members to watch (not ourselves). A new member, or one at a new address, starts afresh."""
+    def set_peers(self, peers: Mapping[str, tuple[Address, int]]) -> None:
+        """The members to watch (not ourselves), each with its address and memberlist incarnation. A new member,
+        one at a new address, or one with a new incarnation (it came back after we declared it dead) starts
+        afresh."""
         for name in list(self._peers):
-            if peers.get(name) != self._peers[name].address:
+            peer = self._peers[name]
+            if peers.get(name) != (peer.address, peer.incarnation):
                 self._drop(name)
-        for name, address in peers.items():
-            self._peers.setdefault(name, _Peer(address))
+        for name, (address, incarnation) in peers.items():
+            self._peers.setdefault(name, _Peer(address, incarnation))
 
     def on_reply(self, nonce: int, now: float) -> list[Output]:
         """A reflected heartbeat came back (the I/O matched its payload; replies we never asked for are ignored)."""

@@ -21,7 +21,7 @@ from metallb_fast.obs.metrics import MembershipFigures
 log = logging.getLogger(__name__)
 
 REJOIN_EVERY_S = 60.0  # MetalLB's join ticker
-REJOIN_ALONE_EVERY_S = 5.0  # ours: a speaker that sees nobody else retries sooner
+REJOIN_MISSING_EVERY_S = 2.0  # ours: a listed speaker that is not a member is tried again this often
 SETTLE_TIMEOUT_S = 3.0  # how long a starting speaker waits for its first join before deciding alone
 
 
@@ -101,6 +101,8 @@ class SpeakerMembership:
     def _event(self, event: MemberEvent) -> None:
         self.last_change = event
         member = event.member
+        if event.kind is EventKind.LEAVE and "left" not in event.reason:
+            self._rejoin_now.set()  # dead, or cut off: keep knocking (the partition may heal)
         level = logging.INFO if event.kind in (EventKind.JOIN, EventKind.LEAVE) else logging.DEBUG
         log.log(
             level,
@@ -110,18 +112,29 @@ class SpeakerMembership:
         self._on_change(event)
 
     def _rejoin_loop(self) -> None:
+        """MetalLB lists the speaker Pods and joins the missing ones every minute. Ours lists as often, but while
+        some listed speaker is not a member (dead, or on the other side of a healed partition) it tries that one
+        again every REJOIN_MISSING_EVERY_S from the last list: a partition heals in seconds, not a minute."""
+        ips: list[str] | None = None
+        listed_at = -1e9
         while not self._stop.is_set():
-            self._join_missing()
-            alone = len(self.node.members()) <= 1
-            self._rejoin_now.wait(REJOIN_ALONE_EVERY_S if alone else REJOIN_EVERY_S)
+            relist = self._rejoin_now.is_set()
             self._rejoin_now.clear()
+            if ips is None or relist or time.monotonic() - listed_at >= REJOIN_EVERY_S:
+                ips = self._list() or ips
+                listed_at = time.monotonic()
+            missing = self._join_missing(ips or [])
+            self._rejoin_now.wait(REJOIN_MISSING_EVERY_S if missing else REJOIN_EVERY_S)
 
-    def _join_missing(self) -> None:
+    def _list(self) -> list[str] | None:
         try:
-            ips = self._discover()
+            return self._discover()
         except Exception as error:
             log.warning("memberlist: cannot list the speaker Pods: %s", error, extra={"op": "memberlist"})
-            return
+            return None
+
+    def _join_missing(self, ips: list[str]) -> bool:
+        """Join the listed speakers that are not live members; True when some were missing."""
         own_host, port = self.node.address
         known = {address_text(member.addr) for member in self.node.members()}
         missing = [ip for ip in ips if ip not in known and ip != own_host]
@@ -130,4 +143,4 @@ class SpeakerMembership:
         if missing:
             log.debug("memberlist: joining %s", missing, extra={"op": "memberlist"})
             self.node.join([(ip, port) for ip in missing])
-
+        return bool(missing)

@@ -149,6 +149,6 @@ class ClusterView:
             return
         port = self.settings.heartbeat_port
         self.watch.set_peers({
-            m.name: (address_text(m.addr), port)
+            m.name: ((address_text(m.addr), port), m.incarnation)
             for m in members if m.name != self.node_name and m.state is not NodeState.LEFT
         })

@@ -40,7 +40,7 @@ class Lan:
             self.answering[name] = self.running[name] = True
             self.detectors[name] = Detector(TIMING, random.Random(i), self.now)
         for name, detector in self.detectors.items():
-            detector.set_peers({n: self.addr(n) for n in self.names if n != name})
+            detector.set_peers({n: (self.addr(n), 1) for n in self.names if n != name})
 
     @staticmethod
     def addr(name: str) -> tuple[str, int]:
@@ -161,3 +161,20 @@ def test_timing_is_validated_with_the_field_named() -> None:
         DetectorTiming(interval=0)
     with pytest.raises(ValueError, match="unreachable_after"):
         DetectorTiming(unreachable_after=6, dead_after=5)
+
+
+def test_a_node_back_with_a_new_incarnation_is_watched_again() -> None:
+    lan = Lan(["a", "b", "c"])
+    lan.run(0.5)
+    lan.answering["c"] = lan.running["c"] = False
+    lan.run(1.0)
+    assert len(lan.declared("c")) == 2
+    # c restarts and refutes (incarnation 2): the others watch it afresh, and detect its next death too.
+    lan.answering["c"] = lan.running["c"] = True
+    for name in ("a", "b"):
+        lan.detectors[name].set_peers({n: (lan.addr(n), 2 if n == "c" else 1) for n in lan.names if n != name})
+    lan.run(0.5)
+    assert "c" in lan.detectors["a"].reachable()
+    lan.answering["c"] = lan.running["c"] = False
+    lan.run(1.0)
+    assert len(lan.declared("c")) == 4
