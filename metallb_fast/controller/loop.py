@@ -24,7 +24,7 @@ from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
 from metallb_fast.k8s.informer import EventType, Informer, Resource, object_key, retry_until_stopped, wait_synced
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
-from metallb_fast.k8s.writers import EventRecorder, ObjectRef, write_service_state
+from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_state
 from metallb_fast.obs import metrics
 from metallb_fast.resources import Service
 from metallb_fast.vocabulary import (
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CONFIG = "config"
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
+CONFLICT_ATTEMPTS = 5  # decisions in a row refused because the Service changed meanwhile
 OWNED_ANNOTATIONS = (ANNOTATION_IP_ALLOCATED_FROM_POOL, DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL)
 
 
@@ -76,6 +77,11 @@ class Controller:
         )
         self.processed = 0  # reconciles done; read by tests and the benchmark
 
+    @property
+    def backlog(self) -> int:
+        """Work not done yet: events queued and retries scheduled (0 and a steady `processed`: idle)."""
+        return self.queue.qsize() + len(self._retries)
+
     # ------------------------------------------------------------------ watch threads: enqueue only
     def _on_service(self, _: EventType, obj: Json) -> None:
         self.queue.put(object_key(obj))
@@ -101,6 +107,8 @@ class Controller:
             log.info("caches synced", extra={"op": "startup", "services": len(self.services.cache)})
             self.queue.put(CONFIG)
             self._loop()
+            # The work left for a restart to redo (counting the stop's own wake-up when it is still queued).
+            log.info("stopped", extra={"op": "shutdown", "pending": self.backlog})
         finally:
             self.recorder.close()
             self.services.stop()
@@ -214,18 +222,40 @@ class Controller:
             if result is SyncResult.REPROCESS_ALL and reprocess:
                 self._sync_all()
             return
-        service = Service.from_dict(obj)
-        decision = decide(self.allocator, service, self.lb_class)
-        try:
-            self._write(service, decision)
-        except ApiError as error:
-            if error.status == 404:
-                return  # deleted meanwhile; the DELETED event follows
-            raise  # retried with backoff by _guarded
+        for _ in range(CONFLICT_ATTEMPTS):
+            service = Service.from_dict(obj)
+            decision = decide(self.allocator, service, self.lb_class)
+            try:
+                self._write(service, decision)
+                break
+            except ApiError as error:
+                if error.status == 404:
+                    return  # deleted meanwhile; the DELETED event follows
+                if error.status != 409:
+                    raise  # retried with backoff by _guarded
+            # Changed since the copy decided on: its write was refused. Decide again on the version there is now,
+            # at once, so that what the allocator holds for it is what the API server shows.
+            obj = self._fetch(key)
+            if obj is None:
+                return
+        else:
+            raise ApiError("PATCH", key, 409, {"message": f"still conflicting after {CONFLICT_ATTEMPTS} decisions"})
         if decision.changed:
             self._update_pool_metrics()
         if decision.result is SyncResult.REPROCESS_ALL and reprocess:
             self._sync_all()
+
+    def _fetch(self, key: str) -> Json | None:
+        """The Service as the API server has it now (put in the cache), None when it is gone."""
+        namespace, _, name = key.partition("/")
+        try:
+            obj = self.client.get(service_path(namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        self.services.remember_write(obj)
+        return obj
 
     def _write(self, service: Service, decision: Decision) -> None:
         ref = ObjectRef("Service", service.namespace, service.name, service.uid)
@@ -237,7 +267,9 @@ class Controller:
             }
             ingress = list(decision.ingress_ips) if tuple(decision.ingress_ips) != service.ingress_ips else None
             if patch or ingress is not None:
-                written = write_service_state(self.client, service.namespace, service.name, patch, ingress)
+                written = write_service_state(
+                    self.client, service.namespace, service.name, patch, ingress, service.resource_version
+                )
                 self.services.remember_write(written)
             log.info(
                 "service updated",

@@ -55,17 +55,22 @@ def write_service_state(
     name: str,
     annotations: Mapping[str, str | None],
     ingress_ips: list[str] | None,
+    resource_version: str,
 ) -> Json:
     """Write the pool annotation (None removes one) and, unless None, status.loadBalancer.ingress, in one merge
     patch of the status subresource. The API server keeps metadata changes made through a Service's /status (its
     status strategy resets only the spec), which is how MetalLB writes the annotation with nothing but
-    `services/status` granted: no write access to Services themselves is needed."""
-    patch: Json = {}
+    `services/status` granted: no write access to Services themselves is needed.
+
+    The write is for the version of the Service the decision was made on: `resource_version` is a precondition
+    (as in MetalLB's status update), and an ApiError 409 says the Service has changed since (decide again)."""
+    metadata: Json = {"resourceVersion": resource_version} if resource_version else {}
     if annotations:
-        patch["metadata"] = {"annotations": dict(annotations)}
+        metadata["annotations"] = dict(annotations)
+    patch: Json = {"metadata": metadata} if metadata else {}
     if ingress_ips is not None:
         patch["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress_ips] or None}}
-    return retry_on_conflict(lambda: client.merge_patch(service_path(namespace, name) + "/status", patch))
+    return client.merge_patch(service_path(namespace, name) + "/status", patch)
 
 
 @dataclass(frozen=True)

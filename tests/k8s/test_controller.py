@@ -3,100 +3,18 @@
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-import pytest
 
-from metallb_fast.controller.loop import Controller
-from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.lab.waiting import wait_for
 from metallb_fast.obs import metrics
 from metallb_fast.testing.kubeenv import KubeEnv
+from tests.k8s.controller_harness import RunningController, get_json, ingress, pool, service
 
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
-
-
-def get_json(kube_env: KubeEnv, *args: str) -> Any:
-    return orjson.loads(kube_env.kubectl("get", "-o", "json", *args).stdout)
-
-
-def pool(name: str, *addresses: str) -> str:
-    entries = "\n".join(f"    - {a}" for a in addresses)
-    return f"""apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: {name}, namespace: metallb-system}}
-spec:
-  addresses:
-{entries}
-"""
-
-
-def service(namespace: str, name: str, port: int = 80, annotations: str = "{}") -> str:
-    return f"""apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {namespace}, annotations: {annotations}}}
-spec:
-  type: LoadBalancer
-  selector: {{app: {name}}}
-  ports: [{{port: {port}, protocol: TCP}}]
-"""
-
-
-def ingress(kube_env: KubeEnv, namespace: str, name: str) -> list[str]:
-    svc = get_json(kube_env, "service", "-n", namespace, name)
-    return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
-
-
-@pytest.fixture
-def lb_namespace(kube_env: KubeEnv, kube_namespace: str) -> Iterator[str]:
-    """A namespace whose Services are gone before the next test starts (namespace deletion is asynchronous, and a
-    leftover LoadBalancer Service would compete for the next test's addresses)."""
-    yield kube_namespace
-    kube_env.kubectl("delete", "services", "--all", "-n", kube_namespace, "--wait=true", check=False)
-
-
-@pytest.fixture
-def metallb_namespace(kube_env: KubeEnv) -> Iterator[str]:
-    kube_env.kubectl("create", "namespace", "metallb-system", check=False)
-    kube_env.kubectl("delete", "ipaddresspools,l2advertisements,configurationstates", "--all", "-n", "metallb-system",
-                     check=False)
-    yield "metallb-system"
-    kube_env.kubectl("delete", "ipaddresspools,l2advertisements,configurationstates", "--all", "-n", "metallb-system",
-                     check=False)
-
-
-class RunningController:
-    def __init__(self, kube_env: KubeEnv, **options: Any) -> None:
-        # The controller's own ServiceAccount, bound by deploy/rbac.yaml: what a user deploys is what we test.
-        self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("controller")))
-        self.controller = Controller(self.client, namespace="metallb-system", **options)
-        self.thread = threading.Thread(target=self.controller.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.controller.stop()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "controller did not stop"
-        self.client.close()
-
-
-@pytest.fixture
-def run_controller(kube_env: KubeEnv) -> Iterator[Callable[..., RunningController]]:
-    started: list[RunningController] = []
-
-    def start(**options: Any) -> RunningController:
-        running = RunningController(kube_env, **options)
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        if running.thread.is_alive():
-            running.stop()
 
 
 def test_service_gets_address_annotation_and_event(
