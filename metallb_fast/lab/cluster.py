@@ -9,6 +9,7 @@ and the end-to-end tests, so both drive the same wiring.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import time
@@ -144,6 +145,13 @@ class ClusterLab:
         proc = self.processes[f"speaker-{node_name}"]
         proc.kill()
         proc.wait()
+
+    def forget_fast_path(self, node_name: str) -> None:
+        """What a reboot of the node loses: the XDP programs on its links and the maps its speaker pinned."""
+        host = self.host(node_name)
+        for mode in ("xdp", "xdpgeneric"):
+            self.lab.run(host.netns, ["ip", "link", "set", "dev", "eth0", mode, "off"])
+        shutil.rmtree(self.log_dir / "bpffs" / node_name, ignore_errors=True)
 
     def restart_speaker(self, node_name: str) -> None:
         """Start the speaker of `node_name` again (after kill_speaker or a stop), as the kubelet would."""
@@ -331,14 +339,14 @@ class ClusterLab:
         return {h.name: self.node_mac(h.name) for h in self.lab.nodes}
 
     def wait_steady_owner(self, probe: RunningProbe, span_s: float = 1.5, timeout: float = 90.0,
-                          other_than: str | None = None, only: str | None = None) -> str | None:
-        """Wait until memberlist has formed among the running speakers (when on) and one node (not `other_than`;
-        `only` that one, if given) alone answered the probe, UDP and ARP (its MAC only), for `span_s`: that node, or
-        None after `timeout`."""
+                          other_than: str | None = None, only: str | None = None, formed: bool = True) -> str | None:
+        """Wait until memberlist has formed among the running speakers (when on, and `formed`: a partition keeps
+        it from forming) and one node (not `other_than`; `only` that one, if given) alone answered the probe, UDP
+        and ARP (its MAC only), for `span_s`: that node, or None after `timeout`."""
         macs = self.node_macs()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.memberlist_timing is None or self.memberlist_formed():
+            if not formed or self.memberlist_timing is None or self.memberlist_formed():
                 owner = steady_owner(probe.records(), time.monotonic(), span_s, macs)
                 if owner is not None and owner != other_than and only in (None, owner):
                     return owner

@@ -196,10 +196,12 @@ class Faults:
         return self._add("link_down", node, lambda: self._port(node, "up"))
 
     def node_death(self, node: str) -> Fault:
-        """The node vanishes: its switch port down and its speaker SIGKILLed; undo: port up, speaker started."""
+        """The node vanishes (power loss): its switch port down, its speaker SIGKILLed, and what a reboot loses
+        lost too (the XDP program and its pinned maps); undo: port up, speaker started afresh."""
         self._port(node, "down")
         started_at = time.monotonic()
         self.cluster.kill_speaker(node)
+        self.cluster.forget_fast_path(node)
 
         def undo() -> None:
             self._port(node, "up")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from metallb_fast.controller.decide import class_matches
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
-from metallb_fast.k8s.client import Json, KubeClient
+from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
 from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
 from metallb_fast.k8s.pods import pod_ips
@@ -196,7 +196,10 @@ class Speaker:
             return self.options.on_sigterm == "handover"
         if self.view is None:
             return True
-        node = self.nodes.get(self.options.node_name)
+        try:  # the API server's word, not our cache: a cordon may be milliseconds old (kubectl drain, then stop)
+            node: Json | None = self.client.request("GET", f"/api/v1/nodes/{self.options.node_name}", timeout=2.0)
+        except ApiError as error:
+            node = None if error.status == 404 else self.nodes.get(self.options.node_name)
         if node is None:
             return True
         spec, meta = node.get("spec") or {}, node.get("metadata") or {}
@@ -254,6 +257,11 @@ class Speaker:
             log.error("gratuitous announcements failed: %s", error, exc_info=True, extra={"op": "gratuitous"})
 
     def _keep_alive(self) -> None:
+        if self.view is not None and not self.view.settled:
+            # A starting speaker may have adopted what its predecessor left answering: it lets that run on the
+            # predecessor's deadline (a restart is hitless) but does not extend it until it knows the cluster
+            # (after a crash the others may have taken those addresses over meanwhile).
+            return
         deadline = time.monotonic_ns() + int(self.options.liveness_timeout_s * 1e9)
         self.responder.set_liveness_deadline(deadline)
 

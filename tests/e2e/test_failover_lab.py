@@ -1,17 +1,20 @@
-"""The failover harness for real, briefly: a 3-node lab cluster (memberlist on, --backend xdp), a UDP echo on every
-node that says which node answered, the client's probe (a UDP datagram and an ARP request for the address every
-10 ms), and faults from metallb_fast.lab.faults. bench/failover.py runs the same harness with every fault, timing
-and many trials.
+"""Failover as a client sees it, in CI (short versions of bench/failover.py): a 3-node lab cluster (memberlist with
+--ml-timing=fast: data-path heartbeats answered by XDP, --backend xdp), a UDP echo on every node that says which
+node answered, the client's probe (a UDP datagram and an ARP request for the address every 10 ms), and faults from
+metallb_fast.lab.faults. The targets are the failover issue's; each test prints what it measured.
 
-- Before any speaker owns the address nothing answers ARP for it: the echo's local route does not make the kernel
-  answer (arp_ignore), so what answers afterwards is the speakers' fast path alone.
-- SIGKILL of the owner's speaker moves the address (move time and client-seen outage printed).
-- SIGSTOP of the owner's speaker for 2 s moves nothing.
-- A restart (SIGTERM, start) of a non-owner's speaker moves nothing.
-- In every trial, and over the whole run, two MACs never answered the ARP samples for longer than the bound.
-
-The bounds asserted are BOUNDS[TIMING]; they hold with today's speaker at MetalLB's timing. FAST_TIMING_BOUNDS holds
-the strict targets for our own timing: set TIMING = "fast" once fast detection (the data-path heartbeat) lands.
+- Before any speaker owns the address nothing answers ARP for it (the echo's local route does not make the kernel
+  answer), so what answers afterwards is the speakers' fast path alone.
+- Node death (link down + speaker killed): the address moves within NODE_DEATH_OUTAGE_S, client-seen.
+- SIGKILL of the owner's speaker (the node lives on): its kernel answers until the liveness deadline, then the
+  address moves; the client sees no outage beyond one probe.
+- SIGSTOP of the owner's speaker for 2 s, and its CPU throttled to 5 %: no move.
+- Graceful drain (cordon + SIGTERM): the others take over within DRAIN_OUTAGE_S.
+- Restart of the owner's speaker (SIGTERM, start again: a rolling update): no probe lost, no move.
+- memberlist blocked between one node (the owner) and the rest: the minority stops answering and never answers
+  again until it rejoins; the majority takes over.
+- 60 s with 5 % loss on the LAN and a CPU hog on every node: no move.
+- Two MACs never answer at once for more than OVERLAP_S, in any trial or over the whole run.
 The pure analysis (metallb_fast.lab.probe.analyse) is checked on hand-made records first; those tests need nothing.
 """
 
@@ -34,16 +37,13 @@ from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
 from tests.conftest import require, require_root
 
-# The memberlist timing the lab runs, and what each trial must show at it.
-TIMING = "metallb"
-LIVENESS_TIMEOUT_S = 2.0  # the killed speaker's XDP goes quiet well before MetalLB timing's 5-7 s detection
-BOUNDS = {
-    # Today's speaker at MetalLB's timers: detection 5-7 s (formula: <= 7.2 s at N = 3), plus reconcile and GARP.
-    "metallb": {"sigkill_move_s": 15.0, "overlap_s": 1.0},
-}
-# The fast-timing targets, to be enforced once the data-path heartbeat and quorum rule land (not asserted today):
-FAST_TIMING_BOUNDS = {"sigkill_move_s": 0.3, "node_death_outage_s": 0.3, "overlap_s": 0.0}
-BOUNDS["fast"] = FAST_TIMING_BOUNDS
+# The issue's targets (one trial each here; bench/failover.py reports medians and p95 over many).
+TIMING = "fast"
+NODE_DEATH_OUTAGE_S = 0.5  # median target 0.3 s, p95 0.5 s
+DRAIN_OUTAGE_S = 0.2
+OVERLAP_S = 0.1
+LIVENESS_TIMEOUT_S = 10.0  # the speaker's default: long enough for a restart to be hitless
+SOAK_S = 60.0
 PAUSE_S = 2.0
 NAMESPACE = "failover-lab"
 STEADY_SPAN_S = 1.5
@@ -130,8 +130,9 @@ def harness(kube_controller_manager: KubeEnv, tmp_path_factory: pytest.TempPathF
     log_dir: Path = tmp_path_factory.mktemp("failover-lab")
     kube.kubectl("create", "namespace", NAMESPACE, check=False)
     delete_pods_now(kube, METALLB_NAMESPACE, SPEAKER_SELECTOR)  # an earlier lab's, still Terminating
+    # --on-sigterm=auto, as deployed: a SIGTERM is a restart unless the Node is cordoned (then a handover).
     with ClusterLab(kube, log_dir, nodes=3, backend="xdp", memberlist_timing=TIMING,
-                    liveness_timeout_s=LIVENESS_TIMEOUT_S) as cluster:
+                    liveness_timeout_s=LIVENESS_TIMEOUT_S, on_sigterm="auto") as cluster:
         try:
             address = str(cluster.lab.vip_v4(0))
             cluster.serve_echo([address])
@@ -142,6 +143,8 @@ def harness(kube_controller_manager: KubeEnv, tmp_path_factory: pytest.TempPathF
             home = wait_for(lambda: cluster.planned_nodes(NAMESPACE, "probe").get(address), what="plan names a node")
             yield Harness(cluster, probe, address, kernel_answer, home)
         finally:
+            for host in cluster.lab.nodes:  # the lab's end is a drain: every speaker hands over and detaches
+                kube.kubectl("cordon", host.name, check=False)
             codes = cluster.stop_programs()
             delete_pods_now(kube, NAMESPACE)
             kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
@@ -166,21 +169,46 @@ def test_nothing_answers_arp_for_the_address_before_a_speaker_owns_it(harness: H
     assert harness.cluster.resolve(harness.address) == harness.cluster.node_mac(owner)
 
 
-def test_sigkill_of_the_owner_moves_the_address(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
-    bounds = BOUNDS[TIMING]
+def moved(harness: Harness, owner: str, fault_at: float, timeout: float, formed: bool = True,
+          ) -> tuple[str, TrialFigures]:
+    new = harness.cluster.wait_steady_owner(harness.probe, STEADY_SPAN_S, timeout=timeout, other_than=owner,
+                                            formed=formed)
+    figures = harness.figures(fault_at, time.monotonic())
+    assert new is not None and new != owner, f"{harness.address} did not settle on another node: {figures}"
+    assert figures.moves and figures.moves[0].source == owner, figures
+    assert figures.overlap_max_s <= OVERLAP_S, figures
+    assert not figures.unrecovered, figures
+    return new, figures
+
+
+def unmoved(harness: Harness, fault_at: float) -> TrialFigures:
+    figures = harness.figures(fault_at, time.monotonic())
+    assert figures.moves == (), figures
+    assert figures.overlap_max_s <= OVERLAP_S, figures
+    return figures
+
+
+def test_node_death_moves_the_address_within_the_target(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    owner = harness.steady()
+    with Faults(harness.cluster) as faults:
+        fault = faults.node_death(owner)
+        _, figures = moved(harness, owner, fault.started_at, timeout=30)
+    report(capsys, f"node death of {owner}", figures)
+    assert figures.outage_s <= NODE_DEATH_OUTAGE_S, figures
+
+
+def test_sigkill_of_the_owner_moves_once_its_fast_path_goes_quiet(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
     owner = harness.steady()
     with Faults(harness.cluster) as faults:
         fault = faults.sigkill(owner)
-        new = harness.cluster.wait_steady_owner(harness.probe, STEADY_SPAN_S, timeout=bounds["sigkill_move_s"] + 10,
-                                                other_than=owner)
-        end = time.monotonic()
-        figures = harness.figures(fault.started_at, end)
+        _, figures = moved(harness, owner, fault.started_at, timeout=LIVENESS_TIMEOUT_S + 20)
     report(capsys, f"SIGKILL of {owner}'s speaker", figures)
-    assert new is not None and new != owner, f"{harness.address} did not settle on another node: {figures}"
-    assert figures.moves and figures.moves[0].source == owner
-    assert figures.move_s is not None and figures.move_s <= bounds["sigkill_move_s"], figures
-    assert figures.overlap_max_s <= bounds["overlap_s"], figures
-    assert not figures.unrecovered
+    # Its kernel answered until the liveness deadline, the new owner right after: the client lost at most a
+    # probe or two, and the move came no sooner than the deadline (never two answers).
+    assert figures.outage_s <= NODE_DEATH_OUTAGE_S, figures
+    assert figures.move_s is not None and figures.move_s >= LIVENESS_TIMEOUT_S - 1.0, figures
 
 
 def test_a_2s_sigstop_of_the_owner_moves_nothing(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,12 +218,46 @@ def test_a_2s_sigstop_of_the_owner_moves_nothing(harness: Harness, capsys: pytes
         time.sleep(PAUSE_S)
         fault.undo()
         time.sleep(5.0)  # a suspicion raised during the pause would end (dead or refuted) within this
-        end = time.monotonic()
-    figures = harness.figures(fault.started_at, end)
+    figures = unmoved(harness, fault.started_at)
     report(capsys, f"SIGSTOP of {owner}'s speaker for {PAUSE_S:.0f} s", figures)
-    assert figures.moves == (), figures
-    assert figures.overlap_max_s <= BOUNDS[TIMING]["overlap_s"], figures
     assert harness.cluster.dead_programs() == {}
+
+
+def test_the_owner_throttled_to_5_percent_cpu_moves_nothing(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    owner = harness.steady()
+    with Faults(harness.cluster) as faults:
+        fault = faults.starve_cpu(owner, 0.05)
+        time.sleep(15.0)  # the issue's 30 s in the bench; here half
+        fault.undo()
+        time.sleep(3.0)
+    figures = unmoved(harness, fault.started_at)
+    report(capsys, f"{owner}'s speaker at 5 % of a CPU ({fault.detail['how']}) for 15 s", figures)
+
+
+def test_a_drain_hands_the_address_over_at_once(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    owner = harness.steady()
+    with Faults(harness.cluster) as faults:
+        fault = faults.drain(owner)
+        assert fault.detail["exit_code"] == 0, harness.cluster.tail(f"speaker-{owner}")
+        _, figures = moved(harness, owner, fault.started_at, timeout=30)
+    report(capsys, f"drain of {owner}", figures)
+    assert figures.outage_s <= DRAIN_OUTAGE_S, figures
+
+
+def test_a_restart_of_the_owner_loses_no_probe_and_moves_nothing(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    owner = harness.steady()
+    with Faults(harness.cluster) as faults:
+        fault = faults.restart(owner)
+    assert fault.detail["exit_code"] == 0, harness.cluster.tail(f"speaker-{owner}")
+    wait_for(harness.cluster.memberlist_formed, timeout=60, what=f"{owner}'s speaker back in memberlist")
+    time.sleep(3.0)
+    figures = unmoved(harness, fault.started_at)
+    report(capsys, f"restart of {owner}'s speaker (the owner)", figures)
+    assert figures.answered == figures.sent, figures
 
 
 def test_a_restart_of_a_non_owner_moves_nothing(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,17 +266,44 @@ def test_a_restart_of_a_non_owner_moves_nothing(harness: Harness, capsys: pytest
     with Faults(harness.cluster) as faults:
         fault = faults.restart(other)
     assert fault.detail["exit_code"] == 0, harness.cluster.tail(f"speaker-{other}")
-    # Back in memberlist everywhere, and then some more: a late claim by the restarted speaker would show.
-    deadline = time.monotonic() + 60
-    while not harness.cluster.memberlist_formed() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert harness.cluster.memberlist_formed(), f"{other}'s speaker did not rejoin"
+    wait_for(harness.cluster.memberlist_formed, timeout=60, what=f"{other}'s speaker back in memberlist")
     time.sleep(3.0)
-    end = time.monotonic()
-    figures = harness.figures(fault.started_at, end)
+    figures = unmoved(harness, fault.started_at)
     report(capsys, f"restart of {other}'s speaker (owner {owner})", figures)
+
+
+def test_the_minority_of_a_memberlist_partition_goes_quiet_until_it_rejoins(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    owner = harness.steady()
+    owner_mac = harness.cluster.node_mac(owner)
+    with Faults(harness.cluster) as faults:
+        fault = faults.block_memberlist(owner)
+        _, figures = moved(harness, owner, fault.started_at, timeout=30, formed=False)
+        time.sleep(5.0)  # cut off for a while: it must stay quiet
+        cut_off = harness.probe.records().window(fault.started_at + figures.overlap_max_s + 1.0, time.monotonic())
+        assert all(owner_mac not in macs for _, macs in cut_off.arp_samples()), "the minority answered again"
+        fault.undo()
+    healed_at = time.monotonic()
+    back = harness.steady()  # it rejoins, and the address settles on the node the election ranks first
+    settled = harness.figures(healed_at, time.monotonic())
+    report(capsys, f"memberlist cut between {owner} and the others", figures)
+    report(capsys, "after the partition healed", settled)
+    assert back == owner and settled.overlap_max_s <= OVERLAP_S, settled
+    assert len(settled.moves) <= 1, settled  # back once, no flapping
+
+
+def test_a_minute_of_loss_and_cpu_hogs_moves_nothing(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    harness.steady()
+    started = time.monotonic()
+    with Faults(harness.cluster) as faults:
+        faults.impair_lan(None, loss=0.05)
+        for host in harness.cluster.lab.nodes:
+            faults.cpu_hog(host.name)
+        time.sleep(SOAK_S)
+    figures = harness.figures(started, time.monotonic())
+    report(capsys, f"{SOAK_S:.0f} s of 5 % loss on the LAN and a CPU hog on every node", figures)
     assert figures.moves == (), figures
-    assert figures.overlap_max_s <= BOUNDS[TIMING]["overlap_s"], figures
 
 
 def test_the_probe_never_saw_two_macs_answer_for_longer_than_the_bound(
@@ -228,4 +317,4 @@ def test_the_probe_never_saw_two_macs_answer_for_longer_than_the_bound(
     with capsys.disabled():
         print(f"\n[failover-lab {TIMING}] whole run {end - start:.0f} s: overlap max {figures.overlap_max_s:.2f} s, "
               f"total {figures.overlap_total_s:.2f} s, {len(figures.moves)} moves")
-    assert figures.overlap_max_s <= BOUNDS[TIMING]["overlap_s"], figures
+    assert figures.overlap_max_s <= OVERLAP_S, figures
