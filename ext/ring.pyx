@@ -3,7 +3,7 @@
 
 A classic BPF socket filter lets only ARP requests, ICMPv6 Neighbor Solicitations and (where heartbeats are served)
 UDP datagrams to the heartbeat port reach the socket; frames are received and replies sent in batches (recvmmsg /
-sendmmsg); the decision is the fast-path decision of FASTPATH.md (packets.answer() in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex
+sendmmsg); the decision is the fast-path decision of docs/fastpath.md (packets.answer() in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex
 that the loop holds only while it decides one batch, so Python may replace it at any time and then owns the old
 table exclusively (its counters are harvested, then it is freed).
 """
@@ -82,7 +82,7 @@ cdef enum:
     ETH_P_ALL = 0x0003
     RECV_TIMEOUT_US = 100000  # how quickly stop() is noticed when no frame arrives
     SKF_AD_VLAN_TAG_PRESENT = -0x1000 + 48  # ancillary load: SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
-    # Heartbeats (heartbeat.py's layout; FASTPATH.md, Heartbeats)
+    # Heartbeats (heartbeat.py's layout; docs/fastpath.md, Heartbeats)
     HB_UDP_LEN = 32  # UDP header + 24-byte payload
     HB4_FRAME_LEN = 66
     HB6_FRAME_LEN = 86

@@ -4,7 +4,7 @@
  * rewriting the request in place and bouncing it with XDP_TX; reflects data-path heartbeat requests
  * (metallb_fast/dataplane/heartbeat.py) on the interfaces that serve them, the same way and under the same liveness
  * gate. Everything else is XDP_PASS, so the kernel stack still sees every frame we decline. The decision order and the output frames are specified byte for byte in
- * FASTPATH.md; metallb_fast/dataplane/packets.py is the oracle this program is tested against.
+ * docs/fastpath.md; metallb_fast/dataplane/packets.py is the oracle this program is tested against.
  *
  * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
  *   VERDICT_<NAME>=<index>  for every member of base.Verdict, and VERDICT_COUNT -- the order lives only there;
@@ -34,7 +34,7 @@
 #define MAX_HEARTBEAT_IFACES 256
 #endif
 
-/* Heartbeats (FASTPATH.md, Heartbeats; the payload layout is heartbeat.py's). */
+/* Heartbeats (docs/fastpath.md, Heartbeats; the payload layout is heartbeat.py's). */
 #define IP4_FRAME_LEN 34      /* Ethernet + IPv4 header without options */
 #define HB_UDP_LEN 32         /* UDP header (8) + payload (24): the UDP length of every heartbeat */
 #define HB4_FRAME_LEN (IP4_FRAME_LEN + HB_UDP_LEN)  /* 66 */

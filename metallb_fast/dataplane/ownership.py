@@ -120,7 +120,7 @@ def stats(
 def interface_index(name: str, backend: str) -> int:
     """The ifindex of interface `name` in this thread's network namespace, or ResponderError naming it.
 
-    Backends call it inside the namespace they were created in (FASTPATH.md, Interfaces and namespaces)."""
+    Backends call it inside the namespace they were created in (docs/fastpath.md, Interfaces and namespaces)."""
     try:
         return socket.if_nametoindex(name)
     except OSError:

@@ -68,7 +68,7 @@ def answer(
     alive: bool = True,
     heartbeats: Reflector | None = None,
 ) -> Answer:
-    """Decide and build the reply for one received frame (decision order: FASTPATH.md).
+    """Decide and build the reply for one received frame (decision order: docs/fastpath.md).
 
     `heartbeats`: how the ingress interface reflects heartbeats; None when it does not (the frames are then
     NOT_ARP_OR_NDP, as any other IP traffic)."""
@@ -211,7 +211,7 @@ def _to_port(frame: bytes, udp: int, port: int) -> bool:
 
 
 def _answer_heartbeat_v4(frame: bytes, reflector: Reflector, alive: bool) -> Answer:
-    """An IPv4 frame on an interface that reflects heartbeats (FASTPATH.md, Heartbeats)."""
+    """An IPv4 frame on an interface that reflects heartbeats (docs/fastpath.md, Heartbeats)."""
     if len(frame) < ETH_HLEN + IPV4_HLEN:
         return Answer(Verdict.NOT_ARP_OR_NDP)
     version, ihl = frame[ETH_HLEN] >> 4, frame[ETH_HLEN] & 0x0F

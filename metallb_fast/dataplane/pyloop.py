@@ -46,7 +46,7 @@ ANCILLARY_SPACE = socket.CMSG_SPACE(AUXDATA.size)
 RCVBUF = 4 << 20  # absorb bursts: Python drains slower than a flood arrives
 POLL_MS = 200
 BATCH = 64  # frames drained per readiness event before re-polling (fairness between interfaces)
-# Frames that reached the lookup for an owned key: they count as requests for it (FASTPATH.md, Counters)
+# Frames that reached the lookup for an owned key: they count as requests for it (docs/fastpath.md, Counters)
 _COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED})
 
 

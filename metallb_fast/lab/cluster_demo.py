@@ -7,6 +7,7 @@ client with the real arping / ndisc6. A row per address says whether the MAC the
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,10 @@ def prove_example(cluster: ClusterLab, path: Path, log: TextIO) -> list[ClusterR
         if not entry["ips"]:
             print(f"  {namespace}/{name}: no address (as plan says: {_last_event(entry)})", file=log, flush=True)
             continue
+        expected_ips: list[str] = entry["ips"]
         try:
             wait_for(
-                lambda ns=namespace, n=name, ips=entry["ips"]: cluster.ingress(ns, n) == ips,
+                functools.partial(_has_ingress, cluster, namespace, name, expected_ips),
                 what=f"{namespace}/{name}'s address",
             )
         except TimeoutError:
@@ -101,12 +103,16 @@ def prove_example(cluster: ClusterLab, path: Path, log: TextIO) -> list[ClusterR
     return rows
 
 
+def _has_ingress(cluster: ClusterLab, namespace: str, name: str, ips: list[str]) -> bool:
+    return cluster.ingress(namespace, name) == ips
+
+
 def remove_example(cluster: ClusterLab, path: Path) -> None:
     """Delete what the example created, and wait until its namespaces are gone so the next one can reuse them.
 
     The lab's Pods have no kubelet to confirm their graceful deletion, so they are deleted with grace period 0."""
     documents = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-    namespaces = sorted({(d.get("metadata") or {}).get("name") for d in documents if d.get("kind") == "Namespace"})
+    namespaces = sorted({str((d.get("metadata") or {}).get("name")) for d in documents if d.get("kind") == "Namespace"})
     for namespace in namespaces:
         cluster.kube.kubectl("delete", "pods", "--all", "-n", namespace, "--grace-period=0", "--force", check=False)
     cluster.kube.kubectl("delete", "-f", str(path), "--wait=false", check=False)

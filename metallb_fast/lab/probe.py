@@ -424,6 +424,7 @@ def steady_owner(records: ProbeRecords, now: float, span_s: float, mac_of: dict[
     if len(nodes) != 1 or None in nodes:
         return None
     (node,) = nodes
+    assert node is not None
     samples = [macs for t, macs in window.arp_samples() if t <= now - 0.05]
     if not samples or any(macs != {mac_of.get(node)} for macs in samples):
         return None

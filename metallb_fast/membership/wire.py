@@ -1,7 +1,8 @@
 """Sans-IO codec for hashicorp/memberlist's wire protocol (what MetalLB's speakers speak on port 7946).
 
-Bytes in, values out, and back; no sockets, no clock. Facts: ../shared/research/memberlist.md section 2, checked
-against memberlist 0.2.2 / go-msgpack 0.5.5 (Debian) and v0.5.1 / go-msgpack v2.1.1 (what MetalLB links).
+Bytes in, values out, and back; no sockets, no clock. Facts: hashicorp/memberlist's net.go, security.go, util.go
+and label.go, checked against memberlist 0.2.2 / go-msgpack 0.5.5 (Debian) and v0.5.1 / go-msgpack v2.1.1 (what
+MetalLB links).
 
 - A message is one type byte + a msgpack map keyed by the Go field names (`encode_message`, `decode_message`).
 - Packets (UDP) wrap messages: compound -> CRC -> AES-GCM -> label on send; receive unwraps in reverse and also
@@ -15,6 +16,7 @@ We never compress on send: every memberlist receiver accepts uncompressed data, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -418,7 +420,7 @@ def encode_message(message: Message) -> bytes:
 def _encode_push_pull(message: PushPull) -> bytes:
     header = {"nodes": len(message.nodes), "user_state_len": len(message.user_state), "join": message.join}
     parts = [bytes([MessageType.PUSH_PULL]), _PUSH_PULL_HEADER.pack(header.__getitem__)]
-    parts += (_PUSH_NODE_STATE.pack(lambda attr, node=node: getattr(node, attr)) for node in message.nodes)
+    parts += (_PUSH_NODE_STATE.pack(functools.partial(getattr, node)) for node in message.nodes)
     parts.append(message.user_state)
     return b"".join(parts)
 

@@ -3,7 +3,7 @@
 Deliberately not packets.py's own builders: the oracle and the backends are checked against an independent
 reading of the wire format. Every field a test may want wrong is a parameter; the defaults are a valid request
 from CLIENT for VIP, which the tests own with OWNED_MAC. Incoming ICMPv6 checksums are not verified by any backend
-(FASTPATH.md), so NS frames carry a zero checksum; tests that check checksums compute their own.
+(docs/fastpath.md), so NS frames carry a zero checksum; tests that check checksums compute their own.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def vlan_tagged(frame: bytes, vid: int = 5) -> bytes:
     return frame[:12] + struct.pack("!HH", 0x8100, vid) + frame[12:]
 
 
-# --- data-path heartbeats (FASTPATH.md, Heartbeats): UDP, payload b"MLBF" | 1 | kind | 0 | nonce | seq | 0 -------
+# --- data-path heartbeats (docs/fastpath.md, Heartbeats): UDP, payload b"MLBF" | 1 | kind | 0 | nonce | seq | 0 -------
 
 NODE4 = IPv4Address("192.0.2.1")  # the node a heartbeat is sent to (its own interface address)
 NODE6 = IPv6Address("2001:db8::1")
@@ -204,7 +204,7 @@ def with_udp_checksum(frame: bytes, checksum: int) -> bytes:
 
 
 def heartbeat_corpus() -> list[tuple[str, bytes]]:
-    """Heartbeat frames for an interface reflecting HEARTBEAT_PORT to NODE_MAC: every branch of FASTPATH.md's
+    """Heartbeat frames for an interface reflecting HEARTBEAT_PORT to NODE_MAC: every branch of docs/fastpath.md's
     heartbeat decision, and the boundaries around it."""
     v4, v6 = heartbeat4(), heartbeat6()
     hop_by_hop, fragment = bytes([17, 0]) + bytes(6), bytes([17, 0, 0, 1]) + bytes(4)  # in front of UDP

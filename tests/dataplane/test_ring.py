@@ -68,7 +68,7 @@ ELSEWHERE = frozenset(address for (address, name) in OWNED if name != IFACE)
 
 
 def corpus() -> list[bytes]:
-    """Every decision branch of FASTPATH.md at least once, plus padding and boundary lengths."""
+    """Every decision branch of docs/fastpath.md at least once, plus padding and boundary lengths."""
     return [
         arp(), arp(pad=b""), arp(pad=bytes(22)), arp(pad=bytes(258)), arp(VIP4, spa=IPv4Address("0.0.0.0")),
         arp(eth_dst=OWNED_MAC), arp(eth_dst=STRANGER_MAC), arp(op=2), arp(op=3), arp(spa=VIP4),

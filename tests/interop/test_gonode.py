@@ -1,6 +1,6 @@
 """Go-only smoke tests of the GoNode harness: mlnode members behave like MetalLB's memberlist before we mix ours in.
 
-Timing bounds come from shared/research/memberlist.md (N=3, DefaultLANConfig, loopback): a crash is
+Timing bounds (N=3, DefaultLANConfig, loopback; memberlist's suspicion formula, README: Membership): a crash is
 declared after the first failed probe plus the 4 s suspicion timeout (measured 5.06-6.93 s); a graceful Leave
 reaches the others in 6-202 ms.
 """

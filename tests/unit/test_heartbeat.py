@@ -1,6 +1,6 @@
 """heartbeat.py, the wire format of the data-path heartbeat: exact bytes, parse errors, and the checksum rule.
 
-Expected bytes are written out by hand from the layout in the module docstring (FASTPATH.md, Heartbeats), not
+Expected bytes are written out by hand from the layout in the module docstring (docs/fastpath.md, Heartbeats), not
 produced by the module under test.
 """
 
