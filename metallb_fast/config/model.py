@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from metallb_fast.vocabulary import IPAddress as IPAddress  # re-exported until the speaker imports vocabulary
+from metallb_fast.vocabulary import IPAddress
 
 
 class SelectorOperator(str, Enum):

@@ -31,10 +31,10 @@ from metallb_fast.vocabulary import (
     DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL,
     DEPRECATED_GROUP,
     IPAddress,
+    class_matches,
     ip_text,
     parse_ip,
 )
-from metallb_fast.vocabulary import class_matches as class_matches  # re-exported until the speaker imports it
 
 
 class SyncResult(str, Enum):

@@ -9,14 +9,13 @@ Service lands on the same node, and Services sharing an address agree.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import ipaddress
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
-from metallb_fast.config.model import Config, IPAddress, L2Advertisement, Pool, any_selector_matches
+from metallb_fast.config.model import Config, L2Advertisement, Pool, any_selector_matches
 from metallb_fast.resources import EndpointSlice, Node, Service
+from metallb_fast.vocabulary import LABEL_EXCLUDE_FROM_LB, IPAddress, ip_text, parse_ip, shares_address
 
 NOT_OWNER = "notOwner"
 SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
@@ -27,9 +26,8 @@ NOT_LOAD_BALANCER = "notLoadBalancer"
 NO_IP_ALLOCATED = "noIPAllocated"
 INVALID_IP = "invalidIP"
 
-EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+EXCLUDE_FROM_LB_LABEL = LABEL_EXCLUDE_FROM_LB
 NETWORK_UNAVAILABLE = "NetworkUnavailable"
-ALLOW_SHARED_IP = "allow-shared-ip"
 
 
 @dataclass(frozen=True)
@@ -46,11 +44,11 @@ def service_addresses(service: Service) -> ServiceAddresses:
     found: list[IPAddress] = []
     invalid: str | None = None
     for text in service.ingress_ips:
-        try:
-            found.append(ipaddress.ip_address(text))
-        except ValueError:
+        ip = parse_ip(text)  # as the controller reads it: ::ffff:a.b.c.d is IPv4, a zone is invalid
+        if ip is None:
             invalid = text
             break
+        found.append(ip)
     addresses = () if invalid is not None else tuple(found)
     if service.type != "LoadBalancer":
         withdraw: str | None = NOT_LOAD_BALANCER
@@ -92,12 +90,6 @@ def advertisement_selects_node(adv: L2Advertisement, node: Node | None) -> bool:
     return node is not None and any_selector_matches(adv.node_selectors, node.label_map)
 
 
-def shares_address(service: Service) -> bool:
-    """The Service carries a non-empty allow-shared-ip key under either annotation prefix."""
-    annotations = service.annotation_map
-    return any(annotations.get(prefix + ALLOW_SHARED_IP) for prefix in ("metallb.io/", "metallb.universe.tf/"))
-
-
 def has_serving_endpoint(endpoint_slices: Iterable[EndpointSlice]) -> bool:
     return any(ep.can_serve for s in endpoint_slices for ep in s.endpoints)
 
@@ -109,13 +101,8 @@ def nodes_with_serving_endpoint(endpoint_slices: Iterable[EndpointSlice]) -> fro
 def election_key(service: Service, ip: IPAddress) -> str:
     """The text hashed with each node name: the Service's first ingress address, canonicalised like Go's
     net.IP.String(); `ip` only stands in when the Service has no parsable ingress yet."""
-    if service.ingress_ips:
-        with contextlib.suppress(ValueError):
-            ip = ipaddress.ip_address(service.ingress_ips[0])
-    # Go keeps IPv4 in 16-byte form and prints an IPv4-mapped IPv6 address as plain IPv4.
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    first = parse_ip(service.ingress_ips[0]) if service.ingress_ips else None
+    return ip_text(first or parse_ip(str(ip)))  # Go prints an IPv4-mapped address as plain IPv4
 
 
 def node_hash(node_name: str, key: str) -> bytes:

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from metallb_fast.config.model import Config, IPAddress
+from metallb_fast.config.model import Config
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import election
 from metallb_fast.speaker.layer2 import interface_choice
+from metallb_fast.vocabulary import IPAddress
 
 ENDPOINT_SLICE_API_VERSIONS = ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")
 

@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
-from metallb_fast.config.model import Config, IPAddress, L2Advertisement
+from metallb_fast.config.model import Config, L2Advertisement
 from metallb_fast.dataplane.base import OwnedKey
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import election
 from metallb_fast.speaker.status import ServiceEvent, announce_failed_event
+from metallb_fast.vocabulary import IPAddress
 
 # The announcedInterfacesToExclude list MetalLB's manifests ship: container, overlay and virtual links.
 DEFAULT_EXCLUDED_INTERFACES: tuple[str, ...] = (

@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from metallb_fast.controller.decide import class_matches
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
@@ -31,6 +30,7 @@ from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, layer2, status
 from metallb_fast.speaker.cluster_view import Assessment, ClusterView
 from metallb_fast.speaker.links import read_links
+from metallb_fast.vocabulary import CORE_V1_PATH, DEFAULT_NAMESPACE, DISCOVERY_GROUP_PATH, class_matches
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ WAKE = "wake"
 @dataclass
 class SpeakerOptions:
     node_name: str
-    namespace: str = "metallb-system"
+    namespace: str = DEFAULT_NAMESPACE
     lb_class: str | None = None
     ignore_exclude_lb: bool = False
     liveness_timeout_s: float = 10.0
@@ -54,8 +54,8 @@ class SpeakerOptions:
 def endpoint_slice_resource(client: KubeClient) -> Resource:
     """discovery.k8s.io/v1 where served (1.21+), else v1beta1 (1.17-1.24)."""
     for version in ("v1", "v1beta1"):
-        if client.served(f"/apis/discovery.k8s.io/{version}"):
-            return Resource(f"/apis/discovery.k8s.io/{version}", "endpointslices")
+        if client.served(f"{DISCOVERY_GROUP_PATH}/{version}"):
+            return Resource(f"{DISCOVERY_GROUP_PATH}/{version}", "endpointslices")
     raise RuntimeError("the API server serves no discovery.k8s.io EndpointSlice version (v1 or v1beta1)")
 
 
@@ -75,8 +75,8 @@ class Speaker:
         self.recorder = EventRecorder(client, "metallb-speaker", host=options.node_name)
         self.queue: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
-        self.services = Informer(client, Resource("/api/v1", "services"), self._wake, name="services")
-        self.nodes = Informer(client, Resource("/api/v1", "nodes"), self._on_node, name="nodes")
+        self.services = Informer(client, Resource(CORE_V1_PATH, "services"), self._wake, name="services")
+        self.nodes = Informer(client, Resource(CORE_V1_PATH, "nodes"), self._on_node, name="nodes")
         self.slices: Informer | None = None  # its API version is discovered in run(): the server may be down now
         self.config = ConfigSource(
             client,
@@ -197,7 +197,8 @@ class Speaker:
         if self.view is None:
             return True
         try:  # the API server's word, not our cache: a cordon may be milliseconds old (kubectl drain, then stop)
-            node: Json | None = self.client.request("GET", f"/api/v1/nodes/{self.options.node_name}", timeout=2.0)
+            path = f"{CORE_V1_PATH}/nodes/{self.options.node_name}"
+            node: Json | None = self.client.request("GET", path, timeout=2.0)
         except ApiError as error:
             node = None if error.status == 404 else self.nodes.get(self.options.node_name)
         if node is None:

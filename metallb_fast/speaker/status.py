@@ -12,15 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-from metallb_fast.config.model import IPAddress
+from metallb_fast import vocabulary
 from metallb_fast.resources import Service
+from metallb_fast.vocabulary import IPAddress
 
-API_VERSION = "metallb.io/v1beta1"
+API_VERSION = vocabulary.API_VERSION_V1BETA1
 KIND = "ServiceL2Status"
-LABEL_NODE = "metallb.io/node"
-LABEL_SERVICE_NAME = "metallb.io/service-name"
-LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
-DEFAULT_NAMESPACE = "metallb-system"
+LABEL_NODE = vocabulary.LABEL_STATUS_NODE
+LABEL_SERVICE_NAME = vocabulary.LABEL_STATUS_SERVICE_NAME
+LABEL_SERVICE_NAMESPACE = vocabulary.LABEL_STATUS_SERVICE_NAMESPACE
+DEFAULT_NAMESPACE = vocabulary.DEFAULT_NAMESPACE
 PROTOCOL = "layer2"
 
 

@@ -342,3 +342,24 @@ def test_exactly_the_first_eligible_node_in_hash_order_announces(
     result = elect(service, ipaddress.ip_address(address), config, "default", nodes, slices)
     announcers = [n for n in names if result.reason_for(n) is None]
     assert announcers == ([expected] if expected else [])
+
+
+# ---- addresses read as the controller reads them (defect E) ------------------------------------------------------
+
+
+def test_an_ipv4_mapped_ingress_is_the_ipv4_address_as_for_the_controller() -> None:
+    # Go's ParseIP + To4: the controller allocates ::ffff:192.0.2.10 from an IPv4 pool; the speaker must elect it
+    # in that pool too (it used to withdraw it as ipNotAllowed) and hash it as Go prints it.
+    nodes = make_nodes(*NODE_NAMES)
+    service = make_service(ips=["::ffff:192.0.2.10"])
+    checked = election.service_addresses(service)
+    assert checked.withdraw is None and [str(ip) for ip in checked.addresses] == ["192.0.2.10"]
+    config = make_config(L2Advertisement(name="all"), pools=[make_pool("v4", "192.0.2.0/24")])
+    ip = checked.addresses[0]
+    result = elect(service, ip, config, election.pool_name_for(config, [ip]), nodes, [make_slice(service, *nodes)])
+    assert result.blocked is None and result.winner == hash_order(NODE_NAMES, "192.0.2.10")[0]
+
+
+def test_a_zoned_ingress_is_invalid_as_for_the_controller() -> None:
+    checked = election.service_addresses(make_service(ips=["fe80::1%eth0"]))
+    assert checked.withdraw == election.INVALID_IP and checked.invalid == "fe80::1%eth0"
