@@ -25,6 +25,7 @@ from metallb_fast.membership.detector import (
     Detector,
     DetectorTiming,
     Output,
+    Recovered,
     SendHeartbeat,
     SendRelayReply,
     SendRelayRequest,
@@ -40,6 +41,7 @@ class DataPathWatch:
         port: int,
         on_dead: Callable[[str, str], None],
         on_change: Callable[[], None] = lambda: None,
+        on_recovered: Callable[[str], None] = lambda _: None,
         timing: DetectorTiming | None = None,
         key: bytes | None = None,
         rng: random.Random | None = None,
@@ -48,6 +50,7 @@ class DataPathWatch:
         self.port = port
         self._on_dead = on_dead
         self._on_change = on_change
+        self._on_recovered = on_recovered
         self._seen: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self._key = relay_wire.relay_key(key)
         self._detector = Detector(timing or DetectorTiming(), rng or random.Random(), time.monotonic())
@@ -143,9 +146,12 @@ class DataPathWatch:
 
     def _carry_out(self, outputs: list[Output]) -> None:
         for output in outputs:
-            if isinstance(output, DeadVerdict):
+            if isinstance(output, DeadVerdict | Recovered):
                 try:
-                    self._on_dead(output.name, output.reason)
+                    if isinstance(output, DeadVerdict):
+                        self._on_dead(output.name, output.reason)
+                    else:
+                        self._on_recovered(output.name)
                 except Exception:
                     log.exception("data-path verdict handler failed", extra={"op": "heartbeat"})
                 continue

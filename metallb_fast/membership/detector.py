@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 Address = tuple[str, int]
+DECLARED_EVERY = 4
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,16 @@ class DeadVerdict:
     reason: str
 
 
-Output = SendHeartbeat | SendRelayRequest | SendRelayReply | DeadVerdict
+@dataclass(frozen=True)
+class Recovered:
+    """A peer we declared dead answers again (a link back, a partition healed) but has not refuted yet: it may not
+    know it was declared dead. The speaker then pushes its state to it, so it learns and refutes at once, rather
+    than at the next anti-entropy round (30 s), while it answers its addresses beside the node that took them."""
+
+    name: str
+
+
+Output = SendHeartbeat | SendRelayRequest | SendRelayReply | DeadVerdict | Recovered
 
 
 @dataclass
@@ -85,6 +95,8 @@ class _Peer:
     confirming: dict[int, float] = field(default_factory=dict)  # our relay-request nonces -> deadline
     confirmations: int = 0
     declared: bool = False
+    quiet_rounds: int = 0  # a declared peer is still heartbeated, every DECLARED_EVERY rounds
+    recovered: bool = False  # Recovered was reported for this declaration
 
 
 @dataclass
@@ -130,6 +142,11 @@ class Detector:
         del self._by_nonce[nonce]
         del peer.outstanding[nonce]
         peer.misses = 0
+        if peer.declared:  # alive again in the data path, dead in memberlist until it refutes
+            if peer.recovered or name is None:
+                return []
+            peer.recovered = True
+            return [Recovered(name)]
         peer.replied = True
         self._clear_confirmation(peer)
         return []
@@ -201,7 +218,9 @@ class Detector:
         outputs: list[Output] = []
         for name, peer in self._peers.items():
             if peer.declared:
-                continue
+                peer.quiet_rounds = (peer.quiet_rounds + 1) % DECLARED_EVERY
+                if peer.quiet_rounds:
+                    continue
             nonce = self._nonce()
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             peer.outstanding[nonce] = self._last_tick

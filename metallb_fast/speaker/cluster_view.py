@@ -81,7 +81,8 @@ class ClusterView:
         if interface is None:
             raise RuntimeError(f"data-path heartbeats: no interface holds the memberlist address {host}")
         self._responder.serve_heartbeats(port, [interface])
-        self.watch = DataPathWatch(host, port, self._on_dead, on_change=self._wake, key=self.settings.key).start()
+        self.watch = DataPathWatch(host, port, self._on_dead, on_change=self._wake, on_recovered=self._on_recovered,
+                                   key=self.settings.key).start()
         log.info("data-path heartbeats on", extra={"op": "startup", "interface": interface, "port": port})
 
     def stop(self, leave: bool) -> None:
@@ -143,6 +144,15 @@ class ClusterView:
             return
         log.info("declaring %s dead", name, extra={"op": "heartbeat", "node": name, "reason": reason})
         self.membership.node.declare_dead(name, reason)
+
+    def _on_recovered(self, name: str) -> None:
+        """A node we declared dead answers heartbeats again: push-pull with it, so that it learns it was declared
+        dead and refutes now (then every member counts it again, and the address goes back to it once)."""
+        member = next((m for m in self.membership.node.snapshot().members if m.name == name), None)
+        if member is None:
+            return
+        log.info("%s answers again: telling it it was declared dead", name, extra={"op": "heartbeat", "node": name})
+        self.membership.node.join([(address_text(member.addr), member.port)])
 
     def _update_watch(self, members: tuple[Member, ...]) -> None:
         if self.watch is None or self.settings.heartbeat_port is None:

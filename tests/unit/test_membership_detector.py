@@ -13,6 +13,7 @@ from metallb_fast.membership.detector import (
     Detector,
     DetectorTiming,
     Output,
+    Recovered,
     SendHeartbeat,
     SendRelayReply,
     SendRelayRequest,
@@ -33,6 +34,7 @@ class Lan:
     cut: set[frozenset[str]] = field(default_factory=set)  # pairs that cannot reach each other
     detectors: dict[str, Detector] = field(default_factory=dict)
     verdicts: list[tuple[float, str, DeadVerdict]] = field(default_factory=list)
+    recovered: list[tuple[float, str, str]] = field(default_factory=list)
     in_flight: list[tuple[float, str, str, Output]] = field(default_factory=list)  # (arrives, from, to, what)
 
     def __post_init__(self) -> None:
@@ -52,6 +54,9 @@ class Lan:
     def send(self, sender: str, output: Output) -> None:
         if isinstance(output, DeadVerdict):
             self.verdicts.append((self.now, sender, output))
+            return
+        if isinstance(output, Recovered):
+            self.recovered.append((self.now, sender, output.name))
             return
         target = output.to[0]
         if self.reach(sender, target):
@@ -178,3 +183,15 @@ def test_a_node_back_with_a_new_incarnation_is_watched_again() -> None:
     lan.answering["c"] = lan.running["c"] = False
     lan.run(1.0)
     assert len(lan.declared("c")) == 4
+
+
+def test_a_declared_node_that_answers_again_is_reported_once_until_it_refutes() -> None:
+    lan = Lan(["a", "b", "c"])
+    lan.run(0.5)
+    lan.answering["c"] = False  # its link is down: nothing reaches it, its kernel answers nothing
+    lan.run(1.0)
+    assert len(lan.declared("c")) == 2 and not lan.recovered
+    lan.answering["c"] = True  # the link is back; c does not know it was declared dead
+    lan.run(1.0)
+    assert sorted(by for _, by, name in lan.recovered if name == "c") == ["a", "b"]
+    assert "c" not in lan.detectors["a"].reachable(), "still dead until it refutes (a new incarnation)"
