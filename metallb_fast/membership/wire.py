@@ -707,7 +707,7 @@ def _looks_encrypted(payload: bytes) -> bool:
 
 
 def _explain_encrypted(result: Message | Problem, payload: bytes) -> Message | Problem:
-    if isinstance(result, Problem) and result.reason == BAD_BODY and _looks_encrypted(payload):
+    if isinstance(result, Problem) and result.reason in (BAD_BODY, TRUNCATED) and _looks_encrypted(payload):
         return Problem(UNEXPECTED_ENCRYPTION, "the packet looks encrypted but no key is configured")
     return result
 
