@@ -82,8 +82,8 @@ FAULTS: tuple[FaultSpec, ...] = (
               "the owner's switch port down + its speaker SIGKILLed"),
     FaultSpec("drain", "owner", "move", None, _detect, lambda f, n, a: f.drain(n),
               "kubectl cordon + SIGTERM of the owner's speaker, not restarted"),
-    FaultSpec("restart-owner", "owner", "flap", None, lambda a, b: b + 10.0, lambda f, n, a: f.restart(n),
-              "SIGTERM of the owner's speaker, started again at once"),
+    FaultSpec("restart-owner", "owner", "stay", None, lambda a, b: b + 10.0, lambda f, n, a: f.restart(n),
+              "SIGTERM of the owner's speaker, started again at once (a rolling update: --on-sigterm=auto)"),
     FaultSpec("restart-other", "other", "stay", None, lambda a, b: b + 10.0, lambda f, n, a: f.restart(n),
               "SIGTERM of a non-owner's speaker, started again at once"),
     FaultSpec("pause", "owner", "stay", lambda a, b: a.pause_s, _detect, lambda f, n, a: f.pause(n),
@@ -221,8 +221,9 @@ def timing_cluster(kube: Any, timing: str, log_dir: Path, args: argparse.Namespa
     kube.kubectl("create", "namespace", NAMESPACE, check=False)
     delete_pods_now(kube, METALLB_NAMESPACE, SPEAKER_SELECTOR)  # a previous lab's, still Terminating
     delete_pods_now(kube, NAMESPACE)
+    # --on-sigterm=auto, as deployed: a SIGTERM restarts in place unless the Node is cordoned (drain: handover).
     with ClusterLab(kube, log_dir, nodes=NODES, backend="xdp", memberlist_timing=timing,
-                    liveness_timeout_s=args.liveness_timeout) as cluster:
+                    liveness_timeout_s=args.liveness_timeout, on_sigterm="auto") as cluster:
         try:
             address = str(cluster.lab.vip_v4(0))
             cluster.serve_echo([address])
@@ -235,6 +236,8 @@ def timing_cluster(kube: Any, timing: str, log_dir: Path, args: argparse.Namespa
             cluster.announce(NAMESPACE, SERVICE, address)
             yield Bench(cluster, probe, address)
         finally:
+            for host in cluster.lab.nodes:  # the end of the lab is a drain: every speaker hands over, detaches
+                kube.kubectl("cordon", host.name, check=False)
             kube.kubectl("delete", "service", SERVICE, "-n", NAMESPACE, check=False)
             kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
             delete_pods_now(kube, NAMESPACE)
