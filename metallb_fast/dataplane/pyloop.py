@@ -229,17 +229,23 @@ class PythonResponder:
                 registered = set(snapshot.by_fd)
                 self._close_retired(snapshot)
                 adopted = snapshot
-            for fd, _ in poller.poll(POLL_MS):
+            events = poller.poll(POLL_MS)
+            if self._snapshot is not snapshot:
+                continue  # decide with the tables in force now; frames wait in sockets still in use
+            for fd, _ in events:
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
                     continue
                 name = snapshot.by_fd.get(fd)
                 if name is not None:
-                    self._drain(name, snapshot.sockets[name], snapshot.tables[name])
+                    self._drain(name, snapshot, snapshot.tables[name])
 
-    def _drain(self, name: str, sock: socket.socket, table: Table) -> None:
+    def _drain(self, name: str, snapshot: _Snapshot, table: Table) -> None:
+        sock = snapshot.sockets[name]
         for _ in range(BATCH):
+            if self._snapshot is not snapshot:
+                return  # swapped meanwhile: the next frames are decided with the new tables
             try:
                 frame, ancillary, _, address = sock.recvmsg(65535, ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
