@@ -696,10 +696,22 @@ def decode_packet(data: bytes, *, keyring: Keyring, label: bytes = b"") -> Decod
 def _undecryptable(payload: bytes) -> Problem:
     # A peer without a key sends plaintext that happens to fail decryption; telling the two apart tells the
     # operator which side lacks the key.
-    plaintext = _unwrap(payload, _Budget(), depth=0)
-    if payload and not any(isinstance(r, Problem) for r in plaintext):
+    if _reads_as_plaintext(payload):
         return Problem(NOT_ENCRYPTED, "a plaintext packet while encryption is configured")
     return Problem(DECRYPT_FAILED, "no installed key decrypts the packet")
+
+
+def _reads_as_plaintext(payload: bytes) -> bool:
+    if not payload or any(isinstance(r, Problem) for r in _unwrap(payload, _Budget(), depth=0)):
+        return False
+    if not _looks_encrypted(payload):
+        return True
+    # A ciphertext starts with a byte that is also a message type (ping, indirect ping): about 1 % of random
+    # nonces then read as such a message. A real one fills the packet exactly; a ciphertext leaves its tag behind.
+    try:
+        return _parse_message(payload, final=True, packet=True)[1] == len(payload)
+    except _Malformed:
+        return False
 
 
 def _looks_encrypted(payload: bytes) -> bool:

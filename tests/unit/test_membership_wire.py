@@ -452,6 +452,14 @@ def test_each_aes_key_size_and_a_wrong_key(size: int) -> None:
     )
 
 
+def test_a_wrong_key_is_never_mistaken_for_a_plaintext_peer() -> None:
+    # The first byte of a ciphertext is also a message type: with some nonces the bytes after it parse as a message.
+    other = wire.Keyring((bytes([7]) * 32,))
+    nonces = [hashlib.sha256(bytes([n % 256, n // 256])).digest()[:12] for n in range(2000)]
+    packets = [wire.encode_packet([Ping(1, "n1")], keyring=KEY32, nonce=nonce) for nonce in nonces]
+    assert {wire.decode_packet(packet, keyring=other).problems[0].reason for packet in packets} == {wire.DECRYPT_FAILED}
+
+
 def test_every_key_of_the_ring_is_tried_and_the_primary_encrypts() -> None:
     old, new = bytes([1]) * 32, bytes([2]) * 32
     packet = wire.encode_packet([Nack(1)], keyring=wire.Keyring((old,)))
