@@ -34,6 +34,7 @@ class Verdict(str, Enum):
     # Appended, so the counter indices of the reasons above stay what they were (the C program's -D defines).
     HEARTBEAT = "heartbeat"  # a heartbeat request reflected: answered, but not an address request
     MALFORMED_HEARTBEAT = "malformed_heartbeat"  # UDP to the heartbeat port that is not a version-1 request/reply
+    RATE_LIMITED = "rate_limited"  # a request this node would answer, over its source's flood limit (floodlimit.py)
 
 
 # Verdicts that are not declines: stats() reports ANSWERED per address and HEARTBEAT as a total.
