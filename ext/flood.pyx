@@ -27,18 +27,46 @@ cdef extern from *:
     #include <string.h>
 
     /* `return action` as an XDP program. XDP_TX run with BPF_F_TEST_XDP_LIVE_FRAMES: every repetition is
-       transmitted out of the ingress interface (for a veth: into its peer), without skbs, sockets or qdiscs. */
-    static int mlbf_flood_load_xdp(int action, const char *name) {
-        struct bpf_insn insns[2];
+       transmitted out of the ingress interface (for a veth: into its peer), without skbs, sockets or qdiscs.
+       With keep_mac (6 bytes), frames whose Ethernet destination is keep_mac are passed to the stack instead: the
+       benchmark's own client (a prober) still hears its replies while the flood's replies are dropped. */
+    static int mlbf_flood_load_xdp(int action, const char *name, const unsigned char *keep_mac) {
+        struct bpf_insn insns[16];
+        unsigned n = 0;
         char license[] = "GPL";
         union bpf_attr attr;
         memset(insns, 0, sizeof insns);
-        insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
-        insns[0].imm = action;
-        insns[1].code = BPF_JMP | BPF_EXIT;
+        if (keep_mac != NULL) {
+            unsigned int low;  /* the MAC's first 4 bytes as a little-endian load sees them */
+            unsigned short high;
+            memcpy(&low, keep_mac, 4);
+            memcpy(&high, keep_mac + 4, 2);
+            /* r2 = data, r3 = data_end; frames shorter than 6 bytes get `action` */
+            insns[n].code = BPF_LDX | BPF_W | BPF_MEM; insns[n].dst_reg = 2; insns[n].src_reg = 1; n++;
+            insns[n].code = BPF_LDX | BPF_W | BPF_MEM; insns[n].dst_reg = 3; insns[n].src_reg = 1;
+            insns[n].off = 4; n++;
+            insns[n].code = BPF_ALU64 | BPF_MOV | BPF_X; insns[n].dst_reg = 4; insns[n].src_reg = 2; n++;
+            insns[n].code = BPF_ALU64 | BPF_ADD | BPF_K; insns[n].dst_reg = 4; insns[n].imm = 6; n++;
+            insns[n].code = BPF_JMP | BPF_JGT | BPF_X; insns[n].dst_reg = 4; insns[n].src_reg = 3;
+            insns[n].off = 6; n++;
+            insns[n].code = BPF_LDX | BPF_W | BPF_MEM; insns[n].dst_reg = 5; insns[n].src_reg = 2; n++;
+            insns[n].code = BPF_JMP32 | BPF_JNE | BPF_K; insns[n].dst_reg = 5; insns[n].imm = (int)low;
+            insns[n].off = 4; n++;
+            insns[n].code = BPF_LDX | BPF_H | BPF_MEM; insns[n].dst_reg = 5; insns[n].src_reg = 2;
+            insns[n].off = 4; n++;
+            insns[n].code = BPF_JMP32 | BPF_JNE | BPF_K; insns[n].dst_reg = 5; insns[n].imm = high;
+            insns[n].off = 2; n++;
+            insns[n].code = BPF_ALU64 | BPF_MOV | BPF_K; insns[n].imm = XDP_PASS; n++;
+            insns[n].code = BPF_JMP | BPF_EXIT; n++;
+        }
+        insns[n].code = BPF_ALU64 | BPF_MOV | BPF_K;
+        insns[n].imm = action;
+        n++;
+        insns[n].code = BPF_JMP | BPF_EXIT;
+        n++;
         memset(&attr, 0, sizeof attr);
         attr.prog_type = BPF_PROG_TYPE_XDP;
-        attr.insn_cnt = 2;
+        attr.insn_cnt = n;
         attr.insns = (unsigned long)insns;
         attr.license = (unsigned long)license;
         strncpy(attr.prog_name, name, sizeof attr.prog_name - 1);
@@ -63,8 +91,8 @@ cdef extern from *:
         return (int)syscall(__NR_bpf, BPF_PROG_TEST_RUN, &attr, sizeof attr);
     }
     """
-    int mlbf_flood_load_xdp(int action, const char *name) nogil
-    int XDP_DROP, XDP_TX
+    int mlbf_flood_load_xdp(int action, const char *name, const unsigned char *keep_mac) nogil
+    int XDP_DROP, XDP_PASS, XDP_TX
     int mlbf_flood_live_run(int prog_fd, const void *frame, unsigned size, int ifindex, unsigned repeat) nogil
 
 
@@ -180,7 +208,7 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
         for i in range(n):
             data[i] = PyBytes_AS_STRING(owned[i])
             sizes[i] = len(owned[i])
-        prog_fd = mlbf_flood_load_xdp(XDP_TX, b"mlbf_flood_tx")
+        prog_fd = mlbf_flood_load_xdp(XDP_TX, b"mlbf_flood_tx", NULL)
         if prog_fd < 0:
             err = errno
             raise OSError(err, f"flood_live: loading the XDP_TX program: {strerror(err).decode()}")
@@ -215,11 +243,17 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
     return {"sent": sent, "pushbacks": 0, "elapsed_s": (now - t0) / 1e9}
 
 
-def load_xdp_drop(str name="mlbf_flood_sink") -> int:
+def load_xdp_drop(str name="mlbf_flood_sink", bytes keep_mac=b"") -> int:
     """Load `return XDP_DROP` (the benchmark client's sink: replies are counted by the veth, then dropped before
-    any skb is built, so counting costs the client almost nothing). Returns the program fd; the caller closes it."""
+    any skb is built, so counting costs the client almost nothing). With keep_mac (6 bytes), frames sent to that
+    MAC are passed up instead (the legitimate client's replies). Returns the program fd; the caller closes it."""
     cdef bytes encoded = name.encode()[:15]
-    cdef int fd = mlbf_flood_load_xdp(XDP_DROP, encoded)
+    cdef const unsigned char *keep = NULL
+    if keep_mac:
+        if len(keep_mac) != 6:
+            raise ValueError(f"load_xdp_drop: keep_mac must be 6 bytes, got {len(keep_mac)}")
+        keep = keep_mac
+    cdef int fd = mlbf_flood_load_xdp(XDP_DROP, encoded, keep)
     if fd < 0:
         err = errno
         raise OSError(err, f"loading XDP program {name!r}: {strerror(err).decode()}")
