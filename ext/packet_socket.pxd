@@ -3,7 +3,7 @@
 # sender), so that both speak to AF_PACKET sockets and read the clock through one definition.
 # Only extern declarations and inline functions: cimporting this needs no compiled module of its own.
 
-from libc.stdint cimport int64_t, uint16_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -29,10 +29,12 @@ cdef extern from "<sys/socket.h>" nogil:
     int socket(int, int, int)
     int bind(int, const sockaddr *, socklen_t)
     int setsockopt(int, int, int, const void *, socklen_t)
+    int getsockopt(int, int, int, void *, socklen_t *)
     int recvmmsg(int, mmsghdr *, unsigned int, int, void *)
     int sendmmsg(int, mmsghdr *, unsigned int, int)
     ssize_t send(int, const void *, size_t, int)
-    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_ATTACH_FILTER, SO_RCVBUFFORCE, SO_RCVTIMEO, SO_SNDBUF, SO_SNDBUFFORCE
+    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_ATTACH_FILTER, SO_ERROR, SO_RCVBUFFORCE, SO_RCVTIMEO, SO_SNDBUF
+    int SO_SNDBUFFORCE
     int MSG_WAITFORONE, MSG_DONTWAIT
 
 
@@ -46,6 +48,75 @@ cdef extern from "<linux/if_packet.h>" nogil:
         unsigned char sll_halen
         unsigned char sll_addr[8]
     int SOL_PACKET, PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING
+    # PACKET_MMAP rings (Documentation/networking/packet_mmap.rst)
+    int PACKET_VERSION, PACKET_RX_RING, PACKET_TX_RING, PACKET_STATISTICS, TPACKET_V2, TPACKET_V3
+    int TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT
+    int TPACKET_ALIGNMENT
+    struct tpacket_req:
+        unsigned int tp_block_size
+        unsigned int tp_block_nr
+        unsigned int tp_frame_size
+        unsigned int tp_frame_nr
+    struct tpacket_req3:
+        unsigned int tp_block_size
+        unsigned int tp_block_nr
+        unsigned int tp_frame_size
+        unsigned int tp_frame_nr
+        unsigned int tp_retire_blk_tov
+        unsigned int tp_sizeof_priv
+        unsigned int tp_feature_req_word
+    struct tpacket_stats_v3:
+        unsigned int tp_packets
+        unsigned int tp_drops
+        unsigned int tp_freeze_q_cnt
+    struct tpacket_hdr_v1:
+        uint32_t block_status
+        uint32_t num_pkts
+        uint32_t offset_to_first_pkt
+        uint32_t blk_len
+        uint64_t seq_num
+    union tpacket_bd_header_u:
+        tpacket_hdr_v1 bh1
+    struct tpacket_block_desc:
+        uint32_t version
+        uint32_t offset_to_priv
+        tpacket_bd_header_u hdr
+    struct tpacket3_hdr:
+        uint32_t tp_next_offset
+        uint32_t tp_snaplen
+        uint32_t tp_len
+        uint32_t tp_status
+        uint16_t tp_mac
+        uint16_t tp_net
+    struct tpacket2_hdr:
+        uint32_t tp_status
+        uint32_t tp_len
+        uint32_t tp_snaplen
+        uint16_t tp_mac
+        uint16_t tp_net
+
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *, unsigned long, int)
+    short POLLIN, POLLERR
+
+
+cdef extern from *:
+    """
+    /* A ring slot's status word is shared with the kernel: read it before the slot's contents, write it after. */
+    static inline unsigned int mlbf_status_load(volatile unsigned int *status) {
+        return __atomic_load_n(status, __ATOMIC_ACQUIRE);
+    }
+    static inline void mlbf_status_store(volatile unsigned int *status, unsigned int value) {
+        __atomic_store_n(status, value, __ATOMIC_RELEASE);
+    }
+    """
+    uint32_t status_load "mlbf_status_load"(uint32_t *status) nogil
+    void status_store "mlbf_status_store"(uint32_t *status, uint32_t value) nogil
 
 
 cdef inline int bind_to_interface(int fd, int ifindex, uint16_t protocol_be) noexcept nogil:

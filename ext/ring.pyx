@@ -1,24 +1,29 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The Cython AF_PACKET responder: one socket per interface, answered in a GIL-free loop.
+"""The Cython AF_PACKET responder: one socket and receive ring per interface, answered in a GIL-free loop.
 
 A classic BPF socket filter lets only ARP requests, ICMPv6 Neighbor Solicitations and (where heartbeats are served)
-UDP datagrams to the heartbeat port reach the socket; frames are received and replies sent in batches (recvmmsg /
-sendmmsg); the decision is the fast-path decision of docs/fastpath.md (packets.answer() in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex
-that the loop holds only while it decides one batch, so Python may replace it at any time and then owns the old
-table exclusively (its counters are harvested, then it is freed).
+UDP datagrams to the heartbeat port into the socket's TPACKET_V3 receive ring (PACKET_MMAP); the loop reads the
+ring's blocks without a syscall per frame, sleeping in poll() only when no block is ready, and sends replies in
+batches (sendmmsg, qdisc bypassed). The decision is the fast-path decision of docs/fastpath.md (packets.answer()
+in C, same order, same bytes). The owned-address table is a sorted array swapped under a mutex that the loop holds
+only while it decides one batch, so Python may replace it at any time and then owns the old table exclusively (its
+counters are harvested, then it is freed).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
+from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, qsort
 from libc.string cimport memcmp, memcpy, memset, strerror
+from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.unistd cimport close as c_close
 
 from packet_socket cimport (
-    AF_PACKET, MSG_DONTWAIT, MSG_WAITFORONE, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, SO_ATTACH_FILTER,
-    SO_RCVBUFFORCE, SO_RCVTIMEO, SOCK_RAW, SOL_PACKET, SOL_SOCKET, bind_to_interface, iovec, mmsghdr,
-    monotonic_ns, recvmmsg, send, sendmmsg, setsockopt, socket,
+    AF_PACKET, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, PACKET_RX_RING, PACKET_STATISTICS,
+    PACKET_VERSION, POLLERR, POLLIN, SO_ATTACH_FILTER, SO_ERROR, SOCK_RAW, SOL_PACKET, SOL_SOCKET, TP_STATUS_KERNEL,
+    TP_STATUS_USER, TPACKET_V3, bind_to_interface, getsockopt, iovec, mmsghdr, monotonic_ns, poll, pollfd, send,
+    sendmmsg, setsockopt, socket, socklen_t, status_load, status_store, tpacket3_hdr, tpacket_block_desc,
+    tpacket_req3, tpacket_stats_v3,
 )
 
 
@@ -29,12 +34,6 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_lock(pthread_mutex_t *)
     int pthread_mutex_unlock(pthread_mutex_t *)
     int pthread_mutex_destroy(pthread_mutex_t *)
-
-
-cdef extern from "<sys/time.h>" nogil:
-    struct timeval:
-        long tv_sec
-        long tv_usec
 
 
 cdef extern from "<linux/filter.h>" nogil:
@@ -80,7 +79,8 @@ cdef enum:
     MAX_OPTIONS = 8
     KEY_LEN = 17  # family byte (4 or 6) + 16 address bytes (IPv4 in the first 4, the rest zero)
     ETH_P_ALL = 0x0003
-    RECV_TIMEOUT_US = 100000  # how quickly stop() is noticed when no frame arrives
+    POLL_TIMEOUT_MS = 100  # how quickly stop() is noticed when no frame arrives
+    RING_FRAME_SIZE = 2048
     SKF_AD_VLAN_TAG_PRESENT = -0x1000 + 48  # ancillary load: SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
     # Heartbeats (heartbeat.py's layout; docs/fastpath.md, Heartbeats)
     HB_UDP_LEN = 32  # UDP header + 24-byte payload
@@ -94,6 +94,12 @@ cdef enum:
     FILTER_NO_PORT = 0x10000  # a 16-bit load never equals it: the heartbeat branches accept nothing
 
 BATCH_SIZE = BATCH
+
+# The receive ring. Blocks of 64 KiB hold ~400 ARP requests each; the kernel hands a block over when it is full
+# or DEFAULT_BLOCK_TIMEOUT_MS after its first frame, which bounds the latency a lone request sees.
+DEFAULT_BLOCK_SIZE = 1 << 16
+DEFAULT_RING_BYTES = 4 << 20
+DEFAULT_BLOCK_TIMEOUT_MS = 1
 
 
 cdef struct Entry:
@@ -548,36 +554,48 @@ cdef int _attach_filter(int fd, uint16_t heartbeat_port) noexcept nogil:
     return 0
 
 
-cdef int _open_socket(int ifindex, int rcvbuf) noexcept nogil:
-    """An AF_PACKET socket on ifindex with the filter attached before it is bound (so nothing unfiltered is
-    queued). Returns the fd or -errno."""
-    cdef timeval tv
+cdef int _open_socket(int ifindex, tpacket_req3 *req, uint8_t **ring) noexcept nogil:
+    """An AF_PACKET socket on ifindex with the filter attached and the receive ring mapped before it is bound (so
+    nothing unfiltered is queued, and nothing lands outside the ring). Returns the fd (ring[0] mapped) or -errno."""
     cdef int one = 1
-    cdef int fd
-    cdef int i
+    cdef int version = TPACKET_V3
+    cdef int fd, err
+    cdef void *mapped
     fd = socket(AF_PACKET, SOCK_RAW, 0)  # protocol 0: receives nothing until bound below
     if fd < 0:
         return -errno
-    i = _attach_filter(fd, 0)
-    if i < 0:
+    err = _attach_filter(fd, 0)
+    if err == 0 and (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0
+                     or setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, sizeof(tpacket_req3)) < 0):
+        err = -errno
+    if err < 0:
         c_close(fd)
-        return i
+        return err
+    mapped = mmap(NULL, <size_t>req.tp_block_size * req.tp_block_nr, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    if mapped == MAP_FAILED:
+        err = -errno
+        c_close(fd)
+        return err
     # Our own transmissions (replies, gratuitous bursts) are not requests to answer.
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one))
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf))
-    tv.tv_sec = 0
-    tv.tv_usec = RECV_TIMEOUT_US
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))
     if bind_to_interface(fd, ifindex, htons(ETH_P_ALL)) < 0:
-        i = errno
+        err = -errno
+        munmap(mapped, <size_t>req.tp_block_size * req.tp_block_nr)
         c_close(fd)
-        return -i
+        return err
+    ring[0] = <uint8_t *>mapped
     return fd
 
 
 cdef class RingLoop:
-    """One interface: its socket, its table, its counters, and the loop that answers on it.
+    """One interface: its socket and receive ring, its table, its counters, and the loop that answers on it.
+
+    The kernel runs the socket filter and copies what it accepts into a TPACKET_V3 ring of blocks shared with
+    this process: no syscall per frame, and a frame that finds the ring full is dropped by the kernel at the cost
+    of the filter, not of a wakeup (the receive path cannot starve the loop: no livelock). The loop takes each
+    block the kernel retired (full, or older than the block timeout), decides its frames in chunks of BATCH
+    under the table mutex, sends each chunk's replies with one sendmmsg, and hands the block back.
 
     Thread model: run() is called from one Python thread and releases the GIL until stop(); every other method
     may be called from any thread meanwhile. close() only after run() has returned.
@@ -591,49 +609,64 @@ cdef class RingLoop:
     cdef Reflector heartbeats  # port 0: none
     cdef uint64_t verdicts[N_VERDICTS]
     cdef uint64_t send_failures
+    cdef uint64_t ring_drops  # frames the kernel accepted but found no room for in the ring
     cdef int stopping  # read after every syscall, so the compiler cannot cache it
-    cdef uint8_t *rx
+    cdef uint8_t *ring
+    cdef size_t block_size
+    cdef size_t block_count
+    cdef size_t block  # the next block to read, in ring order
     cdef uint8_t *tx
-    cdef mmsghdr rmsgs[BATCH]
-    cdef iovec riov[BATCH]
     cdef mmsghdr smsgs[BATCH]
     cdef iovec siov[BATCH]
 
-    def __cinit__(self, int ifindex, int rcvbuf=4 << 20):
+    def __cinit__(self, int ifindex, size_t ring_bytes=DEFAULT_RING_BYTES, size_t block_size=DEFAULT_BLOCK_SIZE,
+                  unsigned int block_timeout_ms=DEFAULT_BLOCK_TIMEOUT_MS):
         cdef int i
+        cdef tpacket_req3 req
         self.fd = -1
         self.ifindex = ifindex
         self.deadline_ns = -1
         memset(&self.heartbeats, 0, sizeof(self.heartbeats))
         pthread_mutex_init(&self.lock, NULL)
         self.table = _table_new([])
-        self.rx = <uint8_t *>calloc(BATCH, FRAME_MAX)
+        if block_size < 4096 or block_size & (block_size - 1) or block_size < FRAME_MAX or block_timeout_ms == 0:
+            raise ValueError(f"ring on ifindex {ifindex}: block_size {block_size} must be a power of two >= "
+                             f"{FRAME_MAX} and block_timeout_ms {block_timeout_ms} >= 1")
+        self.block_size = block_size
+        self.block_count = max(<size_t>2, ring_bytes // block_size)
         self.tx = <uint8_t *>calloc(BATCH, FRAME_MAX)
-        if self.rx == NULL or self.tx == NULL:
-            raise MemoryError("ring buffers")
-        memset(self.rmsgs, 0, sizeof(self.rmsgs))
+        if self.tx == NULL:
+            raise MemoryError("ring transmit buffers")
         memset(self.smsgs, 0, sizeof(self.smsgs))
         for i in range(BATCH):
-            self.riov[i].iov_base = self.rx + i * FRAME_MAX
-            self.riov[i].iov_len = FRAME_MAX
-            self.rmsgs[i].msg_hdr.msg_iov = &self.riov[i]
-            self.rmsgs[i].msg_hdr.msg_iovlen = 1
             self.siov[i].iov_base = self.tx + i * FRAME_MAX
             self.smsgs[i].msg_hdr.msg_iov = &self.siov[i]
             self.smsgs[i].msg_hdr.msg_iovlen = 1
-        self.fd = _open_socket(ifindex, rcvbuf)
+        memset(&req, 0, sizeof(req))
+        req.tp_block_size = block_size
+        req.tp_block_nr = self.block_count
+        req.tp_frame_size = RING_FRAME_SIZE  # V3 packs frames of any length into a block; this only sizes frame_nr
+        req.tp_frame_nr = (block_size // RING_FRAME_SIZE) * self.block_count
+        req.tp_retire_blk_tov = block_timeout_ms
+        self.fd = _open_socket(ifindex, &req, &self.ring)
         if self.fd < 0:
             err = -self.fd
             self.fd = -1
-            raise OSError(err, f"AF_PACKET socket on ifindex {ifindex}: {strerror(err).decode()}")
+            raise OSError(err, f"AF_PACKET ring on ifindex {ifindex}: {strerror(err).decode()}")
 
     def __dealloc__(self):
-        if self.fd >= 0:
-            c_close(self.fd)
+        self._release()
         _table_free(self.table)
-        free(self.rx)
         free(self.tx)
         pthread_mutex_destroy(&self.lock)
+
+    cdef void _release(self) noexcept nogil:
+        if self.ring != NULL:
+            munmap(self.ring, self.block_size * self.block_count)
+            self.ring = NULL
+        if self.fd >= 0:
+            c_close(self.fd)
+            self.fd = -1
 
     def run(self) -> int:
         """Answer until stop(); returns 0, or the errno that ended the loop."""
@@ -643,39 +676,69 @@ cdef class RingLoop:
         return err
 
     cdef int _loop(self) noexcept nogil:
-        cdef int got, i, verdict, sent, nout
-        cdef size_t out_len
+        cdef tpacket_block_desc *desc
+        cdef pollfd pfd
+        cdef int rc, err
+        cdef socklen_t err_len
+        pfd.fd = self.fd
+        pfd.events = POLLIN | POLLERR
+        while not self.stopping:
+            desc = <tpacket_block_desc *>(self.ring + self.block * self.block_size)
+            if not (status_load(&desc.hdr.bh1.block_status) & TP_STATUS_USER):
+                rc = poll(&pfd, 1, POLL_TIMEOUT_MS)
+                if rc < 0 and errno != EINTR:
+                    return errno
+                if rc > 0 and pfd.revents & POLLERR:
+                    # A link going down reports ENETDOWN; the kernel hooks the socket in again when it comes
+                    # back up. Reading the error clears it, so poll() sleeps again instead of spinning.
+                    err_len = sizeof(err)
+                    getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &err, &err_len)
+                continue
+            self._answer_block(desc)
+            status_store(&desc.hdr.bh1.block_status, TP_STATUS_KERNEL)
+            self.block = (self.block + 1) % self.block_count
+        return 0
+
+    cdef void _answer_block(self, tpacket_block_desc *desc) noexcept nogil:
+        """Decide every frame of one retired block, BATCH at a time (one lock hold, clock read and sendmmsg each),
+        in arrival order."""
+        cdef uint32_t left = desc.hdr.bh1.num_pkts
+        cdef tpacket3_hdr *hdr = <tpacket3_hdr *>(<uint8_t *>desc + desc.hdr.bh1.offset_to_first_pkt)
+        cdef uint32_t i, chunk
+        cdef int verdict, nout
+        cdef size_t out_len, n
         cdef bint alive
         cdef int64_t deadline
-        while not self.stopping:
-            got = recvmmsg(self.fd, self.rmsgs, BATCH, MSG_WAITFORONE, NULL)
-            if got <= 0:
-                if got < 0 and errno != EAGAIN and errno != EINTR:
-                    return errno
-                continue
+        while left:
+            chunk = left if left < BATCH else BATCH
+            left -= chunk
             nout = 0
             pthread_mutex_lock(&self.lock)
             deadline = self.deadline_ns
             alive = deadline < 0 or monotonic_ns() <= deadline
-            for i in range(got):
-                verdict = _decide(<uint8_t *>self.riov[i].iov_base, self.rmsgs[i].msg_len, self.table,
-                                  &self.heartbeats, alive, <uint8_t *>self.siov[nout].iov_base, &out_len)
+            for i in range(chunk):
+                n = hdr.tp_snaplen if hdr.tp_snaplen < FRAME_MAX else FRAME_MAX
+                verdict = _decide(<uint8_t *>hdr + hdr.tp_mac, n, self.table, &self.heartbeats, alive,
+                                  <uint8_t *>self.siov[nout].iov_base, &out_len)
                 self.verdicts[verdict] += 1
                 if verdict == V_ANSWERED or verdict == V_HEARTBEAT:
                     self.siov[nout].iov_len = out_len
                     nout += 1
+                hdr = <tpacket3_hdr *>(<uint8_t *>hdr + hdr.tp_next_offset)
             pthread_mutex_unlock(&self.lock)
-            i = 0
-            while i < nout:
-                sent = sendmmsg(self.fd, &self.smsgs[i], nout - i, MSG_DONTWAIT)
-                if sent <= 0:
-                    if sent < 0 and errno == EINTR:
-                        continue
-                    # A full device queue (ENOBUFS/EAGAIN) drops the rest of this batch, as a NIC would.
-                    self.send_failures += nout - i
-                    break
-                i += sent
-        return 0
+            self._transmit(nout)
+
+    cdef void _transmit(self, int nout) noexcept nogil:
+        cdef int i = 0, sent
+        while i < nout:
+            sent = sendmmsg(self.fd, &self.smsgs[i], nout - i, MSG_DONTWAIT)
+            if sent <= 0:
+                if sent < 0 and errno == EINTR:
+                    continue
+                # A full device queue (ENOBUFS/EAGAIN) drops the rest of this batch, as a NIC would.
+                self.send_failures += nout - i
+                return
+            i += sent
 
     def stop(self) -> None:
         self.stopping = 1
@@ -696,17 +759,23 @@ cdef class RingLoop:
 
     def counters(self) -> tuple:
         """(per-address [(family, packed, requests, replies)], per-verdict counts in VERDICTS order,
-        replies dropped because the device queue was full)."""
+        replies dropped because the device queue was full, requests dropped because the ring was full)."""
         cdef list per_address
         cdef list verdicts
+        cdef tpacket_stats_v3 ring_stats
+        cdef socklen_t stats_len = sizeof(ring_stats)
         pthread_mutex_lock(&self.lock)
         try:
             per_address = _table_counters(self.table)
             verdicts = [self.verdicts[i] for i in range(N_VERDICTS)]
             failures = self.send_failures
+            # The kernel resets its counters on every read: add them up here.
+            if self.fd >= 0 and getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &ring_stats, &stats_len) == 0:
+                self.ring_drops += ring_stats.tp_drops
+            drops = self.ring_drops
         finally:
             pthread_mutex_unlock(&self.lock)
-        return per_address, verdicts, failures
+        return per_address, verdicts, failures, drops
 
     def set_deadline(self, int64_t deadline_ns) -> None:
         """Answer nothing once CLOCK_MONOTONIC passes deadline_ns; negative = no deadline."""
@@ -743,9 +812,7 @@ cdef class RingLoop:
             raise OSError(err, f"send on ifindex {self.ifindex}: {strerror(err).decode()}")
 
     def close(self) -> None:
-        if self.fd >= 0:
-            c_close(self.fd)
-            self.fd = -1
+        self._release()
 
 
 def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, bytes heartbeat_mac=None) -> tuple:

@@ -152,7 +152,7 @@ class RingResponder:
             per_address = dict(self._folded)
             verdicts = Counter(self._folded_verdicts)
             for name, interface in self._interfaces.items():
-                live, counts, _ = interface.loop.counters()
+                live, counts, *_ = interface.loop.counters()
                 _add(per_address, self._keyed(name, live))
                 verdicts.update(self._verdicts(counts))
             owned = list(self._owned)
@@ -211,7 +211,7 @@ class RingResponder:
         interface = self._interfaces.pop(name)
         interface.loop.stop()
         interface.thread.join(STOP_TIMEOUT_S)
-        live, counts, _ = interface.loop.counters()
+        live, counts, *_ = interface.loop.counters()
         self._fold(name, live)
         self._folded_verdicts.update(self._verdicts(counts))
         if interface.thread.is_alive():  # never free a socket a running loop still reads
@@ -225,8 +225,7 @@ class RingResponder:
     @staticmethod
     def _keyed(name: str, counters: list[tuple[int, bytes, int, int]]) -> dict[OwnedKey, AddressCounters]:
         return {
-            (ip_address(packed), name): AddressCounters(requests, replies)
-            for _, packed, requests, replies in counters
+            (ip_address(packed), name): AddressCounters(requests, replies) for _, packed, requests, replies in counters
         }
 
     def _verdicts(self, counts: list[int]) -> Counter[Verdict]:
