@@ -2,7 +2,8 @@
 
 One RingLoop (socket + table + counters) per interface, each answering in its own thread with the GIL released.
 sync() builds one table per interface (owned here -> MAC, owned only elsewhere -> WRONG_INTERFACE) and swaps it
-into the running loop; counters of a replaced table are folded into totals kept here, so stats() never goes back.
+into the running loop; counters of a replaced table are folded into totals kept here for the addresses still
+owned, so an address's counters never go back while it is owned, and leave stats() when it is withdrawn.
 serve_heartbeats() opens loops on the interfaces it names (owned or not) and tells each loop its setting.
 """
 
@@ -32,9 +33,9 @@ from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 2.0  # the loop notices stop() within its 100 ms receive timeout
-# Socket receive buffer per interface: a flood arrives in bursts while the loop waits for the CPU it shares with
-# the kernel's receive path; what does not fit is dropped before we see it.
+STOP_TIMEOUT_S = 2.0  # the loop notices stop() within its 100 ms poll timeout
+# Receive ring per interface (bytes): a flood arrives in bursts while the loop waits for the CPU it shares with
+# the kernel's receive path; what does not fit is dropped by the kernel before we see it.
 DEFAULT_RECEIVE_BUFFER = 4 << 20
 
 
@@ -131,6 +132,9 @@ class RingResponder:
         _, unserved = ownership.prepare(list(self._interfaces), lambda name: self._reflect(name, port, beating))
         failures.update(unserved)
         self._owned = served
+        # As the xdp backend, whose map entries go with the address: a withdrawn address leaves stats() (its metric
+        # series with it), and one owned again starts from zero.
+        self._folded = {key: counters for key, counters in self._folded.items() if key in served}
         return failures
 
     def _reflect(self, name: str, port: int, beating: Collection[str]) -> None:
