@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from metallb_fast.vocabulary import ANNOTATION_PREFIX, DEPRECATED_ANNOTATION_PREFIX, LABEL_SERVICE_NAME, object_key
@@ -40,16 +41,17 @@ class Service:
     ingress_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip, in order
     uid: str = ""
     resource_version: str = ""
+    creation_timestamp: str = ""  # RFC 3339, so text order is age order
 
     @property
     def key(self) -> str:
         return object_key(self.namespace, self.name)
 
-    @property
+    @cached_property  # read by every election: built once per view (the view is frozen; callers must not mutate)
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
-    @property
+    @cached_property
     def annotation_map(self) -> dict[str, str]:
         return dict(self.annotations)
 
@@ -91,6 +93,7 @@ class Service:
             ingress_ips=tuple(i["ip"] for i in ingress if i.get("ip")),
             uid=meta.get("uid") or "",
             resource_version=meta.get("resourceVersion") or "",
+            creation_timestamp=meta.get("creationTimestamp") or "",
         )
 
 
@@ -115,8 +118,10 @@ class Node:
     name: str
     labels: tuple[tuple[str, str], ...] = ()
     conditions: tuple[NodeCondition, ...] = ()
+    unschedulable: bool = False  # cordoned (kubectl drain)
+    deleting: bool = False  # metadata.deletionTimestamp set
 
-    @property
+    @cached_property  # read by every election: built once per view (the view is frozen; callers must not mutate)
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
@@ -126,13 +131,17 @@ class Node:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Node:
         conditions = ((obj.get("status") or {}).get("conditions")) or []
+        meta = obj.get("metadata") or {}
         return cls(
-            name=(obj.get("metadata") or {}).get("name") or "",
+            name=meta.get("name") or "",
             labels=_labels(obj),
+            # Types and statuses only: a heartbeat (lastHeartbeatTime) is not a change any decision sees.
             conditions=tuple(
                 NodeCondition(type=c.get("type") or "", status=str(c.get("status") or "Unknown"))
                 for c in conditions
             ),
+            unschedulable=bool((obj.get("spec") or {}).get("unschedulable")),
+            deleting=bool(meta.get("deletionTimestamp")),
         )
 
 

@@ -1,8 +1,11 @@
 """The controller program: watch Services, Namespaces and the metallb.io config; apply decide() through k8s/.
 
-Watch threads only enqueue; one reconcile thread owns the allocator and does every write, so decisions are made
-in one order and never race. After a new Config (or a freed address) every Service is processed again, the ones
-that already have an address first, so a restart never moves an address.
+Watch threads only enqueue; one reconcile thread owns the allocator and makes every decision, so decisions are
+made in one order and never race. Their writes run on a small pool (k8s/pipeline.py), in order per Service, so a
+burst of creations is paced by the API server rather than by one round trip per Service; a write refused because
+the Service changed meanwhile (409) re-reads it and sends it back to the decision thread. After a new Config (or a
+freed address) every Service is processed again, the ones that already have an address first, so a restart never
+moves an address.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from metallb_fast.allocator.allocator import Allocator
 from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
-from metallb_fast.k8s.informer import EventType, Informer, Resource, object_key, retry_until_stopped, wait_synced
+from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
+from metallb_fast.k8s.pipeline import KeyedPipeline
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_state
 from metallb_fast.obs import metrics
-from metallb_fast.resources import Service
+from metallb_fast.resources import Namespace, Service
 from metallb_fast.vocabulary import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
     CONTROLLER_COMPONENT,
@@ -41,6 +45,7 @@ CONFIG = "config"
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 CONFLICT_ATTEMPTS = 5  # decisions in a row refused because the Service changed meanwhile
+WRITERS = 8  # concurrent Service writes: enough to cover the API server's latency, few enough to be polite
 OWNED_ANNOTATIONS = (ANNOTATION_IP_ALLOCATED_FROM_POOL, DEPRECATED_ANNOTATION_IP_ALLOCATED_FROM_POOL)
 
 
@@ -68,10 +73,17 @@ class Controller:
         self.recorder = EventRecorder(client, CONTROLLER_COMPONENT)
         self.queue: queue.Queue[str] = queue.Queue()
         self._retries: list[_Retry] = []
+        self._retries_lock = threading.Lock()  # writers schedule retries too
         self._attempts: dict[str, int] = {}
+        self._conflicts: dict[str, int] = {}  # writes refused in a row per Service (touched by writers only)
         self._stop = threading.Event()
-        self.services = Informer(client, Resource(CORE_V1_PATH, "services"), self._on_service, name="services")
-        self.namespaces = Informer(client, Resource(CORE_V1_PATH, "namespaces"), self._on_config, name="namespaces")
+        self.services: Informer[Service] = Informer(
+            client, Resource(CORE_V1_PATH, "services"), self._on_service, parse=Service.from_dict, name="services"
+        )
+        self.namespaces: Informer[Namespace] = Informer(
+            client, Resource(CORE_V1_PATH, "namespaces"), self._on_config, parse=Namespace.from_dict, name="namespaces"
+        )
+        self.writes = KeyedPipeline("service-writes", workers=WRITERS)
         self.config = ConfigSource(
             client, namespace, self._on_config, self.recorder, ConfigStateTarget("controller", "controller")
         )
@@ -80,11 +92,11 @@ class Controller:
     @property
     def backlog(self) -> int:
         """Work not done yet: events queued and retries scheduled (0 and a steady `processed`: idle)."""
-        return self.queue.qsize() + len(self._retries)
+        return self.queue.qsize() + len(self._retries) + self.writes.pending
 
     # ------------------------------------------------------------------ watch threads: enqueue only
-    def _on_service(self, _: EventType, obj: Json) -> None:
-        self.queue.put(object_key(obj))
+    def _on_service(self, _: EventType, service: Service) -> None:
+        self.queue.put(service.key)
 
     def _on_config(self, _: EventType, __: Json) -> None:
         self.queue.put(CONFIG)
@@ -104,12 +116,14 @@ class Controller:
         try:
             if not wait_synced((self.services, self.namespaces, *self.config.informers), self._stop.is_set):
                 return
-            log.info("caches synced", extra={"op": "startup", "services": len(self.services.cache)})
+            log.info("caches synced", extra={"op": "startup", "services": len(self.services)})
             self.queue.put(CONFIG)
             self._loop()
+            self.writes.close(timeout=10.0)
             # The work left for a restart to redo (counting the stop's own wake-up when it is still queued).
             log.info("stopped", extra={"op": "shutdown", "pending": self.backlog})
         finally:
+            self.writes.close(timeout=0)
             self.recorder.close()
             self.services.stop()
             self.namespaces.stop()
@@ -118,8 +132,9 @@ class Controller:
     def _loop(self) -> None:
         while not self._stop.is_set():
             timeout = None
-            if self._retries:
-                timeout = max(0.0, self._retries[0].due - time.monotonic())
+            with self._retries_lock:
+                if self._retries:
+                    timeout = max(0.0, self._retries[0].due - time.monotonic())
             pending: set[str] = set()
             with contextlib.suppress(queue.Empty):
                 pending.add(self.queue.get(timeout=timeout))
@@ -130,8 +145,9 @@ class Controller:
                 except queue.Empty:
                     break
             now = time.monotonic()
-            while self._retries and self._retries[0].due <= now:
-                pending.add(heapq.heappop(self._retries).key)
+            with self._retries_lock:
+                while self._retries and self._retries[0].due <= now:
+                    pending.add(heapq.heappop(self._retries).key)
             pending.discard("")
             if self._stop.is_set():
                 return
@@ -150,23 +166,29 @@ class Controller:
         try:
             result = action()
         except Exception as error:
-            metrics.update_errors.inc()
+            self._retry_later(key, error)
+            return False
+        with self._retries_lock:
+            self._attempts.pop(key, None)
+        return bool(result)
+
+    def _retry_later(self, key: str, error: Exception) -> None:
+        metrics.update_errors.inc()
+        with self._retries_lock:
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
             delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-            log.warning(
-                "reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
-                key,
-                attempts,
-                delay,
-                error,
-                extra={"op": "reconcile"},
-                exc_info=not isinstance(error, ApiError),
-            )
             heapq.heappush(self._retries, _Retry(time.monotonic() + delay, key))
-            return False
-        self._attempts.pop(key, None)
-        return bool(result)
+        log.warning(
+            "reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
+            key,
+            attempts,
+            delay,
+            error,
+            extra={"op": "reconcile"},
+            exc_info=not isinstance(error, ApiError),
+        )
+        self.queue.put("")  # the loop may be sleeping without a timeout: it must see the new retry
 
     def _ensure_memberlist_secret(self) -> None:
         """The speakers' memberlist key, created when missing; retried with backoff while the API server says no
@@ -185,10 +207,7 @@ class Controller:
     # ------------------------------------------------------------------ reconcile
     def _reload_config(self) -> bool:
         changed = self.config.reload()
-        namespaces = {
-            (ns.get("metadata") or {}).get("name", ""): (ns.get("metadata") or {}).get("labels") or {}
-            for ns in self.namespaces.snapshot()
-        }
+        namespaces = {ns.name: dict(ns.labels) for ns in self.namespaces.snapshot()}
         if not changed and self.config.current is not None and namespaces == getattr(self, "_namespaces", None):
             return False
         self._namespaces = namespaces
@@ -202,11 +221,7 @@ class Controller:
     def _sync_all(self) -> None:
         """Every Service, those with addresses first (so nothing is stolen from them), then by age and name."""
 
-        def age(obj: Json) -> tuple[str, str, str]:
-            meta = obj.get("metadata") or {}
-            return (meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta.get("name") or "")
-
-        services = [Service.from_dict(obj) for obj in sorted(self.services.snapshot(), key=age)]
+        services = sorted(self.services.snapshot(), key=lambda s: (s.creation_timestamp, s.namespace, s.name))
         for service in reprocess_order(services):
             if self._stop.is_set():
                 return
@@ -215,68 +230,89 @@ class Controller:
     def _sync_service(self, key: str, reprocess: bool = True) -> None:
         self.processed += 1
         metrics.updates.inc()
-        obj = self.services.get(key)
-        if obj is None:
+        service = self.services.get(key)
+        if service is None:
             result = forget(self.allocator, key)
             self._update_pool_metrics()
             if result is SyncResult.REPROCESS_ALL and reprocess:
                 self._sync_all()
             return
-        for _ in range(CONFLICT_ATTEMPTS):
-            service = Service.from_dict(obj)
-            decision = decide(self.allocator, service, self.lb_class)
-            try:
-                self._write(service, decision)
-                break
-            except ApiError as error:
-                if error.status == 404:
-                    return  # deleted meanwhile; the DELETED event follows
-                if error.status != 409:
-                    raise  # retried with backoff by _guarded
-            # Changed since the copy decided on: its write was refused. Decide again on the version there is now,
-            # at once, so that what the allocator holds for it is what the API server shows.
-            obj = self._fetch(key)
-            if obj is None:
-                return
-        else:
-            raise ApiError("PATCH", key, 409, {"message": f"still conflicting after {CONFLICT_ATTEMPTS} decisions"})
+        decision = decide(self.allocator, service, self.lb_class)
+        self._submit_write(service, decision)
         if decision.changed:
             self._update_pool_metrics()
         if decision.result is SyncResult.REPROCESS_ALL and reprocess:
             self._sync_all()
 
-    def _fetch(self, key: str) -> Json | None:
-        """The Service as the API server has it now (put in the cache), None when it is gone."""
+    def _submit_write(self, service: Service, decision: Decision) -> None:
+        patch: dict[str, str | None] = {}
+        ingress: list[str] | None = None
+        if decision.handled and decision.changed:
+            current = service.annotation_map
+            desired = dict(decision.annotations)
+            patch = {name: desired.get(name) for name in OWNED_ANNOTATIONS if current.get(name) != desired.get(name)}
+            ingress = list(decision.ingress_ips) if tuple(decision.ingress_ips) != service.ingress_ips else None
+        if patch or ingress is not None or decision.events:
+            self.writes.submit(service.key, functools.partial(self._write, service, decision, patch, ingress))
+
+    def _write(
+        self, service: Service, decision: Decision, patch: dict[str, str | None], ingress: list[str] | None
+    ) -> None:
+        """On a writer thread: the decision's write, then its events. A write refused because the Service changed
+        since the copy decided on (409) re-reads it and sends it back to be decided again, at once, so that what
+        the allocator holds for it is what the API server shows."""
+        key = service.key
+        if patch or ingress is not None:
+            try:
+                written = write_service_state(
+                    self.client, service.namespace, service.name, patch, ingress, service.resource_version
+                )
+            except ApiError as error:
+                if error.status == 404:
+                    return  # deleted meanwhile; the DELETED event follows
+                if error.status != 409:
+                    self._retry_later(key, error)
+                    return
+                self._on_conflict(key)
+                return
+            except Exception as error:  # the API server unreachable: retried with backoff like a failed decision
+                self._retry_later(key, error)
+                return
+            self._conflicts.pop(key, None)
+            self.services.remember_write(written)
+            log.info(
+                "service updated", extra={"op": "updateService", "service": key, "ips": list(decision.ingress_ips)}
+            )
+        ref = ObjectRef("Service", service.namespace, service.name, service.uid)
+        for event in decision.events:
+            self.recorder.record(ref, event.type, event.reason, event.message)
+
+    def _on_conflict(self, key: str) -> None:
+        conflicts = self._conflicts.get(key, 0) + 1
+        self._conflicts[key] = conflicts
+        if conflicts >= CONFLICT_ATTEMPTS:
+            self._conflicts.pop(key, None)
+            self._retry_later(
+                key, ApiError("PATCH", key, 409, {"message": f"still conflicting after {conflicts} decisions"})
+            )
+            return
+        try:
+            self._fetch(key)
+        except Exception as error:
+            self._retry_later(key, error)
+            return
+        self.queue.put(key)
+
+    def _fetch(self, key: str) -> None:
+        """The Service as the API server has it now, into the cache (a 404: the DELETED event follows)."""
         namespace, _, name = key.partition("/")
         try:
             obj = self.client.get(service_path(namespace, name))
         except ApiError as error:
             if error.status == 404:
-                return None
+                return
             raise
         self.services.remember_write(obj)
-        return obj
-
-    def _write(self, service: Service, decision: Decision) -> None:
-        ref = ObjectRef("Service", service.namespace, service.name, service.uid)
-        if decision.handled and decision.changed:
-            current = service.annotation_map
-            desired = dict(decision.annotations)
-            patch: dict[str, str | None] = {
-                name: desired.get(name) for name in OWNED_ANNOTATIONS if current.get(name) != desired.get(name)
-            }
-            ingress = list(decision.ingress_ips) if tuple(decision.ingress_ips) != service.ingress_ips else None
-            if patch or ingress is not None:
-                written = write_service_state(
-                    self.client, service.namespace, service.name, patch, ingress, service.resource_version
-                )
-                self.services.remember_write(written)
-            log.info(
-                "service updated",
-                extra={"op": "updateService", "service": service.key, "ips": list(decision.ingress_ips)},
-            )
-        for event in decision.events:
-            self.recorder.record(ref, event.type, event.reason, event.message)
 
     def _update_pool_metrics(self) -> None:
         figures: dict[str, tuple[int, int]] = {}

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.k8s.client import KubeClient
+from metallb_fast.k8s.client import Json, KubeClient
 from metallb_fast.k8s.informer import Handler, Informer, Resource
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, write_configuration_state
 from metallb_fast.obs import metrics
@@ -71,7 +71,7 @@ class ConfigSource:
         self._state_writer: LatestStateWriter[tuple[bool, str]] = LatestStateWriter(
             "configurationstate", self._write_state
         )
-        self.informers = [
+        self.informers: list[Informer[Json]] = [
             Informer(client, Resource(gv, plural, namespace=namespace), on_change, name=plural)
             for gv, plural in CONFIG_RESOURCES
         ]

@@ -4,6 +4,11 @@ One thread per resource: list (paged), then watch from the list's resourceVersio
 (or an ERROR event carrying it) relists and emits the difference as events, so consumers never miss a deletion
 that happened while disconnected. A dropped connection reconnects with jittered exponential backoff.
 Handlers run on the informer thread and must only enqueue.
+
+Lean caches (client-go's cache transforms): an informer may be given a `parse` function that turns each object into
+the frozen view its program decides on (resources.Service, Node, EndpointSlice). The cache then holds only those
+views, one per object, shared by every reader, and an update whose view did not change (a Node's heartbeat, a
+Service's managedFields) reaches no handler: the cost of an event does not grow with what decisions never read.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import urllib3
 
@@ -22,6 +27,7 @@ from metallb_fast import vocabulary
 from metallb_fast.k8s.client import ApiError, Json, KubeClient, iter_json_lines
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +38,7 @@ class EventType(str, Enum):
     DELETED = "DELETED"
 
 
-Handler = Callable[[EventType, Json], None]
+Handler = Callable[[EventType, Any], None]  # (event, the object's view: the JSON itself without a parse function)
 
 
 def object_key(obj: Json) -> str:
@@ -99,13 +105,24 @@ def retry_until_stopped(action: Callable[[], T], stop: threading.Event, what: st
     return None
 
 
-class Informer:
+@dataclass(frozen=True)
+class _Entry(Generic[V]):
+    resource_version: str
+    view: V
+
+
+def _identity(obj: Json) -> Any:
+    return obj
+
+
+class Informer(Generic[V]):
     def __init__(
         self,
         client: KubeClient,
         resource: Resource,
         handler: Handler,
         *,
+        parse: Callable[[Json], V] = _identity,
         page_size: int = 500,
         watch_timeout_seconds: int = 300,
         name: str | None = None,
@@ -113,10 +130,11 @@ class Informer:
         self.client = client
         self.resource = resource
         self.handler = handler
+        self.parse = parse
         self.page_size = page_size
         self.watch_timeout_seconds = watch_timeout_seconds
         self.name = name or resource.plural
-        self.cache: dict[str, Json] = {}
+        self._cache: dict[str, _Entry[V]] = {}
         self.synced = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -124,8 +142,9 @@ class Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
         self.relists = 0
         self.reconnects = 0
+        self.unchanged = 0  # updates dropped because the view did not change
 
-    def start(self) -> Informer:
+    def start(self) -> Informer[V]:
         self._thread.start()
         return self
 
@@ -140,22 +159,36 @@ class Informer:
                 response.close()
         self._thread.join(timeout=5)
 
-    def snapshot(self) -> list[Json]:
-        with self._lock:
-            return list(self.cache.values())
+    def __len__(self) -> int:
+        return len(self._cache)
 
-    def get(self, key: str) -> Json | None:
+    def snapshot(self) -> list[V]:
         with self._lock:
-            return self.cache.get(key)
+            return [entry.view for entry in self._cache.values()]
+
+    def items(self) -> list[tuple[str, V]]:
+        with self._lock:
+            return [(key, entry.view) for key, entry in self._cache.items()]
+
+    def versions(self) -> dict[str, str]:
+        """key -> resourceVersion of what the cache holds (what a test compares with the API server)."""
+        with self._lock:
+            return {key: entry.resource_version for key, entry in self._cache.items()}
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            entry = self._cache.get(key)
+        return None if entry is None else entry.view
 
     def remember_write(self, obj: Json) -> None:
         """Put the object a write returned into the cache, so the next decision does not read a stale copy
         before the watch catches up. Older versions never replace newer ones."""
-        key = object_key(obj)
+        key, version = object_key(obj), _resource_version(obj)
+        entry = _Entry(version, self.parse(obj))
         with self._lock:
-            cached = self.cache.get(key)
-            if cached is None or _newer_or_equal(obj, cached):
-                self.cache[key] = obj
+            cached = self._cache.get(key)
+            if cached is None or _newer_or_equal(version, cached.resource_version):
+                self._cache[key] = entry
 
     def _run(self) -> None:
         backoff = Backoff()
@@ -182,7 +215,7 @@ class Informer:
                 self._stop.wait(delay)
 
     def _relist(self) -> str:
-        items: dict[str, Json] = {}
+        items: dict[str, _Entry[V]] = {}
         continue_token: str | None = None
         while True:
             page = self.client.get(
@@ -197,24 +230,31 @@ class Informer:
                 # List items carry no kind/apiVersion; consumers dispatch on them.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                items[object_key(item)] = item
+                key, version = object_key(item), _resource_version(item)
+                cached = self._cache.get(key)
+                # An unchanged object keeps its view: a relist of thousands re-parses only what changed.
+                items[key] = (
+                    cached
+                    if cached is not None and cached.resource_version == version
+                    else (_Entry(version, self.parse(item)))
+                )
             continue_token = (page.get("metadata") or {}).get("continue")
             if not continue_token:
                 resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
                 break
         self.relists += 1
         with self._lock:
-            previous = self.cache
-            self.cache = items
-        for key, obj in previous.items():
+            old_cache = self._cache
+            self._cache = items
+        for key, entry in old_cache.items():
             if key not in items:
-                self.handler(EventType.DELETED, obj)
-        for key, obj in items.items():
-            old = previous.get(key)
+                self.handler(EventType.DELETED, entry.view)
+        for key, entry in items.items():
+            old = old_cache.get(key)
             if old is None:
-                self.handler(EventType.ADDED, obj)
-            elif _resource_version(old) != _resource_version(obj):
-                self.handler(EventType.MODIFIED, obj)
+                self.handler(EventType.ADDED, entry.view)
+            elif old is not entry and old.view != entry.view:
+                self.handler(EventType.MODIFIED, entry.view)
         return resource_version
 
     def _watch(self, resource_version: str, backoff: Backoff) -> str:
@@ -244,33 +284,38 @@ class Informer:
                 resource_version = _resource_version(obj) or resource_version
                 if event_type == "BOOKMARK":
                     continue
-                key = object_key(obj)
-                with self._lock:
-                    cached = self.cache.get(key)
-                    if event_type == "MODIFIED" and cached is not None and _newer(cached, obj):
-                        # A write of ours already put a newer version in the cache (remember_write); deciding
-                        # on this older one would undo it until the watch catches up.
-                        continue
-                    if event_type == "DELETED":
-                        self.cache.pop(key, None)
-                    else:
-                        self.cache[key] = obj
-                self.handler(EventType(event_type), obj)
+                self._apply(EventType(event_type), obj)
         finally:
             self._response = None
             response.release_conn()
         return resource_version
 
+    def _apply(self, event_type: EventType, obj: Json) -> None:
+        key, version = object_key(obj), _resource_version(obj)
+        view = self.parse(obj)
+        with self._lock:
+            cached = self._cache.get(key)
+            if event_type is EventType.DELETED:
+                self._cache.pop(key, None)
+            elif cached is not None and _newer(cached.resource_version, version):
+                # A write of ours already put a newer version in the cache (remember_write); deciding on this
+                # older one would undo it until the watch catches up.
+                return
+            else:
+                self._cache[key] = _Entry(version, view)
+        if event_type is EventType.MODIFIED and cached is not None and cached.view == view:
+            self.unchanged += 1
+            return
+        self.handler(event_type, view)
 
-def _newer(a: Json, b: Json) -> bool:
-    ra, rb = _resource_version(a), _resource_version(b)
-    return ra.isdigit() and rb.isdigit() and int(ra) > int(rb)
+
+def _newer(a: str, b: str) -> bool:
+    return a.isdigit() and b.isdigit() and int(a) > int(b)
 
 
-def _newer_or_equal(a: Json, b: Json) -> bool:
+def _newer_or_equal(a: str, b: str) -> bool:
     """resourceVersions are opaque, but etcd's are integers; when they are not, trust the watch instead."""
-    ra, rb = _resource_version(a), _resource_version(b)
-    return ra.isdigit() and rb.isdigit() and int(ra) >= int(rb)
+    return a.isdigit() and b.isdigit() and int(a) >= int(b)
 
 
 def _resource_version(obj: Json) -> str:

@@ -109,9 +109,7 @@ def node_hash(node_name: str, key: str) -> bytes:
     return hashlib.sha256(f"{node_name}#{key}".encode()).digest()
 
 
-def preference_scores(
-    advertisements: Iterable[L2Advertisement], nodes: Mapping[str, Node]
-) -> dict[str, int]:
+def preference_scores(advertisements: Iterable[L2Advertisement], nodes: Mapping[str, Node]) -> dict[str, int]:
     """Summed preferredNodeSelectors weights. An advertisement only scores nodes its own nodeSelectors select."""
     scores: dict[str, int] = {}
     for adv in advertisements:
@@ -152,6 +150,44 @@ class Election:
         return None if self.winner == node_name else NOT_OWNER
 
 
+class ElectionContext:
+    """What every Service's election shares while the Nodes, the live set and the config stay the same: the nodes
+    each set of advertisements selects, their preference scores and the candidates they leave. Computed once per
+    set of advertisements instead of once per Service, so a full re-plan of thousands of Services does not walk
+    every Node's labels for each one. Pure; a new context is made whenever one of its inputs changes."""
+
+    def __init__(
+        self, nodes: Mapping[str, Node], live_nodes: Set[str] | None = None, ignore_exclude_lb: bool = False
+    ) -> None:
+        self.nodes = nodes
+        self.live = frozenset(nodes) if live_nodes is None else frozenset(live_nodes)
+        self.ignore_exclude_lb = ignore_exclude_lb
+        self._by_advertisements: dict[
+            tuple[L2Advertisement, ...], tuple[frozenset[str], dict[str, int], frozenset[str]]
+        ] = {}
+
+    def for_advertisements(
+        self, advertisements: tuple[L2Advertisement, ...]
+    ) -> tuple[frozenset[str], dict[str, int], frozenset[str]]:
+        """(nodes selected by some advertisement, preference scores, candidates before the endpoint rule)."""
+        found = self._by_advertisements.get(advertisements)
+        if found is None:
+            nodes = self.nodes
+            selected = frozenset(
+                name for name, node in nodes.items() if any(advertisement_selects_node(a, node) for a in advertisements)
+            )
+            # `selected` only holds known Nodes, so nodes[name] below always exists.
+            candidates = frozenset(
+                name
+                for name in self.live & selected
+                if not nodes[name].condition_is_true(NETWORK_UNAVAILABLE)
+                and (self.ignore_exclude_lb or EXCLUDE_FROM_LB_LABEL not in nodes[name].label_map)
+            )
+            found = (selected, preference_scores(advertisements, nodes), candidates)
+            self._by_advertisements[advertisements] = found
+        return found
+
+
 def elect(
     service: Service,
     ip: IPAddress,
@@ -161,10 +197,13 @@ def elect(
     endpoint_slices: Iterable[EndpointSlice],
     live_nodes: Set[str] | None = None,
     ignore_exclude_lb: bool = False,
+    context: ElectionContext | None = None,
 ) -> Election:
     """Run the election for `service` (whose address `ip` lies in pool `pool_name`).
 
     live_nodes: the speakers membership reports alive; None (no membership) means every known Node.
+    context: shared work of the other Services' elections over the same nodes and live set (they are then taken
+    from it, not from `nodes`/`live_nodes`/`ignore_exclude_lb`).
     """
     slices = tuple(endpoint_slices)
     pool = config.pool(pool_name) if pool_name else None
@@ -178,20 +217,10 @@ def elect(
     # nodes, so two MACs would answer: MetalLB refuses the combination outright.
     if shares_address(service) and any(adv.service_selectors for adv in advertisements):
         return Election(pool=pool, advertisements=advertisements, order=(), blocked=SHARED_IP_WITH_SERVICE_SELECTOR)
-    selected = frozenset(
-        name for name, node in nodes.items() if any(advertisement_selects_node(a, node) for a in advertisements)
-    )
-    live = set(nodes) if live_nodes is None else set(live_nodes)
-    # `selected` only holds known Nodes, so nodes[name] below always exists.
-    candidates = {
-        name
-        for name in live & selected
-        if not nodes[name].condition_is_true(NETWORK_UNAVAILABLE)
-        and (ignore_exclude_lb or EXCLUDE_FROM_LB_LABEL not in nodes[name].label_map)
-    }
+    context = context or ElectionContext(nodes, live_nodes, ignore_exclude_lb)
+    selected, scores, candidates = context.for_advertisements(advertisements)
     if service.external_traffic_policy == "Local":
         candidates &= nodes_with_serving_endpoint(slices)
     key = election_key(service, ip)
-    scores = preference_scores(advertisements, nodes)
     order = tuple(sorted(candidates, key=lambda n: (-scores.get(n, 0), node_hash(n, key))))
     return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected)

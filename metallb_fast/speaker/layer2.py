@@ -148,6 +148,81 @@ class NodePlan:
     reasons: dict[str, str]  # service key -> why this node does not announce it
 
 
+@dataclass(frozen=True)
+class ServicePlan:
+    """One Service's share of a NodePlan: what it makes this node answer, or why it does not."""
+
+    owned: Mapping[OwnedKey, bytes]
+    announcement: ServiceAnnouncement | None
+    warnings: tuple[ServiceEvent, ...]
+    reason: str | None  # None when announced
+
+
+@dataclass(frozen=True)
+class NodeSide:
+    """What every Service's plan on this node shares: the node's links and the interfaces that exist."""
+
+    node_name: str
+    links: tuple[LinkInfo, ...]
+    exclusion: InterfaceExclusion
+    existing: frozenset[str]
+
+    @classmethod
+    def of(cls, node_name: str, links: Iterable[LinkInfo], exclusion: InterfaceExclusion | None = None) -> NodeSide:
+        exclusion = exclusion or InterfaceExclusion()
+        links = tuple(links)
+        return cls(node_name, links, exclusion, node_interfaces(links, exclusion))
+
+
+def plan_service(
+    side: NodeSide,
+    service: Service,
+    config: Config,
+    context: election.ElectionContext,
+    endpoint_slices: Iterable[EndpointSlice],
+) -> ServicePlan:
+    """What this node announces for one Service (the per-Service step of plan_node)."""
+    checked = election.service_addresses(service)
+    if checked.withdraw is not None:
+        return ServicePlan({}, None, (), checked.withdraw)
+    addresses = checked.addresses
+    result = election.elect(
+        service,
+        addresses[0],
+        config,
+        election.pool_name_for(config, addresses),
+        context.nodes,
+        endpoint_slices,
+        context=context,
+    )
+    reason = result.reason_for(side.node_name)
+    if reason is not None:
+        return ServicePlan({}, None, (), reason)
+    choice = interface_choice(side.node_name, result.advertisements, context.nodes)
+    owned: dict[OwnedKey, bytes] = {}
+    warnings: list[ServiceEvent] = []
+    done: list[IPAddress] = []
+    for ip in addresses:
+        # A named interface missing on the winner is reported, not failed over: every speaker computes the
+        # same winner, so no other node would step in (MetalLB behaves the same).
+        if not choice.any_exists(side.existing):
+            warnings.append(announce_failed_event(service, ip, side.node_name))
+            continue
+        owned.update(owned_entries(ip, choice, side.links, side.exclusion))
+        done.append(ip)
+    if not done:
+        return ServicePlan({}, None, tuple(warnings), "announceFailed")
+    announcement = ServiceAnnouncement(service=service, addresses=tuple(done), interfaces=choice)
+    return ServicePlan(owned, announcement, tuple(warnings), None)
+
+
+def slices_by_service(endpoint_slices: Iterable[EndpointSlice]) -> dict[str, list[EndpointSlice]]:
+    grouped: dict[str, list[EndpointSlice]] = {}
+    for s in endpoint_slices:
+        grouped.setdefault(s.service_key, []).append(s)
+    return grouped
+
+
 def plan_node(
     node_name: str,
     services: Iterable[Service],
@@ -160,48 +235,19 @@ def plan_node(
     exclusion: InterfaceExclusion | None = None,
 ) -> NodePlan:
     """Everything this node announces, for every LoadBalancer Service with addresses."""
-    exclusion = exclusion or InterfaceExclusion()
-    links = tuple(links)
-    existing = node_interfaces(links, exclusion)
-    slices_by_service: dict[str, list[EndpointSlice]] = {}
-    for s in endpoint_slices:
-        slices_by_service.setdefault(s.service_key, []).append(s)
+    side = NodeSide.of(node_name, links, exclusion)
+    context = election.ElectionContext(nodes, live_nodes, ignore_exclude_lb)
+    grouped = slices_by_service(endpoint_slices)
     owned: dict[OwnedKey, bytes] = {}
     announced: list[ServiceAnnouncement] = []
     warnings: list[ServiceEvent] = []
     reasons: dict[str, str] = {}
     for service in services:
-        checked = election.service_addresses(service)
-        if checked.withdraw is not None:
-            reasons[service.key] = checked.withdraw
-            continue
-        addresses = checked.addresses
-        result = election.elect(
-            service,
-            addresses[0],
-            config,
-            election.pool_name_for(config, addresses),
-            nodes,
-            slices_by_service.get(service.key, ()),
-            live_nodes,
-            ignore_exclude_lb,
-        )
-        reason = result.reason_for(node_name)
-        if reason is not None:
-            reasons[service.key] = reason
-            continue
-        choice = interface_choice(node_name, result.advertisements, nodes)
-        done: list[IPAddress] = []
-        for ip in addresses:
-            # A named interface missing on the winner is reported, not failed over: every speaker computes the
-            # same winner, so no other node would step in (MetalLB behaves the same).
-            if not choice.any_exists(existing):
-                warnings.append(announce_failed_event(service, ip, node_name))
-                continue
-            owned.update(owned_entries(ip, choice, links, exclusion))
-            done.append(ip)
-        if done:
-            announced.append(ServiceAnnouncement(service=service, addresses=tuple(done), interfaces=choice))
-        else:
-            reasons[service.key] = "announceFailed"
+        plan = plan_service(side, service, config, context, grouped.get(service.key, ()))
+        owned.update(plan.owned)
+        warnings.extend(plan.warnings)
+        if plan.announcement is not None:
+            announced.append(plan.announcement)
+        if plan.reason is not None:
+            reasons[service.key] = plan.reason
     return NodePlan(owned=owned, announced=tuple(announced), warnings=tuple(warnings), reasons=reasons)

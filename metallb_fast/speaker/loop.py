@@ -1,9 +1,13 @@
 """The speaker program: watch Services, Nodes, EndpointSlices and the config; elect, program the fast path,
 send gratuitous announcements, write ServiceL2Status and events.
 
-Watch threads only enqueue. One reconcile thread recomputes this node's whole plan (pure: speaker.layer2) from the
-caches, hands the `owned` table to the responder in one sync() call, and wakes at least every second to keep the
-fast path's liveness deadline ahead of now: if this loop ever hangs, the kernel stops answering on its own.
+Watch threads only mark what changed. One reconcile thread re-plans (pure: speaker.layer2.plan_service) only the
+Services marked dirty: a Service event marks that Service, an EndpointSlice event the Service it belongs to. What
+affects every Service (the config, the Node set, the live set from membership, the node's links) re-plans them
+all, still without re-parsing any object: the informers cache parsed views. The plan is kept per Service
+(speaker.planbook), the `owned` table goes to the responder in one sync() call when it changed, and the loop wakes
+at least every second to keep the fast path's liveness deadline ahead of now: if this loop ever hangs, the kernel
+stops answering on its own.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from metallb_fast.config.model import Config
 from metallb_fast.dataplane.base import Owned, OwnedKey, Responder
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
@@ -27,14 +33,16 @@ from metallb_fast.membership.settings import MembershipSettings
 from metallb_fast.membership.swim import MemberEvent
 from metallb_fast.obs import metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
-from metallb_fast.speaker import announce, layer2, status
+from metallb_fast.speaker import announce, election, layer2, status
 from metallb_fast.speaker.cluster_view import Assessment, ClusterView
 from metallb_fast.speaker.links import read_links
+from metallb_fast.speaker.planbook import PlanBook, PlanChange
 from metallb_fast.vocabulary import CORE_V1_PATH, DEFAULT_NAMESPACE, DISCOVERY_GROUP_PATH, class_matches
 
 log = logging.getLogger(__name__)
 
 WAKE = "wake"
+METRICS_EVERY_S = 1.0  # responder counters are read into metrics at most this often (a BPF map walk each time)
 
 
 @dataclass
@@ -75,13 +83,23 @@ class Speaker:
         self.recorder = EventRecorder(client, "metallb-speaker", host=options.node_name)
         self.queue: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
-        self.services = Informer(client, Resource(CORE_V1_PATH, "services"), self._wake, name="services")
-        self.nodes = Informer(client, Resource(CORE_V1_PATH, "nodes"), self._on_node, name="nodes")
-        self.slices: Informer | None = None  # its API version is discovered in run(): the server may be down now
+        self._lock = threading.Lock()  # guards what the watch threads mark: the dirty set and the slice index
+        self._dirty_services: set[str] = set()
+        self._replan_all = True
+        self._config_changed = True
+        self._slices_of: dict[str, dict[str, EndpointSlice]] = {}  # Service key -> slice key -> slice
+        self._slice_owner: dict[str, str] = {}  # slice key -> Service key
+        self.services: Informer[Service] = Informer(
+            client, Resource(CORE_V1_PATH, "services"), self._on_service, parse=Service.from_dict, name="services"
+        )
+        self.nodes: Informer[Node] = Informer(
+            client, Resource(CORE_V1_PATH, "nodes"), self._on_node, parse=Node.from_dict, name="nodes"
+        )
+        self.slices: Informer[EndpointSlice] | None = None  # its API version is discovered in run()
         self.config = ConfigSource(
             client,
             options.namespace,
-            self._wake,
+            self._on_config,
             self.recorder,
             ConfigStateTarget(f"speaker-{options.node_name}", "speaker", options.node_name),
         )
@@ -90,16 +108,20 @@ class Speaker:
             "servicel2status", self.l2_status.apply
         )
         self.owned: dict[OwnedKey, bytes] = {}
-        self.announced: set[str] = set()
-        self._warned: set[tuple[str, str]] = set()
-        self._status_written: dict[tuple[str, str], Json] | None = None
+        self.book = PlanBook()
+        self._context: election.ElectionContext | None = None
+        self._side: layer2.NodeSide | None = None
+        self._assessment: Assessment | None = None
+        self._l2_desired: dict[tuple[str, str], Json] = {}
+        self._status_dirty = True
+        self._status_serving: bool | None = None
+        self._metrics_at = -1e9
         self._gratuitous = announce.GratuitousState()
         self._gratuitous_wake: float | None = None
         self._links: tuple[layer2.LinkInfo, ...] = ()
         self._links_read_at = -1e9
         self.reconciles = 0
         self._dirty = False
-        self._service_cache: dict[str, tuple[str, Service]] = {}
         self._metric_ips: set[str] = set()
         self.view: ClusterView | None = None
         self._recheck_at: float | None = None
@@ -130,14 +152,39 @@ class Speaker:
         ready = frozenset(name for name, node in nodes.items() if node.condition_is_true("Ready"))
         return Assessment(ready, True, "memberlist off")
 
-    def _wake(self, _: EventType, __: Json) -> None:
+    def _on_service(self, _: EventType, service: Service) -> None:
+        with self._lock:
+            self._dirty_services.add(service.key)
         self.queue.put(WAKE)
 
-    def _on_node(self, event: EventType, obj: Json) -> None:
+    def _on_slice(self, event: EventType, endpoint_slice: EndpointSlice) -> None:
+        slice_key = f"{endpoint_slice.namespace}/{endpoint_slice.name}"
+        with self._lock:
+            previous = self._slice_owner.pop(slice_key, None)
+            if previous is not None:  # its Service label may have changed: the old Service loses it
+                self._slices_of.get(previous, {}).pop(slice_key, None)
+                if not self._slices_of.get(previous, True):
+                    del self._slices_of[previous]
+                self._dirty_services.add(previous)
+            if event is not EventType.DELETED:
+                self._slice_owner[slice_key] = endpoint_slice.service_key
+                self._slices_of.setdefault(endpoint_slice.service_key, {})[slice_key] = endpoint_slice
+            self._dirty_services.add(endpoint_slice.service_key)
+        self.queue.put(WAKE)
+
+    def _on_node(self, _: EventType, node: Node) -> None:
+        # Only a change a decision sees gets here (the informer drops heartbeats): every Service is re-planned.
         # MetalLB re-joins the speakers when its own Node object changes (a node back from maintenance).
-        if self.view is not None and (obj.get("metadata") or {}).get("name") == self.options.node_name:
+        if self.view is not None and node.name == self.options.node_name:
             self.view.rejoin()
-        self._wake(event, obj)
+        with self._lock:
+            self._replan_all = True
+        self.queue.put(WAKE)
+
+    def _on_config(self, _: EventType, __: Json) -> None:
+        with self._lock:
+            self._config_changed = True
+        self.queue.put(WAKE)
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,7 +197,9 @@ class Speaker:
         )
         if slices_resource is None:
             return
-        self.slices = Informer(self.client, slices_resource, self._wake, name="endpointslices")
+        self.slices = Informer(
+            self.client, slices_resource, self._on_slice, parse=EndpointSlice.from_dict, name="endpointslices"
+        )
         self._start_membership()
         informers = (self.services, self.nodes, self.slices)
         for informer in informers:
@@ -164,7 +213,7 @@ class Speaker:
         finally:
             self._shutdown(informers)
 
-    def _shutdown(self, informers: tuple[Informer, ...]) -> None:
+    def _shutdown(self, informers: tuple[Informer[Any], ...]) -> None:
         """A handover (the node drained, cordoned or deleted; or --on-sigterm=handover): tell the other speakers
         we leave, stop answering at once (they take over), remove our ServiceL2Status objects. A restart (a
         rolling update: the new process follows at once): leave the fast path answering, say nothing to the
@@ -198,13 +247,12 @@ class Speaker:
             return True
         try:  # the API server's word, not our cache: a cordon may be milliseconds old (kubectl drain, then stop)
             path = f"{CORE_V1_PATH}/nodes/{self.options.node_name}"
-            node: Json | None = self.client.request("GET", path, timeout=2.0)
+            node: Node | None = Node.from_dict(self.client.request("GET", path, timeout=2.0))
         except ApiError as error:
             node = None if error.status == 404 else self.nodes.get(self.options.node_name)
         if node is None:
             return True
-        spec, meta = node.get("spec") or {}, node.get("metadata") or {}
-        return bool(spec.get("unschedulable") or meta.get("deletionTimestamp"))
+        return node.unschedulable or node.deleting
 
     def _loop(self) -> None:
         self._safe_reconcile()
@@ -226,14 +274,17 @@ class Speaker:
             links_stale = time.monotonic() - self._links_read_at >= self.options.links_refresh_s
             recheck = self._recheck_at is not None and time.monotonic() >= self._recheck_at
             if item is None and not self._dirty and not links_stale and not recheck:
-                self._safe_send_gratuitous()
-                continue
-            while True:  # coalesce a burst of watch events into one reconcile
-                try:
-                    self.queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._safe_reconcile()
+                self._safely(self._send_gratuitous, "gratuitous announcements")
+            else:
+                while True:  # coalesce a burst of watch events into one reconcile
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                self._safe_reconcile()
+            if time.monotonic() - self._metrics_at >= METRICS_EVERY_S:
+                self._metrics_at = time.monotonic()
+                self._safely(self._update_metrics, "reading the responder's counters")
 
     def _safe_reconcile(self) -> None:
         """A failed reconcile (a link that vanished under the fast path, a bug) is logged and retried on the
@@ -248,14 +299,14 @@ class Speaker:
         else:
             self._dirty = False
 
-    def _safe_send_gratuitous(self) -> None:
-        """The timer path of the gratuitous schedule: like a reconcile, a failure here is logged and never ends
-        the loop (the next wake-up retries; the fast path keeps answering meanwhile)."""
+    def _safely(self, action: Callable[[], None], what: str) -> None:
+        """The timer paths (the gratuitous schedule, the metrics): like a reconcile, a failure here is logged and
+        never ends the loop (the next wake-up retries; the fast path keeps answering meanwhile)."""
         try:
-            self._send_gratuitous()
+            action()
         except Exception as error:
             metrics.update_errors.inc()
-            log.error("gratuitous announcements failed: %s", error, exc_info=True, extra={"op": "gratuitous"})
+            log.error("%s failed: %s", what, error, exc_info=True, extra={"op": "timer"})
 
     def _keep_alive(self) -> None:
         if self.view is not None and not self.view.settled:
@@ -270,51 +321,75 @@ class Speaker:
     def _reconcile(self) -> None:
         self.reconciles += 1
         metrics.updates.inc()
-        self.config.reload()
+        with self._lock:
+            dirty, self._dirty_services = self._dirty_services, set()
+            replan, self._replan_all = self._replan_all, False
+            config_changed, self._config_changed = self._config_changed, False
+        try:
+            self._replan(dirty, replan, config_changed)
+        except BaseException:
+            with self._lock:  # nothing marked is lost: the retry re-plans everything
+                self._replan_all = True
+                self._config_changed = True
+            raise
+
+    def _replan(self, dirty: set[str], replan: bool, config_changed: bool) -> None:
+        if config_changed and self.config.reload():
+            replan = True
         config = self.config.current
         now = time.monotonic()
         if now - self._links_read_at >= self.options.links_refresh_s:
-            self._links = read_links()
+            links = read_links()
             self._links_read_at = now
-        if config is None:
-            plan_owned: Owned = {}
-            announced: list[layer2.ServiceAnnouncement] = []
-            warnings: tuple[status.ServiceEvent, ...] = ()
-        else:
-            services = [s for s in self._parsed_services() if class_matches(s, self.options.lb_class)]
-            nodes = {n.name: n for n in (Node.from_dict(obj) for obj in self.nodes.snapshot())}
-            assessment = self._assess(nodes, now)
-            self._recheck_at = assessment.recheck_at
-            plan = layer2.plan_node(
-                self.options.node_name,
-                services,
-                config,
-                nodes,
-                [EndpointSlice.from_dict(obj) for obj in self.slices.snapshot()] if self.slices else [],
-                self._links,
-                live_nodes=assessment.live,
-                ignore_exclude_lb=self.options.ignore_exclude_lb,
-                exclusion=self.options.exclusion,
-            )
-            plan_owned, announced, warnings = plan.owned, list(plan.announced), plan.warnings
-            if not assessment.serving:  # split-brain rule: a minority withdraws everything (cluster_view.py)
-                plan_owned, announced = {}, []
+            if links != self._links:
+                self._links, replan = links, True
+        nodes = self._context.nodes if self._context is not None and not replan else self._node_map()
+        assessment = self._assess(nodes, now)
+        self._recheck_at = assessment.recheck_at
         self._keep_alive()
         if self.view is not None and not self.view.settled:
             # Still joining: alone, this node would elect itself for everything. Leave the fast path as it is
-            # (empty, or what a previous process of this speaker left answering) and look again shortly.
+            # (empty, or what a previous process of this speaker left answering), plan nothing, look again shortly.
             self._recheck_at = time.monotonic() + 0.1
+            with self._lock:
+                self._replan_all = True
             return
-        change = self.view.last_change if self.view is not None else None
+        if self._assessment is None or assessment.live != self._assessment.live:
+            replan = True
+        self._assessment = assessment
+        changes: list[PlanChange] = []
+        if config is None:
+            dirty = self.book.keys()
+        elif replan or self._context is None or self._side is None:
+            self._context = election.ElectionContext(nodes, assessment.live, self.options.ignore_exclude_lb)
+            self._side = layer2.NodeSide.of(self.options.node_name, self._links, self.options.exclusion)
+            dirty = {key for key, _ in self.services.items()} | self.book.keys()
+        for key in dirty:
+            change = self.book.put(key, None if config is None else self._plan_service(key, config))
+            if change is not None:
+                changes.append(change)
+        plan_owned: Owned = self.book.owned if assessment.serving else {}  # a minority withdraws everything
+        member_change = self.view.last_change if self.view is not None else None
         if self.view is not None:
             self.view.last_change = None
         if plan_owned != self.owned:
             self.responder.sync(plan_owned)
-            self._log_moves(self.owned, plan_owned, change)
+            self._log_moves(self.owned, plan_owned, member_change)
             self.owned = dict(plan_owned)
         self._send_gratuitous()
-        self._report(announced, warnings)
-        self._update_metrics()
+        self._report(changes, assessment.serving)
+
+    def _node_map(self) -> dict[str, Node]:
+        return {node.name: node for node in self.nodes.snapshot()}
+
+    def _plan_service(self, key: str, config: Config) -> layer2.ServicePlan | None:
+        service = self.services.get(key)
+        if service is None or not class_matches(service, self.options.lb_class):
+            return None
+        assert self._side is not None and self._context is not None
+        with self._lock:
+            slices = tuple(self._slices_of.get(key, {}).values())
+        return layer2.plan_service(self._side, service, config, self._context, slices)
 
     def _log_moves(self, before: Mapping[OwnedKey, bytes], after: Owned, change: MemberEvent | None) -> None:
         """Announce/withdraw lines, naming membership as the reason when a membership change led to them."""
@@ -330,18 +405,6 @@ class Speaker:
             extra={"op": "syncDataplane", "owned": sorted(f"{ip}@{ifname}" for ip, ifname in after)},
         )
 
-    def _parsed_services(self) -> list[Service]:
-        """Services as views, re-parsed only when their resourceVersion changed: with thousands of Services a
-        reconcile would otherwise spend most of its time decoding objects it has already seen."""
-        cache: dict[str, tuple[str, Service]] = {}
-        for obj in self.services.snapshot():
-            meta = obj.get("metadata") or {}
-            key, version = f"{meta.get('namespace')}/{meta.get('name')}", meta.get("resourceVersion") or ""
-            cached = self._service_cache.get(key)
-            cache[key] = cached if cached is not None and cached[0] == version else (version, Service.from_dict(obj))
-        self._service_cache = cache
-        return [service for _, service in cache.values()]
-
     def _send_gratuitous(self) -> None:
         result = announce.schedule(self._gratuitous, self.owned, time.monotonic(), self.options.gratuitous)
         self._gratuitous = result.state
@@ -351,30 +414,33 @@ class Speaker:
         for address, _ in result.due:
             metrics.layer2_gratuitous.labels(ip=str(address)).inc()
 
-    def _report(
-        self, announced: list[layer2.ServiceAnnouncement], warnings: tuple[status.ServiceEvent, ...]
-    ) -> None:
+    def _report(self, changes: list[PlanChange], serving: bool) -> None:
+        """Events and ServiceL2Status for the Services whose plan changed: nodeAssigned when this node starts
+        announcing one, announceFailed once per warning while it holds; the statuses of what is announced."""
         node = self.options.node_name
-        now_announced = {a.service.key for a in announced}
-        for event in status.node_assigned_events(self.announced, [a.service for a in announced], node):
-            self._record(event)
-        self.announced = now_announced
-        warned = set()
-        for event in warnings:
-            key = (f"{event.namespace}/{event.service_name}", event.message)
-            warned.add(key)
-            if key not in self._warned:
-                self._record(event)
-        self._warned = warned
-        desired = {
-            (a.service.namespace, a.service.name): status.desired_l2_status(
-                a.service, node, a.interfaces.listed, namespace=self.options.namespace
-            )
-            for a in announced
-        }
-        if desired != self._status_written:
-            self._l2_writer.submit(desired)  # written (and retried) off this thread: see LatestStateWriter
-            self._status_written = desired
+        for change in changes:
+            before, after = change.before, change.after
+            if after is not None and after.announcement is not None and (before is None or before.announcement is None):
+                for event in status.node_assigned_events(set(), [after.announcement.service], node):
+                    self._record(event)
+            for event in after.warnings if after is not None else ():
+                if before is None or event not in before.warnings:
+                    self._record(event)
+            if change.announcement_changed:
+                self._status_dirty = True
+                namespace, _, name = change.key.partition("/")
+                if after is not None and after.announcement is not None:
+                    announcement = after.announcement
+                    self._l2_desired[(namespace, name)] = status.desired_l2_status(
+                        announcement.service, node, announcement.interfaces.listed, namespace=self.options.namespace
+                    )
+                else:
+                    self._l2_desired.pop((namespace, name), None)
+        desired = self._l2_desired if serving else {}
+        if self._status_dirty or serving != self._status_serving:
+            self._l2_writer.submit(dict(desired))  # written (and retried) off this thread: see LatestStateWriter
+            self._status_dirty = False
+            self._status_serving = serving
 
     def _record(self, event: status.ServiceEvent) -> None:
         ref = ObjectRef("Service", event.namespace, event.service_name, event.service_uid)
@@ -397,4 +463,3 @@ class Speaker:
         self._metric_ips = set(per_ip)
         for verdict, count in stats.declined.items():
             metrics.layer2_declined.labels(reason=verdict.value).set(count)
-

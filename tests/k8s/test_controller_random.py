@@ -99,7 +99,7 @@ def settle(kube_env: KubeEnv, controller: Controller) -> None:
             versions(kube_env.request("GET", f"/apis/metallb.io/v1beta1/namespaces/{METALLB_NAMESPACE}/"
                                              "ipaddresspools")["items"]),
         )
-        seen = (versions(controller.services.snapshot()), versions(pools.snapshot()))
+        seen = (controller.services.versions(), pools.versions())
         now = (api, controller.processed)
         if api == seen and controller.backlog == 0 and now == previous:
             return
