@@ -18,6 +18,9 @@ from libc.string cimport memcmp, memcpy, memset, strerror
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.unistd cimport close as c_close
 
+from flood_buckets cimport (
+    FLOOD_KEY_LEN, FLOOD_NONE, FloodTable, flood_allow, flood_key, flood_table_free, flood_table_init,
+)
 from packet_socket cimport (
     AF_PACKET, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, PACKET_RX_RING, PACKET_STATISTICS,
     PACKET_VERSION, POLLERR, POLLIN, SO_ATTACH_FILTER, SO_ERROR, SOCK_RAW, SOL_PACKET, SOL_SOCKET, TP_STATUS_KERNEL,
@@ -65,11 +68,13 @@ cdef enum:
     V_LIVENESS_EXPIRED
     V_HEARTBEAT
     V_MALFORMED_HEARTBEAT
+    V_RATE_LIMITED
     N_VERDICTS
 
 VERDICTS = (
     "answered", "not_arp_or_ndp", "malformed", "not_request", "gratuitous", "bad_hop_limit",
     "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired", "heartbeat", "malformed_heartbeat",
+    "rate_limited",
 )
 
 cdef enum:
@@ -163,10 +168,19 @@ cdef inline bint _all_zero(const uint8_t *p, int n) noexcept nogil:
     return True
 
 
+# What a decision needs besides the frame and the tables, read once per batch.
+cdef struct Moment:
+    bint alive  # the liveness deadline has not passed
+    uint64_t now_ns  # CLOCK_MONOTONIC, when the flood limit is on
+    FloodTable *flood  # per-source buckets (interval 0: no limit)
+
+
 cdef int _owned_tail(Table *table, uint8_t family, const uint8_t *target, int addr_len, const uint8_t *frame,
-                     bint dst_ok_without_mac, bint alive, Entry **hit) noexcept nogil:
-    """The shared end of both decisions (packets._lookup): owned here? addressed to us? still alive?"""
+                     bint dst_ok_without_mac, const uint8_t *sender, const Moment *m, Entry **hit) noexcept nogil:
+    """The shared end of both decisions (packets._lookup, then floodlimit.limit_answer): owned here? addressed to
+    us? still alive? within the sender's flood limit?"""
     cdef Entry *e = _lookup(table, family, target, addr_len)
+    cdef uint8_t key[FLOOD_KEY_LEN]
     if e == NULL:
         return V_NOT_OWNED
     if not e.here:
@@ -174,8 +188,12 @@ cdef int _owned_tail(Table *table, uint8_t family, const uint8_t *target, int ad
     e.requests += 1
     if not dst_ok_without_mac and memcmp(frame, e.mac, 6) != 0:
         return V_NOT_OWNED
-    if not alive:
+    if not m.alive:
         return V_LIVENESS_EXPIRED
+    if m.flood.interval_ns:
+        flood_key(key, frame, family, sender, addr_len)
+        if not flood_allow(m.flood, key, m.now_ns):
+            return V_RATE_LIMITED
     e.replies += 1
     hit[0] = e
     return V_ANSWERED
@@ -215,7 +233,7 @@ cdef uint16_t _icmpv6_checksum(const uint8_t *src, const uint8_t *dst, const uin
     return <uint16_t>(~total & 0xFFFF)
 
 
-cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, bint alive, uint8_t *out,
+cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, const Moment *m, uint8_t *out,
                      size_t *out_len) noexcept nogil:
     cdef Entry *e = NULL
     cdef int v
@@ -227,7 +245,7 @@ cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, bint alive, uint8
         return V_NOT_REQUEST
     if memcmp(f + 28, f + 38, 4) == 0:
         return V_GRATUITOUS
-    v = _owned_tail(table, 4, f + 38, 4, f, _is_broadcast(f), alive, &e)
+    v = _owned_tail(table, 4, f + 38, 4, f, _is_broadcast(f), f + 28, m, &e)
     if v != V_ANSWERED:
         return v
     memcpy(out, f, n)  # same length: trailing padding carried over unchanged
@@ -369,7 +387,7 @@ cdef int _decide_heartbeat_v6(const uint8_t *f, size_t n, const Reflector *hb, b
     return _reflect(f, n, udp, hb, False, alive, out, out_len)
 
 
-cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, bint alive, uint8_t *out,
+cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, const Moment *m, uint8_t *out,
                     size_t *out_len) noexcept nogil:
     cdef Entry *e = NULL
     cdef int v
@@ -398,7 +416,7 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, bint alive, uint8_
     v = _scan_options(f, 78, end)
     if v != V_ANSWERED:
         return v
-    v = _owned_tail(table, 6, f + 62, 16, f, f[0] & 1, alive, &e)
+    v = _owned_tail(table, 6, f + 62, 16, f, f[0] & 1, f + 22, m, &e)
     if v != V_ANSWERED:
         return v
     memcpy(out, f + 6, 6)
@@ -434,21 +452,22 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, bint alive, uint8_
     return V_ANSWERED
 
 
-cdef int _decide(const uint8_t *f, size_t n, Table *table, const Reflector *hb, bint alive, uint8_t *out,
+cdef int _decide(const uint8_t *f, size_t n, Table *table, const Reflector *hb, const Moment *m, uint8_t *out,
                  size_t *out_len) noexcept nogil:
-    """packets.answer() for one frame (hb.port 0: heartbeats=None); out must hold max(n, NA_LEN) bytes."""
+    """packets.answer() for one frame (hb.port 0: heartbeats=None), then floodlimit.limit_answer() with m.flood;
+    out must hold max(n, NA_LEN) bytes."""
     cdef uint16_t ethertype
     if n < 14:
         return V_MALFORMED
     ethertype = _be16(f + 12)
     if ethertype == 0x0806:
-        return _decide_arp(f, n, table, alive, out, out_len)
+        return _decide_arp(f, n, table, m, out, out_len)
     if ethertype == 0x86DD:
         if hb.port and n >= 54 and (f[14] >> 4) == 6 and f[20] != 58:  # where _decide_ns says NOT_ARP_OR_NDP
-            return _decide_heartbeat_v6(f, n, hb, alive, out, out_len)
-        return _decide_ns(f, n, table, alive, out, out_len)
+            return _decide_heartbeat_v6(f, n, hb, m.alive, out, out_len)
+        return _decide_ns(f, n, table, m, out, out_len)
     if ethertype == 0x0800 and hb.port:
-        return _decide_heartbeat_v4(f, n, hb, alive, out, out_len)
+        return _decide_heartbeat_v4(f, n, hb, m.alive, out, out_len)
     return V_NOT_ARP_OR_NDP
 
 
@@ -588,6 +607,40 @@ cdef int _open_socket(int ifindex, tpacket_req3 *req, uint8_t **ring) noexcept n
     return fd
 
 
+DEFAULT_FLOOD_SOURCES = 16384  # floodlimit.DEFAULT_SOURCES
+
+
+cdef class FloodBuckets:
+    """The per-source flood limit of one loop (flood_buckets.pxd): off until configure()d. Not thread-safe: its
+    owner serialises access (RingLoop: under its table mutex)."""
+
+    cdef FloodTable table
+
+    def __cinit__(self, unsigned int capacity=DEFAULT_FLOOD_SOURCES):
+        if capacity < 1 or capacity > (1 << 24):
+            raise ValueError(f"flood limit table capacity {capacity}: must be 1 .. {1 << 24} sources")
+        if flood_table_init(&self.table, capacity) < 0:
+            raise MemoryError("flood limit table")
+
+    def __dealloc__(self):
+        flood_table_free(&self.table)
+
+    def configure(self, uint64_t interval_ns, uint64_t tolerance_ns) -> None:
+        """FloodLimit.interval_ns and .tolerance_ns (interval 0: off); the buckets are kept."""
+        self.table.interval_ns = interval_ns
+        self.table.tolerance_ns = tolerance_ns
+
+    def state(self) -> dict:
+        """source key -> theoretical arrival time (ns), least recently used first (TokenBuckets.state())."""
+        cdef dict result = {}
+        cdef int i = self.table.oldest
+        while i != FLOOD_NONE:
+            result[PyBytes_FromStringAndSize(<char *>self.table.buckets[i].key, FLOOD_KEY_LEN)] = \
+                self.table.buckets[i].tat
+            i = self.table.buckets[i].newer
+        return result
+
+
 cdef class RingLoop:
     """One interface: its socket and receive ring, its table, its counters, and the loop that answers on it.
 
@@ -615,12 +668,14 @@ cdef class RingLoop:
     cdef size_t block_size
     cdef size_t block_count
     cdef size_t block  # the next block to read, in ring order
+    cdef FloodBuckets flood
     cdef uint8_t *tx
     cdef mmsghdr smsgs[BATCH]
     cdef iovec siov[BATCH]
 
     def __cinit__(self, int ifindex, size_t ring_bytes=DEFAULT_RING_BYTES, size_t block_size=DEFAULT_BLOCK_SIZE,
-                  unsigned int block_timeout_ms=DEFAULT_BLOCK_TIMEOUT_MS):
+                  unsigned int block_timeout_ms=DEFAULT_BLOCK_TIMEOUT_MS,
+                  unsigned int flood_sources=DEFAULT_FLOOD_SOURCES):
         cdef int i
         cdef tpacket_req3 req
         self.fd = -1
@@ -629,6 +684,7 @@ cdef class RingLoop:
         memset(&self.heartbeats, 0, sizeof(self.heartbeats))
         pthread_mutex_init(&self.lock, NULL)
         self.table = _table_new([])
+        self.flood = FloodBuckets(flood_sources)
         if block_size < 4096 or block_size & (block_size - 1) or block_size < FRAME_MAX or block_timeout_ms == 0:
             raise ValueError(f"ring on ifindex {ifindex}: block_size {block_size} must be a power of two >= "
                              f"{FRAME_MAX} and block_timeout_ms {block_timeout_ms} >= 1")
@@ -707,18 +763,16 @@ cdef class RingLoop:
         cdef uint32_t i, chunk
         cdef int verdict, nout
         cdef size_t out_len, n
-        cdef bint alive
-        cdef int64_t deadline
+        cdef Moment m
         while left:
             chunk = left if left < BATCH else BATCH
             left -= chunk
             nout = 0
             pthread_mutex_lock(&self.lock)
-            deadline = self.deadline_ns
-            alive = deadline < 0 or monotonic_ns() <= deadline
+            self._moment(&m)
             for i in range(chunk):
                 n = hdr.tp_snaplen if hdr.tp_snaplen < FRAME_MAX else FRAME_MAX
-                verdict = _decide(<uint8_t *>hdr + hdr.tp_mac, n, self.table, &self.heartbeats, alive,
+                verdict = _decide(<uint8_t *>hdr + hdr.tp_mac, n, self.table, &self.heartbeats, &m,
                                   <uint8_t *>self.siov[nout].iov_base, &out_len)
                 self.verdicts[verdict] += 1
                 if verdict == V_ANSWERED or verdict == V_HEARTBEAT:
@@ -727,6 +781,13 @@ cdef class RingLoop:
                 hdr = <tpacket3_hdr *>(<uint8_t *>hdr + hdr.tp_next_offset)
             pthread_mutex_unlock(&self.lock)
             self._transmit(nout)
+
+    cdef void _moment(self, Moment *m) noexcept nogil:
+        """The clock, read only when the deadline or the flood limit needs it (the lock is held)."""
+        cdef int64_t deadline = self.deadline_ns
+        m.flood = &self.flood.table
+        m.now_ns = monotonic_ns() if deadline >= 0 or m.flood.interval_ns else 0
+        m.alive = deadline < 0 or <int64_t>m.now_ns <= deadline
 
     cdef void _transmit(self, int nout) noexcept nogil:
         cdef int i = 0, sent
@@ -783,6 +844,21 @@ cdef class RingLoop:
         self.deadline_ns = deadline_ns
         pthread_mutex_unlock(&self.lock)
 
+    def set_flood_limit(self, uint64_t interval_ns, uint64_t tolerance_ns) -> None:
+        """Limit each source to what FloodLimit(interval_ns, tolerance_ns) allows (interval 0: off), keeping the
+        buckets."""
+        pthread_mutex_lock(&self.lock)
+        self.flood.configure(interval_ns, tolerance_ns)
+        pthread_mutex_unlock(&self.lock)
+
+    def flood_buckets(self) -> dict:
+        """FloodBuckets.state() of this loop."""
+        pthread_mutex_lock(&self.lock)
+        try:
+            return self.flood.state()
+        finally:
+            pthread_mutex_unlock(&self.lock)
+
     def set_heartbeats(self, int port, bytes mac=None) -> None:
         """Reflect heartbeat requests to UDP `port` sent to `mac` (the interface's own); port 0 = none. The socket
         filter is replaced to match (atomically: the kernel swaps it in one step)."""
@@ -815,9 +891,13 @@ cdef class RingLoop:
         self._release()
 
 
-def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, bytes heartbeat_mac=None) -> tuple:
+def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, bytes heartbeat_mac=None,
+           FloodBuckets flood=None, uint64_t now_ns=0) -> tuple:
     """The C decision on one frame with a one-off table (and heartbeats reflected on heartbeat_port to
-    heartbeat_mac, if given): (verdict name, reply bytes | None). For tests."""
+    heartbeat_mac, if given; sources limited by `flood` at now_ns, if given): (verdict name, reply bytes | None).
+    For tests."""
+    cdef FloodBuckets buckets = flood if flood is not None else FloodBuckets(1)
+    cdef Moment m
     cdef Table *table = _table_new(entries)
     cdef uint8_t *out = <uint8_t *>calloc(1, max(<size_t>len(frame), <size_t>NA_LEN))
     cdef size_t out_len = 0
@@ -832,7 +912,10 @@ def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, byt
         hb.port = heartbeat_port
         memcpy(hb.mac, PyBytes_AS_STRING(heartbeat_mac), 6)
     try:
-        verdict = _decide(<const uint8_t *>PyBytes_AS_STRING(frame), len(frame), table, &hb, alive, out, &out_len)
+        m.alive = alive
+        m.now_ns = now_ns
+        m.flood = &buckets.table
+        verdict = _decide(<const uint8_t *>PyBytes_AS_STRING(frame), len(frame), table, &hb, &m, out, &out_len)
         answered = verdict == V_ANSWERED or verdict == V_HEARTBEAT
         reply = PyBytes_FromStringAndSize(<char *>out, out_len) if answered else None
         return VERDICTS[verdict], reply

@@ -29,6 +29,7 @@ from metallb_fast.dataplane.base import (
     ResponderStats,
     Verdict,
 )
+from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,18 @@ class RingResponder:
 
     backend = "ring"
 
-    def __init__(self, interfaces: Iterable[str] = (), *, receive_buffer: int = DEFAULT_RECEIVE_BUFFER) -> None:
+    def __init__(
+        self,
+        interfaces: Iterable[str] = (),
+        *,
+        receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
+        flood_limit: FloodLimit | None = None,
+    ) -> None:
         self._ring = load_extension()
         self._receive_buffer = receive_buffer
+        # Each loop keeps its own buckets: a source is limited per interface it sends on (the python backend and
+        # the XDP map keep one table for all interfaces; a source floods one LAN).
+        self._flood_limit = flood_limit or FloodLimit.off()
         self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
         self._lock = threading.Lock()  # serialises sync/close/stats against each other
         self._fixed = tuple(dict.fromkeys(interfaces))
@@ -180,6 +190,17 @@ class RingResponder:
             for interface in self._interfaces.values():
                 interface.loop.set_deadline(self._deadline_ns)
 
+    def set_flood_limit(self, limit: FloodLimit | None) -> None:
+        """Change the per-source flood limit (None: off); the buckets are kept."""
+        with self._lock:
+            self._flood_limit = limit or FloodLimit.off()
+            for interface in self._interfaces.values():
+                self._limit(interface.loop)
+
+    @property
+    def flood_limit(self) -> FloodLimit:
+        return self._flood_limit
+
     def close(self, keep_serving: bool = False) -> None:
         """Stop answering; keep_serving is accepted (base.Responder.close) but a ring cannot outlive this process."""
         with self._lock:
@@ -207,9 +228,13 @@ class RingResponder:
             except OSError as exc:
                 raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
         loop.set_deadline(self._deadline_ns)
+        self._limit(loop)
         thread = threading.Thread(target=_serve, args=(name, loop), name=f"ring-{name}", daemon=True)
         self._interfaces[name] = _Interface(name, ifindex, loop, thread)
         thread.start()
+
+    def _limit(self, loop: Any) -> None:
+        loop.set_flood_limit(self._flood_limit.interval_ns, self._flood_limit.tolerance_ns)
 
     def _shut(self, name: str) -> None:
         interface = self._interfaces.pop(name)

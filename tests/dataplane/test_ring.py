@@ -22,8 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metallb_fast.dataplane import packets
+from metallb_fast.dataplane import floodlimit, packets
 from metallb_fast.dataplane.base import ANSWERING, AddressCounters, IPAddress, ResponderError, Verdict
+from metallb_fast.dataplane.floodlimit import FloodLimit, TokenBuckets
 from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.ring import RingResponder, table_for
 from metallb_fast.lab import Lab
@@ -137,8 +138,10 @@ def entries() -> list:
     return table_for(IFACE, OWNED)
 
 
-def ring_decides(frame: bytes, alive: bool = True) -> tuple[Verdict, bytes | None]:
-    name, reply = ring_ext.decide(frame, entries(), alive, HEARTBEAT_PORT, NODE_MAC)
+def ring_decides(
+    frame: bytes, alive: bool = True, flood: ring_ext.FloodBuckets | None = None, now_ns: int = 0
+) -> tuple[Verdict, bytes | None]:
+    name, reply = ring_ext.decide(frame, entries(), alive, HEARTBEAT_PORT, NODE_MAC, flood, now_ns)
     return Verdict(name), reply
 
 
@@ -159,7 +162,7 @@ def test_c_decision_equals_oracle_on_corpus(index: int, alive: bool) -> None:
 
 def test_corpus_reaches_every_verdict() -> None:
     seen = {oracle(frame)[0] for frame in decision_corpus()} | {oracle(arp(), alive=False)[0]}
-    assert seen == set(Verdict)
+    assert seen | {Verdict.RATE_LIMITED} == set(Verdict), "RATE_LIMITED: the flood limit tests below"
 
 
 def test_c_decision_without_heartbeats_is_the_oracle_without_them() -> None:
@@ -199,6 +202,79 @@ def test_c_decision_equals_oracle_on_mutations(
 @given(frame=st.binary(max_size=120), alive=st.booleans())
 def test_c_decision_equals_oracle_on_random_bytes(frame: bytes, alive: bool) -> None:
     assert ring_decides(frame, alive) == oracle(frame, alive)
+
+
+# --- the per-source flood limit (floodlimit.py), with a controlled clock -------------------------------------------
+
+
+def from_mac(frame: bytes, mac: bytes) -> bytes:
+    return frame[:6] + mac + frame[12:]
+
+
+SOURCE_MACS = [bytes.fromhex(f"02112233aa0{i}") for i in range(1, 4)]
+OTHER_CLIENT4 = IPv4Address("198.51.100.8")
+OTHER_CLIENT6 = IPv6Address("2001:db8:1::8")
+# Sources differ by MAC and by sender address; declined frames and heartbeats are mixed in (never charged).
+FLOOD_FRAMES = [
+    from_mac(frame, mac)
+    for mac in SOURCE_MACS
+    for frame in (arp(), arp(spa=OTHER_CLIENT4), ns(), ns(src=OTHER_CLIENT6), arp(STRANGER4), heartbeat4())
+]
+MS = 1_000_000
+
+
+def limited(limit: FloodLimit, capacity: int = floodlimit.DEFAULT_SOURCES) -> ring_ext.FloodBuckets:
+    buckets = ring_ext.FloodBuckets(capacity)
+    buckets.configure(limit.interval_ns, limit.tolerance_ns)
+    return buckets
+
+
+def test_flood_limit_answers_a_burst_then_the_rate_per_source() -> None:
+    buckets = limited(FloodLimit(rate=1000.0, burst=3))  # one per ms after three back to back
+    t = 10**12
+    assert [ring_decides(arp(), flood=buckets, now_ns=t)[0] for _ in range(4)] == [Verdict.ANSWERED] * 3 + [
+        Verdict.RATE_LIMITED
+    ]
+    assert ring_decides(from_mac(arp(), SOURCE_MACS[1]), flood=buckets, now_ns=t)[0] is Verdict.ANSWERED
+    assert ring_decides(arp(spa=OTHER_CLIENT4), flood=buckets, now_ns=t)[0] is Verdict.ANSWERED, "another sender IP"
+    assert ring_decides(heartbeat4(), flood=buckets, now_ns=t)[0] is Verdict.HEARTBEAT, "peers are never limited"
+    assert ring_decides(arp(), flood=buckets, now_ns=t + MS - 1)[0] is Verdict.RATE_LIMITED
+    assert ring_decides(arp(), flood=buckets, now_ns=t + MS) == oracle(arp())
+    buckets.configure(0, 0)  # off: answered whatever the buckets say
+    assert ring_decides(arp(), flood=buckets, now_ns=t + MS)[0] is Verdict.ANSWERED
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, len(FLOOD_FRAMES) - 1), st.integers(0, 3 * MS)), max_size=80),
+    rate=st.sampled_from([1000.0, 333.0, 1e6, 0.5]),
+    burst=st.integers(1, 4),
+    capacity=st.integers(1, 5),
+    alive=st.booleans(),
+)
+def test_flood_limit_equals_floodlimit_py(
+    steps: list[tuple[int, int]], rate: float, burst: int, capacity: int, alive: bool
+) -> None:
+    # Same verdicts, same replies, and the same buckets in the same least-recently-used order (eviction included).
+    limit = FloodLimit(rate=rate, burst=burst)
+    expected_buckets = TokenBuckets(limit, capacity)
+    buckets = limited(limit, capacity)
+    now = 10**12
+    for index, gap in steps:
+        now += gap
+        frame = FLOOD_FRAMES[index]
+        answer = packets.answer(frame, HERE, ELSEWHERE, alive, heartbeats=REFLECTOR)
+        expected = floodlimit.limit_answer(frame, answer, expected_buckets, now)
+        assert ring_decides(frame, alive, buckets, now) == (expected.verdict, expected.reply)
+    assert list(buckets.state().items()) == list(expected_buckets.state().items())
+
+
+def test_flood_buckets_key_is_floodlimit_source_key() -> None:
+    buckets = limited(FloodLimit(rate=1.0, burst=1))
+    frames = [from_mac(arp(spa=OTHER_CLIENT4), SOURCE_MACS[2]), from_mac(ns(src=OTHER_CLIENT6), SOURCE_MACS[0])]
+    for frame in frames:
+        ring_decides(frame, flood=buckets, now_ns=5)
+    assert list(buckets.state()) == [floodlimit.source_key(frame) for frame in frames]
 
 
 def test_table_rejects_duplicates_and_bad_lengths() -> None:
@@ -291,9 +367,11 @@ class Peer:
 
 
 @contextlib.contextmanager
-def running(pair: Pair, owned: dict, interfaces: tuple[str, ...] = ()) -> Iterator[tuple[RingResponder, Peer]]:
+def running(
+    pair: Pair, owned: dict, interfaces: tuple[str, ...] = (), flood_limit: FloodLimit | None = None
+) -> Iterator[tuple[RingResponder, Peer]]:
     with in_ns(pair.node):
-        responder = RingResponder(interfaces)
+        responder = RingResponder(interfaces, flood_limit=flood_limit)
         try:
             responder.sync(owned)
         except BaseException:
@@ -513,3 +591,26 @@ def test_interface_left_out_of_owned_is_no_longer_read(pair: Pair) -> None:
         stats = responder.stats()
     assert stats.declined[Verdict.NOT_OWNED] == 0
     assert (VIP4, IFACE) not in stats.per_address
+
+
+def test_flood_limit_in_the_running_loop(pair: Pair) -> None:
+    # One source over its limit is declined as RATE_LIMITED (counted as a request, not a reply); the limit can be
+    # lifted while the loop runs.
+    owned = {(VIP4, IFACE): OWNED_MAC}
+    with running(pair, owned, flood_limit=FloodLimit(rate=0.01, burst=2)) as (responder, peer):
+        assert responder.flood_limit == FloodLimit(rate=0.01, burst=2)
+        peer.send([arp()] * 5)
+        limited_replies = peer.collect(2, quiet_s=0.5)
+        peer.send([from_mac(arp(), SOURCE_MACS[1])])  # another source has its own bucket
+        other_source = peer.collect(1)
+        limited_stats = responder.stats()
+        responder.set_flood_limit(None)
+        peer.send([arp()] * 3)
+        unlimited_replies = peer.collect(3)
+        stats = responder.stats()
+    assert limited_replies == [packets.answer(arp(), {VIP4: OWNED_MAC}).reply] * 2
+    assert len(other_source) == 1
+    assert limited_stats.declined[Verdict.RATE_LIMITED] == 3
+    assert limited_stats.per_address[(VIP4, IFACE)] == AddressCounters(requests=6, replies=3)
+    assert len(unlimited_replies) == 3
+    assert stats.declined[Verdict.RATE_LIMITED] == 3
