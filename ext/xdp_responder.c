@@ -3,12 +3,15 @@
  * Answers ARP requests and IPv6 Neighbor Solicitations for the addresses this node owns, in the driver, by
  * rewriting the request in place and bouncing it with XDP_TX; reflects data-path heartbeat requests
  * (metallb_fast/dataplane/heartbeat.py) on the interfaces that serve them, the same way and under the same liveness
- * gate. Everything else is XDP_PASS, so the kernel stack still sees every frame we decline. The decision order and the output frames are specified byte for byte in
- * docs/fastpath.md; metallb_fast/dataplane/packets.py is the oracle this program is tested against.
+ * gate. Everything else is XDP_PASS, so the kernel stack still sees every frame we decline (a request over its
+ * source's flood limit too, unless the limit's action is drop). The decision order and the output frames are
+ * specified byte for byte in docs/fastpath.md; metallb_fast/dataplane/packets.py is the oracle this program is tested
+ * against (with floodlimit.py for the flood limit).
  *
  * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
  *   VERDICT_<NAME>=<index>  for every member of base.Verdict, and VERDICT_COUNT -- the order lives only there;
  *   MAX_VIPS                the capacity of the address maps;
+ *   FLOOD_SOURCES           the capacity of the flood limit's per-source buckets (floodlimit.DEFAULT_SOURCES);
  *   PIN_DIR (optional)      a directory on a bpf filesystem: the maps declared with MLBF_PINNED are pinned there
  *                           (bcc re-uses a map already pinned under its name), so a restarted loader adopts them.
  */
@@ -17,11 +20,14 @@
 #include <linux/in6.h>
 
 #if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED) || \
-    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT)
+    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT) || !defined(VERDICT_RATE_LIMITED)
 #error "the loader must define VERDICT_* (the order of base.Verdict) and VERDICT_COUNT"
 #endif
 #ifndef MAX_VIPS
 #define MAX_VIPS 4096
+#endif
+#ifndef FLOOD_SOURCES
+#define FLOOD_SOURCES 16384
 #endif
 
 #define ETH_LEN 14
@@ -98,6 +104,27 @@ struct heartbeat_iface {
 };
 MLBF_PINNED("hash", __u32, struct heartbeat_iface, heartbeat_ifaces, MAX_HEARTBEAT_IFACES);
 
+/* Flood protection (metallb_fast/dataplane/floodlimit.py is the model, docs/fastpath.md the rule): one GCRA bucket
+ * per source, its theoretical arrival time in bpf_ktime_get_ns nanoseconds. Not pinned: the limit is set again by
+ * every run, and buckets that start full after a restart only forgive a flood for one burst; unpinned, these maps
+ * leave the pinned layout (and so a hitless restart) unchanged. */
+struct flood_key {
+    __u8 mac[6];      /* Ethernet source */
+    __u8 family;      /* 4: ARP, addr = sender IP then zeros; 6: NS, addr = IPv6 source */
+    __u8 pad;
+    __u8 addr[16];
+};
+
+/* flood_config[0], written by the loader; interval_ns 0 = off (then nothing else is read). */
+struct flood_config {
+    __u64 interval_ns;   /* T = 1e9 / rate */
+    __u64 tolerance_ns;  /* tau = (burst - 1) * T */
+    __u64 action;        /* XDP_PASS or XDP_DROP, for frames over the limit */
+};
+
+BPF_TABLE("array", int, struct flood_config, flood_config, 1);
+BPF_TABLE("lru_hash", struct flood_key, __u64, flood_buckets, FLOOD_SOURCES);
+
 static __always_inline int finish(int verdict, int action)
 {
     __u32 index = verdict;
@@ -119,6 +146,36 @@ static __always_inline int alive(void)
     if (!deadline || *deadline == 0)
         return 1;
     return bpf_ktime_get_ns() <= *deadline;
+}
+
+/* 0 when a frame from this source may be answered (its bucket charged), else the action for a frame over the limit.
+ * Checked last, right before the reply: only frames this node would answer cost a bucket (floodlimit.py says why).
+ * Two CPUs updating one source's bucket at once may both conform: at worst a frame or two more than the limit. */
+static __always_inline int over_flood_limit(const __u8 *eth_src, __u8 family, const void *addr, int addr_len)
+{
+    __u32 zero = 0;
+    struct flood_config *cfg = flood_config.lookup(&zero);
+    if (!cfg || cfg->interval_ns == 0)
+        return 0;
+    struct flood_key key = {};
+    __builtin_memcpy(key.mac, eth_src, 6);
+    key.family = family;
+    if (addr_len == 16)
+        __builtin_memcpy(key.addr, addr, 16);
+    else
+        __builtin_memcpy(key.addr, addr, 4);
+    __u64 now = bpf_ktime_get_ns();
+    __u64 *tat = flood_buckets.lookup(&key);
+    if (!tat) {
+        __u64 next = now + cfg->interval_ns; /* a new source: a full bucket, this frame charged */
+        flood_buckets.update(&key, &next);
+        return 0;
+    }
+    __u64 start = *tat > now ? *tat : now;
+    if (start - now > cfg->tolerance_ns)
+        return cfg->action == XDP_DROP ? XDP_DROP : XDP_PASS;
+    *tat = start + cfg->interval_ns;
+    return 0;
 }
 
 static __always_inline int is_broadcast(const __u8 *mac)
@@ -170,6 +227,9 @@ static __always_inline int handle_arp(struct xdp_md *ctx, __u8 *data, __u8 *data
         return decline(VERDICT_NOT_OWNED);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
+    int limited = over_flood_limit(data + 6, 4, &sender, 4);
+    if (limited)
+        return finish(VERDICT_RATE_LIMITED, limited);
 
     /* Rewrite in place; the frame keeps its length (and any trailing padding). */
     __u8 mac[6];
@@ -438,6 +498,9 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
         return decline(VERDICT_NOT_OWNED);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
+    int limited = over_flood_limit(data + 6, 6, &source, 16);
+    if (limited)
+        return finish(VERDICT_RATE_LIMITED, limited);
 
     __u8 mac[6], peer_mac[6];
     copy_mac(mac, vip->mac);

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from metallb_fast.dataplane import ownership, packets
+from metallb_fast.dataplane import floodlimit, ownership, packets
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -29,6 +29,7 @@ from metallb_fast.dataplane.base import (
     ResponderStats,
     Verdict,
 )
+from metallb_fast.dataplane.floodlimit import FloodLimit, TokenBuckets
 from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
 
@@ -47,7 +48,7 @@ RCVBUF = 4 << 20  # absorb bursts: Python drains slower than a flood arrives
 POLL_MS = 200
 BATCH = 64  # frames drained per readiness event before re-polling (fairness between interfaces)
 # Frames that reached the lookup for an owned key: they count as requests for it (docs/fastpath.md, Counters)
-_COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED})
+_COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED})
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ class PythonResponder:
 
     backend = "python"
 
-    def __init__(self, interfaces: Iterable[str] = ()) -> None:
+    def __init__(self, interfaces: Iterable[str] = (), *, flood_limit: FloodLimit | None = None) -> None:
         self._fixed = tuple(dict.fromkeys(interfaces))
+        # Only the loop thread charges the buckets; set_flood_limit swaps the limit they apply.
+        self._buckets = TokenBuckets(flood_limit or FloodLimit.off())
         self._lock = threading.Lock()  # sync/close/announce against each other
         self._counters_lock = threading.Lock()
         self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
@@ -137,6 +140,14 @@ class PythonResponder:
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._deadline_ns = -1 if deadline_ns is None else max(0, int(deadline_ns))
+
+    def set_flood_limit(self, limit: FloodLimit | None) -> None:
+        """Change the per-source flood limit (None: off); the buckets are kept."""
+        self._buckets.configure(limit or FloodLimit.off())
+
+    @property
+    def flood_limit(self) -> FloodLimit:
+        return self._buckets.limit
 
     def close(self, keep_serving: bool = False) -> None:
         """Stop answering; keep_serving is accepted (base.Responder.close) but this thread dies with the process."""
@@ -257,6 +268,7 @@ class PythonResponder:
                 continue  # our own replies and announcements, seen by the ETH_P_ALL tap
             frame = _with_vlan_tag(frame, ancillary)
             result = packets.answer(frame, table.here, table.elsewhere, self._alive(), table.heartbeats)
+            result = floodlimit.limit_answer(frame, result, self._buckets, time.monotonic_ns())
             if result.reply is not None:
                 try:
                     sock.send(result.reply)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, ownership, pinning
+from metallb_fast.dataplane import bpfsys, floodlimit, ownership, pinning
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -40,6 +40,7 @@ from metallb_fast.dataplane.base import (
     ResponderStats,
     Verdict,
 )
+from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.dataplane.netns import in_netns
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4  # with IFLA_XDP_EXPECTED_FD: swap the program only if it is still the expected one
+XDP_DROP, XDP_PASS = 1, 2  # the actions flood_config.action holds for frames over the limit
 ENOTSUPP = 524  # the kernel's internal "not supported", as some drivers return it
 _MODE_NAMES = {XDP_FLAGS_SKB_MODE: "generic", XDP_FLAGS_DRV_MODE: "native", XDP_FLAGS_HW_MODE: "offload"}
 
@@ -187,14 +189,14 @@ class XdpProgram:
 
     def __init__(
         self, *, max_vips: int = DEFAULT_MAX_VIPS, source: Path | None = None,
-        pin_dir: str | os.PathLike[str] | None = None,
+        pin_dir: str | os.PathLike[str] | None = None, flood_sources: int = floodlimit.DEFAULT_SOURCES,
     ) -> None:
         bcc = _import_bcc()
         _check_kernel_headers()
         path = source or source_path()
         if not path.is_file():
             raise ResponderError(f"xdp: program source {path} is missing (reinstall metallb-fast)")
-        cflags = [*verdict_cflags(), f"-DMAX_VIPS={max_vips}"]
+        cflags = [*verdict_cflags(), f"-DMAX_VIPS={max_vips}", f"-DFLOOD_SOURCES={flood_sources}"]
         self.pins: pinning.PinDirectory | None = None
         self.adopted = False
         if pin_dir is None:
@@ -216,6 +218,9 @@ class XdpProgram:
         self._verdicts = self._bpf[b"verdicts"]
         self._config = self._bpf[b"config"]
         self._heartbeat_ifaces = self._bpf[b"heartbeat_ifaces"]
+        self._flood_config = self._bpf[b"flood_config"]
+        self._flood_buckets = self._bpf[b"flood_buckets"]
+        self.flood_limit = FloodLimit.off()  # what flood_config holds (a fresh, unpinned map: zeros = off)
         self._entries: dict[MapKey, bytes] = self._read_entries() if self.adopted else {}
         self._closed = False
 
@@ -329,6 +334,35 @@ class XdpProgram:
             int(key.value): ctypes.string_at(ctypes.addressof(leaf), 6) for key, leaf in self._heartbeat_ifaces.items()
         }
         return port, interfaces
+
+    def set_flood_limit(self, limit: FloodLimit | None) -> None:
+        """Limit answered requests per source (None or rate 0: off); takes effect at the next frame, buckets kept."""
+        limit = limit or FloodLimit.off()
+        config = self._flood_config.Leaf()
+        config.interval_ns = limit.interval_ns
+        config.tolerance_ns = limit.tolerance_ns
+        config.action = XDP_DROP if limit.drops else XDP_PASS
+        self._flood_config[ctypes.c_int(0)] = config
+        self.flood_limit = limit
+
+    def flood_buckets(self) -> dict[bytes, int]:
+        """source key (floodlimit.source_key) -> its bucket's theoretical arrival time (bpf_ktime_get_ns)."""
+        return {
+            ctypes.string_at(ctypes.addressof(key), floodlimit.KEY_LEN): int(leaf.value)
+            for key, leaf in self._flood_buckets.items()
+        }
+
+    def set_flood_bucket(self, key: bytes, tat_ns: int) -> None:
+        """Put one source's bucket in a chosen state: what tests use in place of a clock the kernel cannot be
+        given (bpf_ktime_get_ns is time.monotonic_ns)."""
+        table = self._flood_buckets
+        if len(key) != floodlimit.KEY_LEN:
+            raise ValueError(f"flood bucket key of {len(key)} bytes: must be {floodlimit.KEY_LEN}")
+        if not 0 <= tat_ns < 1 << 64:
+            raise ValueError(f"flood bucket time {tat_ns}: must be a CLOCK_MONOTONIC time in ns (0 <= t < 2**64)")
+        packed = table.Key()
+        ctypes.memmove(ctypes.addressof(packed), key, len(key))
+        table[packed] = ctypes.c_uint64(tat_ns)
 
     def close(self, keep_pins: bool = False) -> None:
         """Unload (the kernel keeps what is still attached); unpin the maps too unless keep_pins."""
@@ -550,7 +584,11 @@ def attach(
                     f"xdp: interface {link.name} already runs another XDP program: {others or 'unknown'}; "
                     "detach it or choose another backend"
                 ) from exc
-            failures.append(f"{_MODE_NAMES[flag]}: {os.strerror(exc.code)}")
+            failure = f"{_MODE_NAMES[flag]}: {os.strerror(exc.code) if exc.code != ENOTSUPP else 'not supported'}"
+            if mode == "native" and exc.code in (errno.EOPNOTSUPP, ENOTSUPP):
+                failure += f" (the driver of {link.name} has no native XDP: attach mode generic, or auto, works on any"
+                failure += " interface)"
+            failures.append(failure)
             continue
         log.info("xdp: %s attached to %s (%s mode)", name, link.name, _MODE_NAMES[flag])
         return Attachment(link.name, link.index, flag, prog_id)
@@ -600,7 +638,7 @@ class XdpResponder:
 
     def __init__(
         self, interfaces: Iterable[str] = (), *, mode: str = "auto", max_vips: int = DEFAULT_MAX_VIPS,
-        pin_dir: str | os.PathLike[str] | None = None,
+        pin_dir: str | os.PathLike[str] | None = None, flood_limit: FloodLimit | None = None,
     ) -> None:
         attach_order(mode, None)  # validates the mode before the 1 s compile
         self._mode = mode
@@ -612,6 +650,7 @@ class XdpResponder:
         self._adopt: frozenset[int] = frozenset()  # the earlier run's program ids, replaced in place
         self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._program = XdpProgram(max_vips=max_vips, pin_dir=pin_dir)
+        self._program.set_flood_limit(flood_limit)  # before the program is attached anywhere
         try:
             self._ipr = _open_ipr()
         except BaseException:
@@ -736,6 +775,14 @@ class XdpResponder:
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._program.set_deadline(deadline_ns)
+
+    def set_flood_limit(self, limit: FloodLimit | None) -> None:
+        """Change the per-source flood limit (None: off) without reloading; the buckets are kept."""
+        self._program.set_flood_limit(limit)
+
+    @property
+    def flood_limit(self) -> FloodLimit:
+        return self._program.flood_limit
 
     def close(self, keep_serving: bool = False) -> None:
         """Detach and unpin; with keep_serving (and a pin directory) leave the programs attached and the maps

@@ -8,15 +8,18 @@ heartbeats (HEARTBEAT_PORT, NODE_MAC), so every ARP/NDP frame is also checked wi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metallb_fast.dataplane import bpfsys, packets
+from metallb_fast.dataplane import bpfsys, floodlimit, packets
 from metallb_fast.dataplane.base import ANSWERING, AddressCounters, IPAddress, Verdict
+from metallb_fast.dataplane.floodlimit import FloodLimit, TokenBuckets
 from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.xdp import MapKey, XdpProgram
 from tests.dataplane.frames import (
@@ -60,7 +63,7 @@ OWNED_HERE: dict[IPAddress, bytes] = {a: m for (a, i), m in DESIRED.items() if i
 OWNED_ELSEWHERE = frozenset(a for a, _ in DESIRED) - OWNED_HERE.keys()
 REFLECTOR = Reflector(HEARTBEAT_PORT, NODE_MAC)
 # Counted per address: frames that matched the key, whether answered or declined after the lookup.
-AFTER_LOOKUP = {Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED}
+AFTER_LOOKUP = {Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED}
 
 
 def corpus() -> Iterator[tuple[str, bytes]]:
@@ -149,26 +152,35 @@ def oracle(frame: bytes) -> packets.Answer:
 
 
 def assert_same_as_oracle(program: XdpProgram, frame: bytes) -> Verdict:
-    expected = oracle(frame)
+    return assert_decided(program, frame, oracle(frame))
+
+
+def assert_decided(
+    program: XdpProgram, frame: bytes, expected: packets.Answer, over_limit: int = bpfsys.XDP_PASS, repeat: int = 1
+) -> Verdict:
+    """The program decides `frame` as `expected` says: action, output frame, the one verdict counter, the
+    per-address counters (each `repeat` times: only for frames the program leaves untouched)."""
     if len(frame) < packets.ETH_HLEN:
         # No driver hands XDP less than an Ethernet header, and test_run refuses such input (EINVAL).
         assert expected.verdict is Verdict.MALFORMED
         with pytest.raises(bpfsys.BpfSyscallError):
             bpfsys.xdp_test_run(program.fd, frame, ingress_ifindex=INGRESS_IFINDEX)
         return expected.verdict
-    run = run_frame(program, frame, DESIRED)
+    run = run_frame(program, frame, DESIRED, repeat=repeat)
     context = f"frame {frame.hex()} (oracle: {expected.verdict.name})"
     if expected.verdict in ANSWERING:
+        assert repeat == 1, "test_run would answer its own reply"
         assert run.action == bpfsys.XDP_TX, context
         assert run.frame == expected.reply, f"{context}\n   xdp {run.frame.hex()}\noracle {expected.reply!r}"
     else:
-        assert run.action == bpfsys.XDP_PASS, context
-        assert run.frame == frame, f"{context}: XDP_PASS must leave the frame untouched, got {run.frame.hex()}"
-    assert run.verdicts == {expected.verdict: 1}, context
+        action = over_limit if expected.verdict is Verdict.RATE_LIMITED else bpfsys.XDP_PASS
+        assert run.action == action, context
+        assert run.frame == frame, f"{context}: a declined frame must be left untouched, got {run.frame.hex()}"
+    assert run.verdicts == {expected.verdict: repeat}, context
     counted: dict[MapKey, AddressCounters] = {}
     if expected.target in OWNED_HERE and expected.verdict in AFTER_LOOKUP:
         answered = int(expected.verdict is Verdict.ANSWERED)
-        counted[(expected.target, INGRESS_IFINDEX)] = AddressCounters(requests=1, replies=answered)
+        counted[(expected.target, INGRESS_IFINDEX)] = AddressCounters(requests=repeat, replies=answered)
     assert run.counters == counted, context
     return expected.verdict
 
@@ -321,3 +333,163 @@ random_frames = st.one_of(st.binary(max_size=128), st.builds(steered, st.binary(
 @given(frame=random_frames)
 def test_random_bytes_match_oracle(program: XdpProgram, frame: bytes) -> None:
     assert_same_as_oracle(program, frame)
+
+
+# ------------------------------------------------------------------------------------------------- flood limit
+# The kernel's clock cannot be injected. Instead: a rate of one frame per 1,000 s, so that nothing refills within a
+# test (N + k frames in a row are the burst, then the limit), and bucket states written relative to
+# time.monotonic_ns() (bpf_ktime_get_ns reads the same clock) with margins of seconds around every boundary.
+# The model is floodlimit.py's: limit_answer(frame, packets.answer(...), TokenBuckets, now).
+
+SLOW = 0.001  # frames per second: one per 1,000 s
+_sources = iter(range(1, 0x8000))
+
+
+def new_source() -> bytes:
+    """A source MAC no other test used: buckets live as long as the module's program."""
+    n = next(_sources)
+    return bytes((0x02, 0xF1, 0x00, 0x00, n >> 8, n & 0xFF))
+
+
+def from_source(frame: bytes, mac: bytes) -> bytes:
+    return frame[:6] + mac + frame[12:]
+
+
+@contextmanager
+def flood_limited(program: XdpProgram, limit: FloodLimit) -> Iterator[TokenBuckets]:
+    """The program limited by `limit` (off again afterwards), and the model's buckets for the same limit."""
+    program.set_flood_limit(limit)
+    try:
+        yield TokenBuckets(limit)
+    finally:
+        program.set_flood_limit(None)
+
+
+def limited_oracle(frame: bytes, model: TokenBuckets, now_ns: int) -> packets.Answer:
+    return floodlimit.limit_answer(frame, oracle(frame), model, now_ns)
+
+
+def over_limit_action(limit: FloodLimit) -> int:
+    return bpfsys.XDP_DROP if limit.drops else bpfsys.XDP_PASS
+
+
+KINDS = {
+    "arp": (arp, lambda: arp(spa=IPv4Address("198.51.100.8"))),
+    "ns": (ns, lambda: ns(src=IPv6Address("2001:db8:1::8"))),
+}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("action", floodlimit.ACTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_burst_is_answered_then_the_source_is_limited(program: XdpProgram, action: str, kind: str) -> None:
+    limit = FloodLimit(rate=SLOW, burst=5, action=action)
+    build, from_other_address = KINDS[kind]
+    mac = new_source()
+    frame = from_source(build(), mac)
+    with flood_limited(program, limit) as model:
+        now = time.monotonic_ns()
+        decided = [
+            assert_decided(program, frame, limited_oracle(frame, model, now), over_limit_action(limit))
+            for _ in range(limit.burst + 3)
+        ]
+        assert decided == [Verdict.ANSWERED] * limit.burst + [Verdict.RATE_LIMITED] * 3
+        # Then a flood: 100,000 more in one test_run, each over the limit (so the buffer stays a request).
+        expected = limited_oracle(frame, model, now)
+        flood = assert_decided(program, frame, expected, over_limit_action(limit), repeat=100_000)
+        assert flood is Verdict.RATE_LIMITED
+        # Other sources are unaffected: another MAC from the same address, the same MAC from another address.
+        for other in (from_source(build(), new_source()), from_source(from_other_address(), mac)):
+            assert assert_decided(program, other, limited_oracle(other, model, now)) is Verdict.ANSWERED
+        assert floodlimit.source_key(frame) in program.flood_buckets()
+
+
+@pytest.mark.root
+def test_rate_zero_never_limits_and_keeps_no_state(program: XdpProgram) -> None:
+    frame = from_source(arp(), new_source())
+    with flood_limited(program, FloodLimit(rate=SLOW, burst=1)):
+        assert [assert_decided(program, frame, oracle(frame)), run_frame(program, frame, DESIRED).verdicts] == [
+            Verdict.ANSWERED,
+            {Verdict.RATE_LIMITED: 1},
+        ]
+    program.set_flood_limit(FloodLimit(rate=0, burst=1, action="drop"))  # rate 0 is off, whatever else it says
+    before = program.flood_buckets()
+    for candidate in (frame, from_source(ns(), new_source())):
+        for _ in range(20):  # well past the burst of 1 set before
+            assert assert_same_as_oracle(program, candidate) is Verdict.ANSWERED
+    assert program.flood_buckets() == before, "off: no bucket is created or charged"
+    program.set_flood_limit(None)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("ahead_s", [-3600, -1, 0, 50, 150, 195, 205, 300, 10**6])
+def test_bucket_states_decide_as_the_model(program: XdpProgram, ahead_s: int) -> None:
+    """A controlled clock: the source's bucket is set `ahead_s` ahead of now in the kernel and in the model;
+    both decide alike and leave the same state (T = 100 s, tau = 200 s: conforming up to 200 s ahead)."""
+    limit = FloodLimit(rate=0.01, burst=3)
+    assert (limit.interval_ns, limit.tolerance_ns) == (100 * 10**9, 200 * 10**9)
+    frame = from_source(arp(), new_source())
+    key = floodlimit.source_key(frame)
+    with flood_limited(program, limit) as model:
+        now = time.monotonic_ns()
+        tat = max(0, now + ahead_s * 10**9)  # the clock starts at boot
+        program.set_flood_bucket(key, tat)
+        model.set(key, tat)
+        expected = limited_oracle(frame, model, now)
+        assert expected.verdict is (Verdict.ANSWERED if ahead_s <= 200 else Verdict.RATE_LIMITED)
+        assert_decided(program, frame, expected)
+        kernel, modelled = program.flood_buckets()[key], model.state()[key]
+        if ahead_s > 0:
+            assert kernel == modelled, "tat + T when answered, unchanged when limited"
+        else:  # a bucket in the past restarts from the kernel's now, a few microseconds after ours
+            assert modelled <= kernel <= time.monotonic_ns() + limit.interval_ns
+
+
+@pytest.mark.root
+def test_only_frames_this_node_would_answer_are_charged(program: XdpProgram) -> None:
+    limit = FloodLimit(rate=SLOW, burst=1)
+    mac = new_source()
+    declined = [arp(V4_NOBODY), arp(V4_ELSEWHERE), arp(eth_dst=OTHER_MAC), arp(op=2), arp(spa=V4_HERE),
+                ns(V6_NOBODY), ns(hop_limit=64), ns(options=b"")]
+    with flood_limited(program, limit) as model:
+        now = time.monotonic_ns()
+        for frame in (from_source(f, mac) for f in declined):
+            for _ in range(3):
+                assert assert_decided(program, frame, limited_oracle(frame, model, now)) is oracle(frame).verdict
+        try:
+            program.set_deadline(now - 1)
+            expired = from_source(arp(), mac)
+            expected = packets.answer(expired, OWNED_HERE, OWNED_ELSEWHERE, alive=False, heartbeats=REFLECTOR)
+            assert assert_decided(program, expired, expected) is Verdict.LIVENESS_EXPIRED
+        finally:
+            program.set_deadline(None)
+        beats = [from_source(heartbeat4(), mac), from_source(heartbeat6(), mac)]
+        for frame in beats * 3:
+            assert assert_decided(program, frame, limited_oracle(frame, model, now)) is Verdict.HEARTBEAT, "peers"
+        assert not [key for key in program.flood_buckets() if key[:6] == mac], "nothing above cost a bucket"
+        frame = from_source(arp(), mac)
+        assert [assert_decided(program, frame, limited_oracle(frame, model, now)) for _ in range(2)] == [
+            Verdict.ANSWERED,
+            Verdict.RATE_LIMITED,
+        ], "the source's whole burst was still there"
+
+
+@pytest.mark.root
+def test_the_source_table_is_bounded_and_an_evicted_source_starts_full() -> None:
+    capacity = 64
+    with loaded_program(DESIRED, flood_sources=capacity) as small:
+        small.set_flood_limit(FloodLimit(rate=SLOW, burst=1))
+        first = from_source(arp(), bytes.fromhex("02f2000000ff"))
+        # Answered once: its one token spent, and (unlike a source looked up again, which the kernel's two-list
+        # LRU keeps on its active list) nothing marks it as used since.
+        assert run_frame(small, first, DESIRED).verdicts == {Verdict.ANSWERED: 1}
+        assert floodlimit.source_key(first) in small.flood_buckets()
+        for n in range(20 * capacity):  # new sources, each answered once: the first one is the least recent
+            result = bpfsys.xdp_test_run(
+                small.fd, from_source(arp(), bytes((0x02, 0xF3, 0, 0, n >> 8, n & 0xFF))), ingress_ifindex=1
+            )
+            assert result.action == bpfsys.XDP_TX
+        buckets = small.flood_buckets()
+        assert len(buckets) <= capacity
+        assert floodlimit.source_key(first) not in buckets
+        assert run_frame(small, first, DESIRED).verdicts == {Verdict.ANSWERED: 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from metallb_fast.dataplane import bpfsys
 from metallb_fast.dataplane.base import AddressCounters, ResponderError, Verdict
@@ -16,19 +17,20 @@ INGRESS_IFINDEX = 1
 OTHER_IFINDEX = 4242  # only ever a map key: "owned on another interface"
 
 
-def load_program() -> XdpProgram:
+def load_program(**options: Any) -> XdpProgram:
+    """XdpProgram(**options), or skip / fail as tests.conftest says when it cannot load here."""
     require_root()
     try:
-        return XdpProgram()
+        return XdpProgram(**options)
     except ResponderError as exc:
         require(False, f"a loadable XDP program ({exc})")
         raise  # unreachable: require() skipped or failed
 
 
 @contextmanager
-def loaded_program(desired: Mapping[MapKey, bytes]) -> Iterator[XdpProgram]:
-    """load_program() answering `desired` with no liveness deadline; unloaded afterwards."""
-    prog = load_program()
+def loaded_program(desired: Mapping[MapKey, bytes], **options: Any) -> Iterator[XdpProgram]:
+    """load_program(**options) answering `desired` with no liveness deadline; unloaded afterwards."""
+    prog = load_program(**options)
     try:
         prog.apply(desired)
         prog.set_deadline(None)
@@ -45,11 +47,12 @@ class Run:
     counters: dict[MapKey, AddressCounters]  # per-address counter deltas (non-zero only)
 
 
-def run_frame(program: XdpProgram, frame: bytes, keys: Mapping[MapKey, bytes]) -> Run:
-    """One BPF_PROG_TEST_RUN (repeat=1) on INGRESS_IFINDEX, with the counter deltas it caused."""
+def run_frame(program: XdpProgram, frame: bytes, keys: Mapping[MapKey, bytes], repeat: int = 1) -> Run:
+    """One BPF_PROG_TEST_RUN on INGRESS_IFINDEX, with the counter deltas it caused. With repeat > 1 the program
+    runs on the same buffer again and again (the kernel does not restore it): only for frames it leaves alone."""
     before_v = program.verdict_counts()
     before_c = {key: program.counters(*key) for key in keys}
-    result = bpfsys.xdp_test_run(program.fd, frame, ingress_ifindex=INGRESS_IFINDEX)
+    result = bpfsys.xdp_test_run(program.fd, frame, ingress_ifindex=INGRESS_IFINDEX, repeat=repeat)
     after_v = program.verdict_counts()
     verdicts = {v: after_v[v] - before_v[v] for v in Verdict if after_v[v] != before_v[v]}
     counters = {}
