@@ -16,9 +16,11 @@ from typing import Any, TextIO
 
 import orjson
 
+from metallb_fast.commands.fastpath_options import add_fastpath_arguments, flood_limit_from_args
 from metallb_fast.dataplane import ownership
 from metallb_fast.dataplane.backends import CHOICES, open_responder
 from metallb_fast.dataplane.base import IPAddress, Owned, Responder, ResponderError, ResponderStats
+from metallb_fast.dataplane.floodlimit import FloodLimitError
 from metallb_fast.dataplane.packets import format_mac, parse_mac
 from metallb_fast.dataplane.pinning import default_pin_dir
 
@@ -68,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="xdp: pin the maps in DIR on a bpf filesystem and adopt those an earlier run left there (default with "
         "--keep-serving-on-exit: /sys/fs/bpf/metallb-fast/respond-net<netns inode>-<interface>)",
     )
+    add_fastpath_arguments(parser, from_env=False)
 
 
 def parse_address_spec(text: str) -> AddressSpec:
@@ -109,8 +112,10 @@ def pin_dir_from_args(args: argparse.Namespace) -> str | None:
     """Where the xdp backend pins its maps: --pin-dir, else a directory of this netns and interface when
     --keep-serving-on-exit asks for a restart in place, else nowhere."""
     if args.keep_serving_on_exit and args.liveness <= 0:
-        raise InputError("--keep-serving-on-exit needs a liveness deadline (--liveness > 0): without one the "
-                         "kernel would answer for the addresses forever after this process exits")
+        raise InputError(
+            "--keep-serving-on-exit needs a liveness deadline (--liveness > 0): without one the "
+            "kernel would answer for the addresses forever after this process exits"
+        )
     if args.pin_dir is not None or not args.keep_serving_on_exit:
         return args.pin_dir
     netns = os.stat("/proc/self/ns/net").st_ino
@@ -124,16 +129,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         owned = owned_from_args(args.interface, args.address)
         pin_dir = pin_dir_from_args(args)
-    except InputError as exc:
+        flood_limit = flood_limit_from_args(args)
+    except (InputError, FloodLimitError) as exc:
         print(f"metallb-fast respond: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # Only xdp pins (auto passes options to xdp alone); ring and python cannot outlive this process.
-    options = {"pin_dir": pin_dir} if pin_dir is not None and args.backend in ("xdp", "auto") else {}
+    options = xdp_options(args, pin_dir)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            responder = open_responder(args.backend, [args.interface], **options)
+            responder = open_responder(args.backend, [args.interface], flood_limit=flood_limit, **options)
         except ResponderError as exc:
             print(f"metallb-fast respond: backend {args.backend!r} cannot load: {exc}", file=sys.stderr)
             return 1
@@ -160,12 +165,26 @@ def run(args: argparse.Namespace) -> int:
     print_stats(stats, owned, sys.stdout, as_json=args.json, attachments=attachments)
     if keep_serving:
         if responder.backend == "xdp":
-            print(f"metallb-fast respond: the XDP program stays attached, maps pinned in {pin_dir}: answering for up "
-                  f"to {args.liveness:g} s, or until a respond with --pin-dir {pin_dir} adopts them", file=sys.stderr)
+            print(
+                f"metallb-fast respond: the XDP program stays attached, maps pinned in {pin_dir}: answering for up "
+                f"to {args.liveness:g} s, or until a respond with --pin-dir {pin_dir} adopts them",
+                file=sys.stderr,
+            )
         else:
-            print(f"metallb-fast respond: --keep-serving-on-exit: the {responder.backend} backend cannot answer "
-                  "after this process exits; it stopped", file=sys.stderr)
+            print(
+                f"metallb-fast respond: --keep-serving-on-exit: the {responder.backend} backend cannot answer "
+                "after this process exits; it stopped",
+                file=sys.stderr,
+            )
     return 0
+
+
+def xdp_options(args: argparse.Namespace, pin_dir: str | None) -> dict[str, Any]:
+    """What only the xdp backend takes (auto passes it to xdp alone): the attach mode, where to pin its maps
+    (ring and python cannot outlive this process)."""
+    if args.backend not in ("xdp", "auto"):
+        return {}
+    return {"mode": args.xdp_mode, **({"pin_dir": pin_dir} if pin_dir is not None else {})}
 
 
 def keep_alive(responder: Responder, liveness_s: float) -> None:

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from metallb_fast.commands.common import add_program_arguments
+from metallb_fast.commands.fastpath_options import add_fastpath_arguments
 from metallb_fast.membership.settings import add_membership_arguments
 
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
@@ -43,22 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bpffs directory where the XDP maps are pinned, so a restarted speaker adopts them without a gap "
         "(default: /sys/fs/bpf/metallb-fast/speaker-<node>; 'none' = no pinning)",
     )
+    add_fastpath_arguments(parser, from_env=True)
     add_membership_arguments(parser)
 
 
 def xdp_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What the xdp backend takes (auto passes it only there): where to pin its maps for hitless restarts."""
-    if args.backend not in ("auto", "xdp") or args.pin_dir == "none":
+    """What the xdp backend takes (auto passes it only there): the attach mode, where to pin its maps for
+    hitless restarts."""
+    if args.backend not in ("auto", "xdp"):
         return {}
+    if args.pin_dir == "none":
+        return {"mode": args.xdp_mode}
     from metallb_fast.dataplane.pinning import default_pin_dir
 
-    return {"pin_dir": args.pin_dir or default_pin_dir(f"speaker-{args.node_name}")}
+    return {"mode": args.xdp_mode, "pin_dir": args.pin_dir or default_pin_dir(f"speaker-{args.node_name}")}
 
 
 def run(args: argparse.Namespace) -> int:
     from metallb_fast.commands.common import run_in_worker, setup_logging
+    from metallb_fast.commands.fastpath_options import flood_limit_from_args
     from metallb_fast.dataplane.backends import open_responder
     from metallb_fast.dataplane.base import ResponderError
+    from metallb_fast.dataplane.floodlimit import FloodLimitError
     from metallb_fast.k8s.client import KubeClient
     from metallb_fast.membership.settings import SettingsError, membership_settings
     from metallb_fast.obs import metrics
@@ -74,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", error, extra={"op": "startup"})
         return 2
     try:
-        responder = open_responder(args.backend, **xdp_options(args))
+        flood_limit = flood_limit_from_args(args)
+    except FloodLimitError as error:
+        log.error("%s", error, extra={"op": "startup"})
+        return 2
+    try:
+        responder = open_responder(args.backend, flood_limit=flood_limit, **xdp_options(args))
     except ResponderError as error:
         log.error("cannot start the %s backend: %s", args.backend, error, extra={"op": "startup"})
         return 1
@@ -93,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port, args.metrics_host)
     log.info(
         "speaker starting",
-        extra={"op": "startup", "node": args.node_name, "backend": getattr(responder, "backend", args.backend)},
+        extra={
+            "op": "startup",
+            "node": args.node_name,
+            "backend": getattr(responder, "backend", args.backend),
+            "flood_limit": flood_limit.describe(),
+        },
     )
     status = run_in_worker(speaker.run, speaker.stop)
     log.info("speaker stopped", extra={"op": "shutdown"})

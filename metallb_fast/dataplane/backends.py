@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from metallb_fast.dataplane.base import Responder, ResponderError
+from metallb_fast.dataplane.floodlimit import FloodLimit
 
 log = logging.getLogger(__name__)
 
@@ -21,25 +22,29 @@ AUTO_ORDER = ("xdp", "ring", "python")
 CHOICES = ("auto", *BACKENDS)
 
 
-def open_responder(backend: str, interfaces: Iterable[str] = (), **options: Any) -> Responder:
+def open_responder(
+    backend: str, interfaces: Iterable[str] = (), *, flood_limit: FloodLimit | None = None, **options: Any
+) -> Responder:
     """The named responder listening on `interfaces`; ResponderError saying why when it cannot load.
 
-    `auto` tries xdp, then ring, then python, logging each fall-back with its reason; options are passed to the
-    backend that loads (auto passes them only to xdp, whose options the others do not take).
+    `auto` tries xdp, then ring, then python, logging each fall-back with its reason. `flood_limit` reaches
+    whichever backend loads (every backend limits alike); other options are passed to the named backend (auto
+    passes them only to xdp, whose options the others do not take).
     """
     names = tuple(interfaces)
+    common: dict[str, Any] = {} if flood_limit is None else {"flood_limit": flood_limit}
     if backend == "auto":
         reasons: list[str] = []
         for name in AUTO_ORDER:
             try:
-                return _open(name, names, options if name == "xdp" else {})
+                return _open(name, names, {**common, **options} if name == "xdp" else common)
             except ResponderError as exc:
                 reasons.append(f"{name}: {exc}")
                 log.warning("responder backend %s unavailable, falling back: %s", name, exc)
         raise ResponderError("no responder backend could load here: " + "; ".join(reasons))
     if backend not in BACKENDS:
         raise ResponderError(f"unknown responder backend {backend!r}: choose one of {', '.join(CHOICES)}")
-    return _open(backend, names, options)
+    return _open(backend, names, {**common, **options})
 
 
 def _open(name: str, interfaces: tuple[str, ...], options: dict[str, Any]) -> Responder:

@@ -12,14 +12,17 @@ import socket
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
+from typing import ClassVar
 
 import pytest
 
 from metallb_fast.dataplane import backends, heartbeat, ownership, packets
 from metallb_fast.dataplane.backends import open_responder
 from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
+from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.lab import Lab, in_netns
 from metallb_fast.speaker.announce import announce_due
 from tests.conftest import require
@@ -61,11 +64,11 @@ def test_cli_answers_owned_addresses_only_on_their_interface(backend: str, lab2:
     assert counters["declined"]["not_owned"] >= 2  # the unowned and eth1-only addresses, asked on eth0
 
 
-def open_in(netns: str, backend: str) -> Responder:
+def open_in(netns: str, backend: str, flood_limit: FloodLimit | None = None) -> Responder:
     """`backend` created in network namespace `netns` (where its interface names resolve from then on)."""
     with in_netns(netns):
         try:
-            return open_responder(backend)
+            return open_responder(backend, flood_limit=flood_limit)
         except ResponderError as exc:
             require_backend_loads(backend, str(exc))
             raise
@@ -219,15 +222,16 @@ def _index_of(frame: bytes) -> int:
     return int.from_bytes(frame[10:12], "big")  # see _source_mac
 
 
-def _exchange(netns: str, frames: dict[int, bytes], interface: str = "eth0") -> dict[int, bytes]:
-    """Send every frame from `interface` in `netns`; collect replies addressed to a corpus source MAC."""
-    sources = {_source_mac(i): i for i in frames}
-    replies: dict[int, bytes] = {}
+def _send_and_collect(
+    netns: str, frames: Iterable[bytes], to: Collection[bytes], interface: str = "eth0"
+) -> list[bytes]:
+    """Send every frame from `interface` in `netns`; collect the frames that arrive for an Ethernet address in `to`."""
+    received: list[bytes] = []
     with in_netns(netns):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     with sock:
         sock.bind((interface, 0x0003))
-        for frame in frames.values():
+        for frame in frames:
             sock.send(frame)
         sock.settimeout(0.2)
         deadline = time.monotonic() + 3.0  # quiet period bound, not an assertion: late replies would count
@@ -236,10 +240,19 @@ def _exchange(netns: str, frames: dict[int, bytes], interface: str = "eth0") -> 
                 data, address = sock.recvfrom(65535)
             except TimeoutError:
                 continue
-            index = sources.get(data[0:6])
-            if address[2] != 4 and index is not None:  # 4: PACKET_OUTGOING (our own sends)
-                assert index not in replies, f"corpus frame {index} answered twice"
-                replies[index] = data
+            if address[2] != 4 and data[0:6] in to:  # 4: PACKET_OUTGOING (our own sends)
+                received.append(data)
+    return received
+
+
+def _exchange(netns: str, frames: dict[int, bytes], interface: str = "eth0") -> dict[int, bytes]:
+    """Send every frame from `interface` in `netns`; collect replies addressed to a corpus source MAC."""
+    sources = {_source_mac(i): i for i in frames}
+    replies: dict[int, bytes] = {}
+    for data in _send_and_collect(netns, frames.values(), sources, interface):
+        index = sources[data[0:6]]
+        assert index not in replies, f"corpus frame {index} answered twice"
+        replies[index] = data
     return replies
 
 
@@ -378,6 +391,42 @@ def test_heartbeats_are_reflected_while_served_and_alive(backend: str, lab2: Lab
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Flood protection: one source over its limit is not answered; other sources are (floodlimit.py).
+
+FLOODER = bytes.fromhex("02f100000001")
+NEIGHBOUR = bytes.fromhex("02f100000002")
+
+
+@pytest.mark.root
+def test_a_flooding_source_is_limited_and_the_others_are_answered(backend: str, lab2: Lab) -> None:
+    node, client = lab2.nodes[0], lab2.clients[0].netns
+    v4, v6 = lab2.vip_v4(0), lab2.vip_v6(0)
+    limit = FloodLimit(rate=0.001, burst=3)  # one frame per 1,000 s after the burst: no refill during the test
+
+    def requests(mac: bytes, count: int) -> list[bytes]:
+        return [packets.arp_request(mac, CLIENT_IP4, v4), packets.neighbor_solicitation(mac, CLIENT_IP6, v6)] * count
+
+    responder = open_in(node.netns, backend, flood_limit=limit)
+    try:
+        responder.sync({(v4, "eth0"): MAC_A, (v6, "eth0"): MAC_A})
+        flood = Counter(frame[12:14] for frame in _send_and_collect(client, requests(FLOODER, 10), [FLOODER]))
+        assert flood == {b"\x08\x06": limit.burst, b"\x86\xdd": limit.burst}, "ARP and NS: one bucket each"
+        others = _send_and_collect(client, requests(NEIGHBOUR, 1) + requests(FLOODER, 1), [NEIGHBOUR, FLOODER])
+        assert sorted(frame[0:6] for frame in others) == [NEIGHBOUR, NEIGHBOUR], "the flooder stays limited"
+        stats = responder.stats()
+        assert stats.declined[Verdict.RATE_LIMITED] == 2 * (10 - limit.burst) + 2
+        for address in (v4, v6):
+            counters = stats.per_address[(address, "eth0")]
+            assert (counters.requests, counters.replies) == (12, limit.burst + 1), "limited frames are requests"
+        responder.close()
+        responder = open_in(node.netns, backend, flood_limit=FloodLimit.off())
+        responder.sync({(v4, "eth0"): MAC_A})
+        assert len(_send_and_collect(client, requests(FLOODER, 10)[::2], [FLOODER])) == 10, "rate 0: off"
+    finally:
+        responder.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The selector (no root needed: backends are replaced by stand-ins)
 
 
@@ -419,6 +468,36 @@ def test_auto_falls_back_in_order_and_logs_why(
     monkeypatch.setitem(backends.BACKENDS, "python", ("fake_backends", "Refuses"))
     with pytest.raises(ResponderError, match="no responder backend could load here: xdp: no BPF here; ring: "):
         backends.open_responder("auto")
+
+
+class _RefusesAndRecords:
+    options: ClassVar[list[dict[str, object]]] = []
+
+    def __init__(self, interfaces: object = (), **options: object) -> None:
+        _RefusesAndRecords.options.append(options)
+        raise ResponderError("no BPF here")
+
+
+def test_the_flood_limit_reaches_whichever_backend_loads_and_xdp_options_only_xdp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = types.ModuleType("fake_backends")
+    fake.Refuses, fake.Loads = _RefusesAndRecords, _Loads  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_backends", fake)
+    refuses, loads = ("fake_backends", "Refuses"), ("fake_backends", "Loads")
+    monkeypatch.setattr(backends, "BACKENDS", {"xdp": refuses, "ring": refuses, "python": loads})
+    monkeypatch.setattr(_RefusesAndRecords, "options", [])
+    limit = FloodLimit(rate=5, burst=10, action="drop")
+    responder = backends.open_responder("auto", ["eth0"], flood_limit=limit, mode="native", pin_dir="/nowhere")
+    assert isinstance(responder, _Loads) and responder.options == {"flood_limit": limit}
+    assert _RefusesAndRecords.options == [
+        {"flood_limit": limit, "mode": "native", "pin_dir": "/nowhere"},  # xdp
+        {"flood_limit": limit},  # ring
+    ]
+    named = backends.open_responder("python", flood_limit=limit)
+    assert isinstance(named, _Loads) and named.options == {"flood_limit": limit}
+    unlimited = backends.open_responder("auto")
+    assert isinstance(unlimited, _Loads) and unlimited.options == {}, "no limit asked: no keyword passed at all"
 
 
 def test_unknown_backend_names_the_choices() -> None:
