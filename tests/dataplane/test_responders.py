@@ -426,6 +426,19 @@ def test_a_flooding_source_is_limited_and_the_others_are_answered(backend: str, 
         responder.close()
 
 
+@pytest.mark.root
+def test_cli_flood_options_limit_and_the_counters_say_so(backend: str, lab2: Lab) -> None:
+    node, client = lab2.nodes[0], lab2.clients[0].netns
+    v4 = lab2.vip_v4(0)
+    limit = ["--flood-rate", "0.001", "--flood-burst", "2", "--flood-action", "drop"]
+    proc = respond(lab2, node.netns, backend, "eth0", [str(v4)], extra=limit)
+    replies = _send_and_collect(client, [packets.arp_request(FLOODER, CLIENT_IP4, v4)] * 6, [FLOODER])
+    counters = proc.stop()
+    assert len(replies) == 2
+    assert counters["declined"]["rate_limited"] == 4
+    assert counters["addresses"][0]["requests"] == 6 and counters["addresses"][0]["replies"] == 2
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The selector (no root needed: backends are replaced by stand-ins)
 
