@@ -484,9 +484,7 @@ def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
 
 def _times(run: Run, base: Run | None) -> str:
     """run's replies/s as a multiple of base's (same flood kind)."""
-    if run.responder in plan.NO_FLOOD_RESPONDERS or not base or not base.replies_per_s:
-        return "-"
-    return f"{run.replies_per_s / base.replies_per_s:.2f}"
+    return f"{run.replies_per_s / base.replies_per_s:.2f}" if base and base.replies_per_s else "-"
 
 
 def _of_peak(run: Run, runs: Sequence[Run]) -> str:
@@ -510,7 +508,7 @@ FIGURES: dict[str, list[tuple[str, Cell]]] = {
     "capacity": [
         ("sent/s", lambda r, _: f"{r.sent_per_s:,.0f}"),
         ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
-        ("answered", lambda r, _: "-" if r.responder in plan.NO_FLOOD_RESPONDERS else f"{100 * r.answered:.1f}%"),
+        ("answered", lambda r, _: f"{100 * r.answered:.1f}%"),
         ("core busy", lambda r, _: _fmt(r.core_busy, ".0f", 100) + "%"),
         ("core ns/reply", lambda r, _: _fmt(r.core_ns_per_reply, ",.0f")),
         ("ns/reply", lambda r, _: _fmt(r.ns_per_reply, ",.0f")),
@@ -540,6 +538,10 @@ FIGURES: dict[str, list[tuple[str, Cell]]] = {
 }
 
 
+# What a responder that answers nothing (sender-only) has no figure for.
+PER_REPLY = frozenset({"answered", "core ns/reply", "ns/reply", "ceiling/s", "x kernel", "x go"})
+
+
 def format_part(runs: Sequence[Run], part: str) -> str:
     """One part's runs as a table (an error row keeps the columns that name the run)."""
     keys, figures = KEYS[part], FIGURES[part]
@@ -549,7 +551,8 @@ def format_part(runs: Sequence[Run], part: str) -> str:
             continue
         named = [cell(run, runs) for _, cell in keys]
         if run.error is None:
-            rows.append(named + [cell(run, runs) for _, cell in figures])
+            silent = run.responder in plan.NO_FLOOD_RESPONDERS
+            rows.append(named + ["-" if silent and name in PER_REPLY else cell(run, runs) for name, cell in figures])
         else:
             rows.append(named + [f"error: {run.error}"] + [""] * (len(figures) - 1))
     return render_table(rows)

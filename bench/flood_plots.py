@@ -69,7 +69,7 @@ def plot(runs: Sequence[Run], overload_png: Path, rtt_png: Path) -> str:
         ax.set(
             yscale="log",
             ylabel="ARP round trip (ms)",
-            title="legitimate client during a flood (flood limit off/pass/drop, attacker MACs; % answered)",
+            title="legitimate client during a flood (% answered above the bars)",
         )
         ax.legend(fontsize=8)
         _save(plt, fig, rtt_png)
