@@ -110,6 +110,7 @@ def test_run_figures() -> None:
     assert run.core_ns_per_reply == pytest.approx(0.8e9 / 50)
     assert run.ns_per_reply == pytest.approx(0.5e9 / 50)  # NAPI thread + process, not the whole core
     assert run.ceiling_per_s == pytest.approx(100.0)
+    assert _run("sender-only", delivered=1000, napi_ticks=1).ns_per_request == pytest.approx(10_000)
     assert run.process_cpu == pytest.approx(0.2)  # 0.4 s of CPU over a 2 s window
     without_napi = _run("x", replies=10, core=fs.CpuTicks(10, 100))
     assert without_napi.ns_per_reply == without_napi.core_ns_per_reply
