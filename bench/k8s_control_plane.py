@@ -246,7 +246,7 @@ class Program:
     """`metallb-fast controller|speaker` as a child process (in a lab namespace when `lab` is given)."""
 
     def __init__(self, name: str, argv: Sequence[str], logdir: Path, lab: Lab | None = None,
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.name = name
         self.log = logdir / f"{name}.log"
         self.started = time.monotonic()
@@ -254,7 +254,7 @@ class Program:
             if lab is not None and netns is not None:
                 self.proc = lab.popen(netns, argv, stdout=out, stderr=subprocess.STDOUT)
             else:
-                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -569,11 +569,11 @@ def compare(before: dict[str, tuple[str, tuple[str, ...]]], after: dict[str, tup
             "examples_changed": (changed_ip + written)[:5]}
 
 
-def start_speaker(kube: KubeEnv, lab: Lab, node: str, logdir: Path, programs: list[Program]
+def start_speaker(kube: KubeEnv, lab: Lab, node: str, logdir: Path, programs: list[Program], user: str = "admin"
                   ) -> tuple[Program, str]:
     """--backend xdp; ring when xdp cannot load (the speaker exits at startup: it says why in its log)."""
     for backend in ("xdp", "ring"):
-        argv = [*METALLB_FAST, "speaker", "--kubeconfig", str(kube.kubeconfig_path("admin")), "--metrics-port", "0",
+        argv = [*METALLB_FAST, "speaker", "--kubeconfig", str(kube.kubeconfig_path(user)), "--metrics-port", "0",
                 "--log-level", "error", "--node-name", node, "--backend", backend]
         speaker = Program(f"speaker-{backend}", argv, logdir, lab, lab.nodes[0].netns)
         programs.append(speaker)

@@ -29,7 +29,7 @@ from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until
 from metallb_fast.k8s.pipeline import KeyedPipeline
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_state
-from metallb_fast.obs import metrics
+from metallb_fast.obs import memory, metrics
 from metallb_fast.resources import Namespace, Service
 from metallb_fast.vocabulary import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
@@ -117,6 +117,7 @@ class Controller:
             if not wait_synced((self.services, self.namespaces, *self.config.informers), self._stop.is_set):
                 return
             log.info("caches synced", extra={"op": "startup", "services": len(self.services)})
+            memory.settle_after_startup()
             self.queue.put(CONFIG)
             self._loop()
             self.writes.close(timeout=10.0)

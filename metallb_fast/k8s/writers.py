@@ -213,7 +213,11 @@ def write_configuration_state(
 
 
 class ServiceL2StatusWriter:
-    """Keeps the ServiceL2Status objects of one node equal to the desired set, keyed by service namespace/name."""
+    """Keeps the ServiceL2Status objects of one node equal to the desired set, keyed by service namespace/name.
+
+    What this node has written is remembered (listed once, with a label selector for this node): an update costs
+    the writes it needs, not a LIST of every node's objects, which in a large cluster would grow with the number
+    of Services. A failed write forgets it, so the next apply lists again."""
 
     def __init__(self, client: KubeClient, namespace: str, node: str, owner: Json | None = None) -> None:
         self.client = client
@@ -221,51 +225,63 @@ class ServiceL2StatusWriter:
         self.node = node
         self.owner = owner  # ownerReference to the speaker's pod, when running in one
         self.path = f"{METALLB_V1BETA1_PATH}/namespaces/{namespace}/servicel2statuses"
+        self._ours: dict[tuple[str, str], tuple[str, Json]] | None = None  # service -> (object name, status)
 
-    def current(self) -> tuple[dict[tuple[str, str], Json], list[Json]]:
-        """This node's objects by service, and every other node's objects."""
-        listing = self.client.get(self.path)
-        ours: dict[tuple[str, str], Json] = {}
-        others: list[Json] = []
-        for item in listing.get("items") or []:
-            labels = (item.get("metadata") or {}).get("labels") or {}
-            if labels.get(LABEL_STATUS_NODE) != self.node:
-                others.append(item)
-                continue
+    def _list(self, **labels: str) -> list[Json]:
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        return self.client.get(self.path, labelSelector=selector).get("items") or []
+
+    def _list_ours(self) -> dict[tuple[str, str], tuple[str, Json]]:
+        ours: dict[tuple[str, str], tuple[str, Json]] = {}
+        for item in self._list(**{LABEL_STATUS_NODE: self.node}):
             key = _service_of(item)
             if key in ours:  # a duplicate from an interrupted earlier run
                 self._delete(item)
                 continue
-            ours[key] = item
-        return ours, others
+            ours[key] = (item["metadata"]["name"], item.get("status") or {})
+        return ours
 
     def apply(self, desired: Mapping[tuple[str, str], Json]) -> None:
         """desired: (service namespace, service name) -> ServiceL2Status body (generateName, labels, status).
 
-        As MetalLB's announcing speaker does, another node's object for a Service this node announces is
+        As MetalLB's announcing speaker does, another node's object for a Service this node starts announcing is
         deleted: after a failover the old node (perhaps dead, its Pod never evicted) would otherwise be shown
         announcing forever."""
-        existing, others = self.current()
-        for key, item in existing.items():
-            if key not in desired:
+        if self._ours is None:
+            self._ours = self._list_ours()
+        ours = self._ours
+        try:
+            for key in [k for k in ours if k not in desired]:
+                self._delete_named(ours[key][0])
+                del ours[key]
+            for key, body in desired.items():
+                status = body.get("status") or {}
+                found = ours.get(key)
+                if found is None:
+                    ours[key] = (self._create(key, body), status)
+                elif found[1] != status:
+                    self._write_status(found[0], body)
+                    ours[key] = (found[0], status)
+        except Exception:
+            self._ours = None
+            raise
+
+    def _create(self, key: tuple[str, str], body: Json) -> str:
+        namespace, name = key
+        labels = {LABEL_STATUS_SERVICE_NAMESPACE: namespace, LABEL_STATUS_SERVICE_NAME: name}
+        for item in self._list(**labels):
+            if ((item.get("metadata") or {}).get("labels") or {}).get(LABEL_STATUS_NODE) != self.node:
                 self._delete(item)
-        for item in others:
-            if _service_of(item) in desired:
-                self._delete(item)
-        for key, body in desired.items():
-            found = existing.get(key)
-            if found is None:
-                created = dict(body)
-                metadata = dict(created.get("metadata") or {})
-                if self.owner:
-                    metadata["ownerReferences"] = [self.owner]
-                created["metadata"] = metadata
-                created.pop("status", None)
-                made = self.client.create(self.path, created)
-                name = made["metadata"]["name"]
-                self._write_status(name, body)
-            elif (found.get("status") or {}) != (body.get("status") or {}):
-                self._write_status(found["metadata"]["name"], body)
+        created = dict(body)
+        metadata = dict(created.get("metadata") or {})
+        if self.owner:
+            metadata["ownerReferences"] = [self.owner]
+        created["metadata"] = metadata
+        created.pop("status", None)
+        made = self.client.create(self.path, created)
+        object_name = str(made["metadata"]["name"])
+        self._write_status(object_name, body)
+        return object_name
 
     def _write_status(self, name: str, body: Json) -> None:
         # "add" replaces the whole status, so a field dropped from the desired status is dropped here too.
@@ -273,12 +289,14 @@ class ServiceL2StatusWriter:
         self.client.json_patch(f"{self.path}/{name}/status", operations)
 
     def _delete(self, item: Json) -> None:
+        self._delete_named(item["metadata"]["name"])
+
+    def _delete_named(self, name: str) -> None:
         try:
-            self.client.delete(f"{self.path}/{item['metadata']['name']}")
+            self.client.delete(f"{self.path}/{name}")
         except ApiError as error:
             if error.status != 404:
                 raise
-
 
 
 def _service_of(item: Json) -> tuple[str, str]:

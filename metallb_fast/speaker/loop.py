@@ -31,7 +31,7 @@ from metallb_fast.k8s.pods import pod_ips
 from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef, ServiceL2StatusWriter
 from metallb_fast.membership.settings import MembershipSettings
 from metallb_fast.membership.swim import MemberEvent
-from metallb_fast.obs import metrics
+from metallb_fast.obs import memory, metrics
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, election, layer2, status
 from metallb_fast.speaker.cluster_view import Assessment, ClusterView
@@ -209,6 +209,8 @@ class Speaker:
             if not wait_synced((*informers, *self.config.informers), self._stop.is_set):
                 return
             log.info("caches synced", extra={"op": "startup", "node": self.options.node_name})
+            self._safe_reconcile()  # the first plan, before the start-up garbage is handed back
+            memory.settle_after_startup()
             self._loop()
         finally:
             self._shutdown(informers)
@@ -255,7 +257,6 @@ class Speaker:
         return node.unschedulable or node.deleting
 
     def _loop(self) -> None:
-        self._safe_reconcile()
         while not self._stop.is_set():
             now = time.monotonic()
             # The liveness deadline is refreshed at least four times per timeout: a short timeout (fast

@@ -1,0 +1,30 @@
+"""Give back memory the process no longer uses, once its start-up work is done.
+
+Starting leaves two kinds of garbage behind: bcc's compile of the XDP program (clang/LLVM allocate ~60 MiB of
+heap and free it, but glibc keeps the freed pages mapped) and the initial LIST of every watched object (raw JSON
+parsed into views, then dropped). Both stay resident as anonymous memory until something returns them to the
+kernel: malloc_trim does. Then the objects that live for the program's whole life (caches, views) are frozen out
+of the cyclic garbage collector, so its full collections do not walk tens of thousands of views on every pass
+(the pause would land in a watch event's latency).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def settle_after_startup() -> None:
+    gc.collect()
+    gc.freeze()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError) as error:  # not glibc (musl has no malloc_trim): nothing to give back
+        log.debug("malloc_trim unavailable: %s", error)
