@@ -508,7 +508,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     points, summary = result["points"], result["summary"]
-    header = f"{'speaker CPU per event, or figure':<36}" + "".join(f"{p['services']:>12,}" for p in points) + f"{'ratio':>8}"
+    scales = "".join(f"{p['services']:>12,}" for p in points)
+    header = f"{'speaker CPU per event, or figure':<36}{scales}{'ratio':>8}"
     lines = [header]
 
     def row(label: str, values: list[float | None], ratio: float | None) -> None:
