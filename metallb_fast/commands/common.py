@@ -13,6 +13,8 @@ from types import FrameType
 from metallb_fast.obs.logs import configure_logging
 from metallb_fast.vocabulary import DEFAULT_NAMESPACE, NAMESPACE_ENV
 
+HOST_ENV = "METALLB_HOST"
+
 
 def default_namespace() -> str:
     """Where the programs read the metallb.io objects unless --namespace says otherwise."""
@@ -33,8 +35,15 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     add_namespace_argument(parser)
     parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
     parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
-    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus port (0 = off)")
-    parser.add_argument("--metrics-host", default="0.0.0.0")
+    parser.add_argument(
+        "--metrics-port", type=int, default=7472, help="port of /metrics, /healthz and /readyz (0 = off)"
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get(HOST_ENV) or "0.0.0.0",
+        help=f"address to serve them on (default: ${HOST_ENV}, the host IP in the speaker's manifest, as MetalLB; "
+        "else 0.0.0.0; pass 0.0.0.0 to serve on every address)",
+    )
 
 
 def setup_logging(level: str) -> None:

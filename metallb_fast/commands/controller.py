@@ -21,19 +21,22 @@ def run(args: argparse.Namespace) -> int:
     from metallb_fast.commands.common import run_in_worker, setup_logging
     from metallb_fast.controller.loop import Controller
     from metallb_fast.k8s.client import KubeClient
-    from metallb_fast.obs import metrics
+    from metallb_fast.obs import http
+    from metallb_fast.obs.health import Health
 
     setup_logging(args.log_level)
     client = KubeClient.from_kubeconfig(args.kubeconfig)
+    health = Health()
     controller = Controller(
         client,
         namespace=args.namespace,
         lb_class=args.lb_class,
         memberlist_secret=os.environ.get("METALLB_ML_SECRET_NAME") or None,
         deployment=os.environ.get("METALLB_DEPLOYMENT") or None,
+        health=health,
     )
     if args.metrics_port:
-        metrics.serve(args.metrics_port, args.metrics_host)
+        http.serve(args.metrics_port, args.metrics_host, health)
     log.info("controller starting", extra={"op": "startup", "namespace": args.namespace, "lbClass": args.lb_class})
     status = run_in_worker(controller.run, controller.stop)
     log.info("controller stopped", extra={"op": "shutdown"})

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from metallb_fast.dataplane.floodlimit import FloodLimitError
     from metallb_fast.k8s.client import KubeClient
     from metallb_fast.membership.settings import SettingsError, membership_settings
-    from metallb_fast.obs import metrics
+    from metallb_fast.obs import http
+    from metallb_fast.obs.health import Health
     from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
     setup_logging(args.log_level)
@@ -100,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
         membership=membership,
         on_sigterm=args.on_sigterm,
     )
-    speaker = Speaker(client, responder, options)
+    # The loop wakes at least every second: ten seconds without a pass is a hung loop (the fast path has stopped
+    # answering on its own by then: the liveness deadline), and the kubelet should restart it.
+    health = Health(stall_after_s=max(10.0, args.liveness_timeout))
+    speaker = Speaker(client, responder, options, health=health)
     if args.metrics_port:
-        metrics.serve(args.metrics_port, args.metrics_host)
+        http.serve(args.metrics_port, args.metrics_host, health)
     log.info(
         "speaker starting",
         extra={

@@ -30,6 +30,7 @@ from metallb_fast.k8s.pipeline import KeyedPipeline
 from metallb_fast.k8s.secrets import ensure_memberlist_secret
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, service_path, write_service_state
 from metallb_fast.obs import memory, metrics
+from metallb_fast.obs.health import Health
 from metallb_fast.resources import Namespace, Service
 from metallb_fast.vocabulary import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
@@ -63,12 +64,14 @@ class Controller:
         lb_class: str | None = None,
         memberlist_secret: str | None = None,
         deployment: str | None = None,
+        health: Health | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.lb_class = lb_class
         self.memberlist_secret = memberlist_secret
         self.deployment = deployment
+        self.health = health or Health()
         self.allocator = Allocator()
         self.recorder = EventRecorder(client, CONTROLLER_COMPONENT)
         self.queue: queue.Queue[str] = queue.Queue()
@@ -118,12 +121,14 @@ class Controller:
                 return
             log.info("caches synced", extra={"op": "startup", "services": len(self.services)})
             memory.settle_after_startup()
+            self.health.set_ready(True, "caches synced")
             self.queue.put(CONFIG)
             self._loop()
             self.writes.close(timeout=10.0)
             # The work left for a restart to redo (counting the stop's own wake-up when it is still queued).
             log.info("stopped", extra={"op": "shutdown", "pending": self.backlog})
         finally:
+            self.health.stopped("the controller loop has ended")
             self.writes.close(timeout=0)
             self.recorder.close()
             self.services.stop()

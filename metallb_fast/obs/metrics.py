@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 # MetalLB (Go) exports no *_created series; neither do we.
@@ -88,11 +88,6 @@ layer2_declined = Gauge(
     ["reason"],
     registry=REGISTRY,
 )
-
-
-def serve(port: int, address: str = "0.0.0.0") -> None:
-    """Expose /metrics on a background thread."""
-    start_http_server(port, addr=address, registry=REGISTRY)
 
 
 class MembershipCollector:

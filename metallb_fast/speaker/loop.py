@@ -32,6 +32,7 @@ from metallb_fast.k8s.writers import EventRecorder, LatestStateWriter, ObjectRef
 from metallb_fast.membership.settings import MembershipSettings
 from metallb_fast.membership.swim import MemberEvent
 from metallb_fast.obs import memory, metrics
+from metallb_fast.obs.health import Health
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, election, layer2, status
 from metallb_fast.speaker.cluster_view import Assessment, ClusterView
@@ -76,8 +77,11 @@ def pod_owner_reference() -> Json | None:
 
 
 class Speaker:
-    def __init__(self, client: KubeClient, responder: Responder, options: SpeakerOptions) -> None:
+    def __init__(
+        self, client: KubeClient, responder: Responder, options: SpeakerOptions, health: Health | None = None
+    ) -> None:
         self.client = client
+        self.health = health or Health()
         self.responder = responder
         self.options = options
         self.recorder = EventRecorder(client, "metallb-speaker", host=options.node_name)
@@ -213,6 +217,7 @@ class Speaker:
             memory.settle_after_startup()
             self._loop()
         finally:
+            self.health.stopped("the speaker loop has ended")
             self._shutdown(informers)
 
     def _shutdown(self, informers: tuple[Informer[Any], ...]) -> None:
@@ -258,6 +263,8 @@ class Speaker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.health.beat()
+            self._update_readiness()
             now = time.monotonic()
             # The liveness deadline is refreshed at least four times per timeout: a short timeout (fast
             # failover when the loop dies) must not expire between two healthy wake-ups.
@@ -308,6 +315,17 @@ class Speaker:
         except Exception as error:
             metrics.update_errors.inc()
             log.error("%s failed: %s", what, error, exc_info=True, extra={"op": "timer"})
+
+    def _update_readiness(self) -> None:
+        """Ready once the first plan is on the fast path: caches synced, a valid config, the cluster known."""
+        if self.view is not None and not self.view.settled:
+            self.health.set_ready(False, "joining the other speakers (memberlist)")
+        elif self.config.current is None:
+            self.health.set_ready(False, "no valid configuration yet")
+        elif self._dirty:
+            self.health.set_ready(False, "the last reconcile failed; retrying")
+        else:
+            self.health.set_ready(True, f"answering for {len(self.owned)} address/interface pairs")
 
     def _keep_alive(self) -> None:
         if self.view is not None and not self.view.settled:
