@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,18 @@ def test_targets_met_not_met_and_not_measured() -> None:
     }
     assert verdicts["XDP userspace CPU ~0 during every flood (<= 1 % of a core)"] is True  # 1 tick = 1 %
     assert set(_verdicts([]).values()) == {None}
+
+
+def test_the_go_responder_names_what_is_missing_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import goarp
+
+    monkeypatch.setattr(goarp, "BINARY", tmp_path / "cache" / "goarp")
+    with pytest.raises(goarp.GoarpUnavailable, match="--goarp-src"):
+        goarp.goarp_binary(tmp_path / "nowhere")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("main.go", "build.sh"):
+        (source / name).write_text("")
+    monkeypatch.setattr(goarp, "_installed", lambda names: {"golang-go"})
+    with pytest.raises(goarp.GoarpUnavailable, match=r"apt-get install golang-github-mdlayher-arp-dev$"):
+        goarp.goarp_binary(source)
