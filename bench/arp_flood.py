@@ -249,8 +249,16 @@ def _go_counters(out: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _worker(lab: Any, netns: str, argv: list[str], what: str, ready: str) -> Iterator[Session]:
-    """A process in `netns` that prints `ready` on stderr once it answers and one JSON line on stdout at SIGTERM."""
+def _worker(
+    lab: Any,
+    netns: str,
+    argv: list[str],
+    what: str,
+    ready: str,
+    decode: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> Iterator[Session]:
+    """A process in `netns` that prints `ready` on stderr once it answers and one JSON line on stdout at SIGTERM
+    (its counters, in the serve worker's shape after `decode`)."""
     proc = lab.popen(netns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopped: dict[str, Any] = {}
 
@@ -264,7 +272,7 @@ def _worker(lab: Any, netns: str, argv: list[str], what: str, ready: str) -> Ite
                 proc.kill()
                 out, err = proc.communicate()
             lines = [line for line in out.splitlines() if line.startswith("{")]
-            stopped["result"] = json.loads(lines[-1]) if lines else {"error": (err or "").strip()[-500:]}
+            stopped["result"] = decode(json.loads(lines[-1])) if lines else {"error": (err or "").strip()[-500:]}
         return stopped["result"]
 
     try:
@@ -317,8 +325,7 @@ def _session(lab: Any, scenario: str, args: argparse.Namespace, protection: str)
             "-ip",
             str(vip),
         ]
-        with _worker(lab, netns, argv, "goarp", "answering on") as session:
-            session.stop = _normalized(session.stop)
+        with _worker(lab, netns, argv, "goarp", "answering on", _go_counters) as session:
             yield session
     else:
         argv = [
@@ -353,14 +360,6 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _limit_argv(args: argparse.Namespace) -> list[str]:
     return [arg for name, value in _limit_settings(args).items() for arg in (f"--flood-{name}", str(value))]
-
-
-def _normalized(stop: Callable[[], dict[str, Any] | None]) -> Callable[[], dict[str, Any] | None]:
-    def go_stop() -> dict[str, Any] | None:
-        out = stop()
-        return _go_counters(out) if out is not None and "error" not in out else out
-
-    return go_stop
 
 
 def run_flood(lab: Any, session: Session, run: Run, args: argparse.Namespace) -> Run:

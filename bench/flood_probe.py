@@ -36,7 +36,8 @@ class ProbeSpec:
 
 
 class Prober(threading.Thread):
-    """Probes from start() + the flood's start (`flooding` set) for duration_s; rtts (None = lost) when joined."""
+    """Once `flooding` is set, one request per interval for duration_s; then rtts holds one round trip per
+    request in seconds (None: no reply within the interval) and refused the requests that could not be sent."""
 
     def __init__(self, spec: ProbeSpec, flooding: threading.Event, duration_s: float) -> None:
         super().__init__(name="legitimate-client", daemon=True)

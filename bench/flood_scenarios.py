@@ -323,15 +323,15 @@ def evaluate_targets(runs: Sequence[Run], xdp: str = "xdp-native") -> list[Targe
             xdp_cost <= 250 if xdp_cost else None,
         )
     )
-    for other, floor in (("kernel", 5.0), ("go", 20.0)):
+    for other, factor in (("kernel", 5.0), ("go", 20.0)):
         other_run = find(runs, other, "capacity", kind="arp")
         other_cost = other_run.ns_per_reply if other_run else None
         targets.append(
             _ratio_target(
-                f"{xdp} >= {floor:g}x cheaper per reply than {other}",
+                f"{xdp} >= {factor:g}x cheaper per reply than {other}",
                 other_cost,
                 xdp_cost,
-                floor,
+                factor,
                 f"{_count(other_cost)} vs {_count(xdp_cost)} ns/reply",
             )
         )
