@@ -31,5 +31,4 @@ setup(
     ext_modules=cythonize(
         extensions, language_level=3, compiler_directives={"boundscheck": False}, include_path=[str(HERE / "ext")]
     ),
-    package_data={"metallb_fast.dataplane": ["xdp_responder.c"]},
 )
