@@ -155,7 +155,7 @@ def role_sink(args: argparse.Namespace) -> int:
 
     Native XDP on the client is what makes the node's XDP_TX deliverable on veth; dropping in XDP (rather than
     passing replies up the client's stack) keeps the client's share of the CPU small and equal in every scenario.
-    The attachment outlives this process and disappears with the lab's veth.
+    The attachment outlives this process: the driver detaches it (--detach) when done.
     """
     from pyroute2 import IPRoute
 
@@ -291,18 +291,25 @@ def _worker(
 
 
 @contextmanager
+def _sink(lab: Any, netns: str, interface: str, keep_mac: bytes | None = None) -> Iterator[None]:
+    """The counting sink on `interface` while the block runs (role_sink), detached after it."""
+    sink = [sys.executable, __file__, "--role", "sink", "--interface", interface]
+    lab.run(netns, [*sink, *(["--mac", packets.format_mac(keep_mac)] if keep_mac else [])])
+    try:
+        yield
+    finally:
+        lab.run(netns, [*sink, "--detach"], check=False)
+
+
+@contextmanager
 def _session(lab: Any, scenario: str, args: argparse.Namespace, protection: str) -> Iterator[Session]:
     node = lab.nodes[0]
     netns, interface = node.netns, node.interfaces[0]
     vip, vip6 = lab.vip_v4(0), lab.vip_v6(0)
     if scenario == "sender-only":
         # The node drops everything in XDP: what is measured is the sender (and the veth), not the node's stack.
-        sink = [sys.executable, __file__, "--role", "sink", "--interface", interface]
-        lab.run(netns, sink)
-        try:
+        with _sink(lab, netns, interface):
             yield Session(None, lambda: None)
-        finally:
-            lab.run(netns, [*sink, "--detach"], check=False)
     elif scenario == "kernel":
         addresses = [[f"{vip}/32"], [f"{vip6}/128", "nodad"]]
         for address in addresses:
@@ -661,32 +668,20 @@ def drive(args: argparse.Namespace) -> int:
         node, client = lab.nodes[0], lab.clients[0]
         pinned: dict[str, list[int]] = {}
         client_if = client.interfaces[0]
-        lab.run(
-            client.netns,
-            [
-                sys.executable,
-                __file__,
-                "--role",
-                "sink",
-                "--interface",
-                client_if,
-                "--mac",
-                packets.format_mac(client.mac(client_if)),
-            ],
-        )
-        # The legitimate client's requests wait in a queue when the node pushes back, as on a real host (veth
-        # stops its queue while the peer's ring is full); the flood bypasses qdiscs (PACKET_QDISC_BYPASS).
-        lab.run(client.netns, ["tc", "qdisc", "replace", "dev", client_if, "root", "pfifo", "limit", "1000"])
-        if args.napi == "threaded":
-            pinned = {
-                "node": _pin_receive_path(lab, node.netns, node.interfaces[0], args.responder_cpu),
-                # The client's reply counting preempts the sender on their shared core: a reply that arrives is
-                # counted, and the sender gets what is left (on real networks the client has its own CPUs).
-                "client": _pin_receive_path(lab, client.netns, client_if, args.sender_cpu, realtime=True),
-            }
-        args.node_napi = pinned.get("node", [])
-        for scenario in args.scenarios:
-            run_scenario(lab, scenario, args, results, counters)
+        with _sink(lab, client.netns, client_if, client.mac(client_if)):
+            # The legitimate client's requests wait in a queue when the node pushes back, as on a real host (veth
+            # stops its queue while the peer's ring is full); the flood bypasses qdiscs (PACKET_QDISC_BYPASS).
+            lab.run(client.netns, ["tc", "qdisc", "replace", "dev", client_if, "root", "pfifo", "limit", "1000"])
+            if args.napi == "threaded":
+                pinned = {
+                    "node": _pin_receive_path(lab, node.netns, node.interfaces[0], args.responder_cpu),
+                    # The client's reply counting preempts the sender on their shared core: a reply that arrives
+                    # is counted, and the sender gets what is left (on real networks the client has its own CPUs).
+                    "client": _pin_receive_path(lab, client.netns, client_if, args.sender_cpu, realtime=True),
+                }
+            args.node_napi = pinned.get("node", [])
+            for scenario in args.scenarios:
+                run_scenario(lab, scenario, args, results, counters)
     signal.alarm(0)
     load_after = os.getloadavg()
     titles = {
