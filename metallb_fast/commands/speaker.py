@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from metallb_fast.commands.common import add_program_arguments
 from metallb_fast.commands.fastpath_options import add_fastpath_arguments
 from metallb_fast.membership.settings import add_membership_arguments
+from metallb_fast.speaker.exclusions import DEFAULT_PATH as DEFAULT_EXCLUDE_L2_FILE
 
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
 
@@ -27,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers",
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "xdp", "ring", "python"])
+    parser.add_argument(
+        "--exclude-l2-file",
+        type=Path,
+        default=DEFAULT_EXCLUDE_L2_FILE,
+        help="the metallb-excludel2 ConfigMap's announcedInterfacesToExclude, as mounted (default: "
+        f"{DEFAULT_EXCLUDE_L2_FILE}, where MetalLB's manifest mounts it; a missing file means MetalLB's default list)",
+    )
     parser.add_argument(
         "--liveness-timeout", type=float, default=10.0, help="seconds the fast path answers without a live speaker"
     )
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from metallb_fast.membership.settings import SettingsError, membership_settings
     from metallb_fast.obs import http
     from metallb_fast.obs.health import Health
+    from metallb_fast.speaker.exclusions import ExclusionError
     from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
     setup_logging(args.log_level)
@@ -100,11 +110,17 @@ def run(args: argparse.Namespace) -> int:
         liveness_timeout_s=args.liveness_timeout,
         membership=membership,
         on_sigterm=args.on_sigterm,
+        exclusion_file=args.exclude_l2_file,
     )
     # The loop wakes at least every second: ten seconds without a pass is a hung loop (the fast path has stopped
     # answering on its own by then: the liveness deadline), and the kubelet should restart it.
     health = Health(stall_after_s=max(10.0, args.liveness_timeout))
-    speaker = Speaker(client, responder, options, health=health)
+    try:
+        speaker = Speaker(client, responder, options, health=health)
+    except ExclusionError as error:
+        log.error("%s", error, extra={"op": "startup"})
+        responder.close()
+        return 2
     if args.metrics_port:
         http.serve(args.metrics_port, args.metrics_host, health)
     log.info(

@@ -59,6 +59,7 @@ class ClusterLab:
     # What a SIGTERM means to the speakers (--on-sigterm): "handover" by default, so that stopping the lab hands
     # every address over and detaches every XDP program; "auto" to exercise restarts as a DaemonSet update does.
     on_sigterm: str = "handover"
+    exclude_l2_file: Path | None = None  # --exclude-l2-file of every speaker (None: the default path, absent here)
     lab: Lab = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     returncodes: dict[str, int] = field(default_factory=dict, init=False)
@@ -107,6 +108,8 @@ class ClusterLab:
             if self.liveness_timeout_s is not None:
                 argv += ["--liveness-timeout", str(self.liveness_timeout_s)]
             argv += ["--on-sigterm", self.on_sigterm, "--pin-dir", str(bpffs / host.name)]
+            if self.exclude_l2_file is not None:
+                argv += ["--exclude-l2-file", str(self.exclude_l2_file)]
             self._speaker_argv[host.name] = argv
             self._spawn(f"speaker-{host.name}", host.netns, argv)
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metallb_fast.config.model import Config
@@ -36,6 +37,7 @@ from metallb_fast.obs.health import Health
 from metallb_fast.resources import EndpointSlice, Node, Service
 from metallb_fast.speaker import announce, election, layer2, status
 from metallb_fast.speaker.cluster_view import Assessment, ClusterView
+from metallb_fast.speaker.exclusions import ExclusionFile
 from metallb_fast.speaker.links import read_links
 from metallb_fast.speaker.planbook import PlanBook, PlanChange
 from metallb_fast.vocabulary import CORE_V1_PATH, DEFAULT_NAMESPACE, DISCOVERY_GROUP_PATH, class_matches
@@ -55,6 +57,7 @@ class SpeakerOptions:
     liveness_timeout_s: float = 10.0
     gratuitous: announce.GratuitousPolicy = field(default_factory=announce.GratuitousPolicy)
     exclusion: layer2.InterfaceExclusion = field(default_factory=layer2.InterfaceExclusion)
+    exclusion_file: Path | None = None  # the metallb-excludel2 ConfigMap's file; when set it replaces `exclusion`
     links_refresh_s: float = 10.0  # MetalLB rescans interfaces every 10 s
     membership: MembershipSettings | None = None  # None: memberlist off, candidates = Ready Nodes
     on_sigterm: str = "auto"  # auto | handover | restart (see Speaker._hands_over)
@@ -82,6 +85,8 @@ class Speaker:
     ) -> None:
         self.client = client
         self.health = health or Health()
+        # read before anything starts: an unusable file stops the speaker here (ExclusionError, named)
+        self._exclusions = ExclusionFile.load(options.exclusion_file) if options.exclusion_file else None
         self.responder = responder
         self.options = options
         self.recorder = EventRecorder(client, "metallb-speaker", host=options.node_name)
@@ -362,6 +367,8 @@ class Speaker:
             self._links_read_at = now
             if links != self._links:
                 self._links, replan = links, True
+            if self._exclusions is not None and self._exclusions.refresh():
+                replan = True
         nodes = self._context.nodes if self._context is not None and not replan else self._node_map()
         assessment = self._assess(nodes, now)
         self._recheck_at = assessment.recheck_at
@@ -381,7 +388,8 @@ class Speaker:
             dirty = self.book.keys()
         elif replan or self._context is None or self._side is None:
             self._context = election.ElectionContext(nodes, assessment.live, self.options.ignore_exclude_lb)
-            self._side = layer2.NodeSide.of(self.options.node_name, self._links, self.options.exclusion)
+            exclusion = self._exclusions.current if self._exclusions is not None else self.options.exclusion
+            self._side = layer2.NodeSide.of(self.options.node_name, self._links, exclusion)
             dirty = {key for key, _ in self.services.items()} | self.book.keys()
         for key in dirty:
             change = self.book.put(key, None if config is None else self._plan_service(key, config))

@@ -9,6 +9,7 @@ and leaves no XDP program behind.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,33 @@ def test_service_answers_from_the_planned_node_and_survives_an_apiserver_outage(
     assert wait_for(lambda: cluster.resolve(api_address) == cluster.node_mac(api_winner), timeout=60, what="api")
     assert wait_for(lambda: [s["status"]["node"] for s in l2_statuses()] == [new_winner], what="status moved")
     assert cluster.dead_programs() == {}
+
+
+def test_the_excludel2_file_keeps_an_interface_silent_until_an_edit_allows_it(
+    kube_controller_manager: KubeEnv, kube_namespace: str, tmp_path: Path
+) -> None:
+    """The metallb-excludel2 ConfigMap as its mount presents it: eth0 excluded, the Service gets an address but
+    nobody answers for it; the file edited (as the kubelet updates a ConfigMap mount), the next link rescan (every
+    10 s) re-plans and the node answers."""
+    require_root()
+    require(shutil.which("arping") is not None, "the arping tool")
+    kube, ns = kube_controller_manager, kube_namespace
+    exclude = tmp_path / "excludel2.yaml"
+    exclude.write_text('announcedInterfacesToExclude: ["^eth0$"]\n')
+    with ClusterLab(kube, tmp_path / "logs", nodes=1, backend="xdp", exclude_l2_file=exclude) as lab:
+        try:
+            lab.apply(CONFIG)
+            lab.apply(service_manifest(ns, "quiet"))
+            lab.add_ready_pods(ns, "quiet", {"app": "quiet"})
+            address = wait_for(lambda: lab.ingress(ns, "quiet"), what="quiet's address")[0]
+            silent_until = time.monotonic() + 3.0  # several arpings: the speaker has had its chance to announce
+            while time.monotonic() < silent_until:
+                assert lab.resolve(address) is None, lab.tail(f"speaker-{lab.lab.nodes[0].name}")
+            exclude.write_text('announcedInterfacesToExclude: ["^docker.*"]\n')
+            mac = wait_for(lambda: lab.resolve(address), timeout=30, what="an answer once eth0 is allowed")
+            assert mac == lab.node_mac(lab.lab.nodes[0].name)
+        finally:
+            codes = lab.stop_programs()
+            kube.kubectl("delete", "services", "--all", "-n", ns, check=False)
+            kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
+            assert all(code == 0 for code in codes.values()), codes
