@@ -695,7 +695,6 @@ cdef class RingLoop:
             raise MemoryError("ring transmit buffers")
         memset(self.smsgs, 0, sizeof(self.smsgs))
         for i in range(BATCH):
-            self.siov[i].iov_base = self.tx + i * FRAME_MAX
             self.smsgs[i].msg_hdr.msg_iov = &self.siov[i]
             self.smsgs[i].msg_hdr.msg_iovlen = 1
         memset(&req, 0, sizeof(req))
@@ -762,21 +761,26 @@ cdef class RingLoop:
         cdef tpacket3_hdr *hdr = <tpacket3_hdr *>(<uint8_t *>desc + desc.hdr.bh1.offset_to_first_pkt)
         cdef uint32_t i, chunk
         cdef int verdict, nout
-        cdef size_t out_len, n
+        cdef size_t out_len, n, used
         cdef Moment m
         while left:
             chunk = left if left < BATCH else BATCH
             left -= chunk
             nout = 0
+            used = 0
             pthread_mutex_lock(&self.lock)
             self._moment(&m)
             for i in range(chunk):
                 n = hdr.tp_snaplen if hdr.tp_snaplen < FRAME_MAX else FRAME_MAX
+                # Replies packed one after the other (cache lines, not a page each); BATCH * FRAME_MAX holds the
+                # worst case.
+                self.siov[nout].iov_base = self.tx + used
                 verdict = _decide(<uint8_t *>hdr + hdr.tp_mac, n, self.table, &self.heartbeats, &m,
-                                  <uint8_t *>self.siov[nout].iov_base, &out_len)
+                                  self.tx + used, &out_len)
                 self.verdicts[verdict] += 1
                 if verdict == V_ANSWERED or verdict == V_HEARTBEAT:
                     self.siov[nout].iov_len = out_len
+                    used += (out_len + 63) & ~(<size_t>63)
                     nout += 1
                 hdr = <tpacket3_hdr *>(<uint8_t *>hdr + hdr.tp_next_offset)
             pthread_mutex_unlock(&self.lock)

@@ -1,6 +1,7 @@
 """The ring backend: the Cython AF_PACKET loop (ext/ring.pyx) behind the Responder protocol.
 
-One RingLoop (socket + table + counters) per interface, each answering in its own thread with the GIL released.
+One RingLoop (socket + TPACKET_V3 receive ring + table + counters + flood-limit buckets) per interface, each
+answering in its own thread with the GIL released.
 sync() builds one table per interface (owned here -> MAC, owned only elsewhere -> WRONG_INTERFACE) and swaps it
 into the running loop; counters of a replaced table are folded into totals kept here for the addresses still
 owned, so an address's counters never go back while it is owned, and leave stats() when it is withdrawn.
