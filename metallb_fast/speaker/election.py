@@ -109,6 +109,9 @@ def node_hash(node_name: str, key: str) -> bytes:
     return hashlib.sha256(f"{node_name}#{key}".encode()).digest()
 
 
+Rank = tuple[int, bytes]  # (-preference score, hash): the smallest wins
+
+
 def preference_scores(advertisements: Iterable[L2Advertisement], nodes: Mapping[str, Node]) -> dict[str, int]:
     """Summed preferredNodeSelectors weights. An advertisement only scores nodes its own nodeSelectors select."""
     scores: dict[str, int] = {}
@@ -126,6 +129,32 @@ def preference_scores(advertisements: Iterable[L2Advertisement], nodes: Mapping[
 
 
 @dataclass(frozen=True)
+class Standing:
+    """What decides a Service's winner among the nodes, kept so that a change of a few nodes (one dies, one joins,
+    one is relabelled) is checked against each Service in O(changed nodes) instead of re-running its election
+    over every node."""
+
+    advertisements: tuple[L2Advertisement, ...]
+    key: str  # election_key
+    endpoint_nodes: frozenset[str] | None  # externalTrafficPolicy Local: only these may win
+    winner: str | None
+    winner_rank: Rank | None
+
+    def may_change(self, changed: Set[str], context: ElectionContext) -> bool:
+        """Could the winner differ under `context` (the new nodes and live set) when only `changed` nodes differ
+        from the ones this standing was computed with? Exact: False means the election gives the same winner."""
+        if self.winner is not None and self.winner in changed:
+            return True
+        _, scores, candidates = context.for_advertisements(self.advertisements)
+        for name in changed:
+            if name not in candidates or (self.endpoint_nodes is not None and name not in self.endpoint_nodes):
+                continue
+            if self.winner_rank is None or (-scores.get(name, 0), node_hash(name, self.key)) < self.winner_rank:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
 class Election:
     """The outcome for one Service, the same on every node; `reason_for(node)` gives one node's verdict."""
 
@@ -134,6 +163,7 @@ class Election:
     order: tuple[str, ...]  # candidates, best first
     blocked: str | None = None  # a reason that holds for every node (no endpoint, shared IP guard, no pool)
     selected_nodes: frozenset[str] = frozenset()  # nodes some applying advertisement selects
+    standing: Standing | None = None  # None when no node set can change the outcome (blocked)
 
     @property
     def winner(self) -> str | None:
@@ -198,12 +228,14 @@ def elect(
     live_nodes: Set[str] | None = None,
     ignore_exclude_lb: bool = False,
     context: ElectionContext | None = None,
+    full_order: bool = True,
 ) -> Election:
     """Run the election for `service` (whose address `ip` lies in pool `pool_name`).
 
     live_nodes: the speakers membership reports alive; None (no membership) means every known Node.
     context: shared work of the other Services' elections over the same nodes and live set (they are then taken
     from it, not from `nodes`/`live_nodes`/`ignore_exclude_lb`).
+    full_order: False computes the winner only (`order` holds just it): what the speaker needs, without sorting.
     """
     slices = tuple(endpoint_slices)
     pool = config.pool(pool_name) if pool_name else None
@@ -219,8 +251,20 @@ def elect(
         return Election(pool=pool, advertisements=advertisements, order=(), blocked=SHARED_IP_WITH_SERVICE_SELECTOR)
     context = context or ElectionContext(nodes, live_nodes, ignore_exclude_lb)
     selected, scores, candidates = context.for_advertisements(advertisements)
-    if service.external_traffic_policy == "Local":
-        candidates &= nodes_with_serving_endpoint(slices)
+    endpoint_nodes = nodes_with_serving_endpoint(slices) if service.external_traffic_policy == "Local" else None
+    if endpoint_nodes is not None:
+        candidates &= endpoint_nodes
     key = election_key(service, ip)
-    order = tuple(sorted(candidates, key=lambda n: (-scores.get(n, 0), node_hash(n, key))))
-    return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected)
+
+    def rank(name: str) -> Rank:
+        return (-scores.get(name, 0), node_hash(name, key))
+
+    if full_order:
+        order = tuple(sorted(candidates, key=rank))
+    elif candidates:  # the winner only, what the speaker needs: no sort
+        order = (min(candidates, key=rank),)
+    else:
+        order = ()
+    winner = order[0] if order else None
+    standing = Standing(advertisements, key, endpoint_nodes, winner, rank(winner) if winner else None)
+    return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected, standing=standing)

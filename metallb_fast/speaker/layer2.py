@@ -156,6 +156,7 @@ class ServicePlan:
     announcement: ServiceAnnouncement | None
     warnings: tuple[ServiceEvent, ...]
     reason: str | None  # None when announced
+    standing: election.Standing | None = None  # how its election stands; None: no node change can alter it
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,12 @@ def plan_service(
         context.nodes,
         endpoint_slices,
         context=context,
+        full_order=False,
     )
+    standing = result.standing
     reason = result.reason_for(side.node_name)
     if reason is not None:
-        return ServicePlan({}, None, (), reason)
+        return ServicePlan({}, None, (), reason, standing)
     choice = interface_choice(side.node_name, result.advertisements, context.nodes)
     owned: dict[OwnedKey, bytes] = {}
     warnings: list[ServiceEvent] = []
@@ -211,9 +214,9 @@ def plan_service(
         owned.update(owned_entries(ip, choice, side.links, side.exclusion))
         done.append(ip)
     if not done:
-        return ServicePlan({}, None, tuple(warnings), "announceFailed")
+        return ServicePlan({}, None, tuple(warnings), "announceFailed", standing)
     announcement = ServiceAnnouncement(service=service, addresses=tuple(done), interfaces=choice)
-    return ServicePlan(owned, announcement, tuple(warnings), None)
+    return ServicePlan(owned, announcement, tuple(warnings), None, standing)
 
 
 def slices_by_service(endpoint_slices: Iterable[EndpointSlice]) -> dict[str, list[EndpointSlice]]:

@@ -95,6 +95,7 @@ class Speaker:
         self._lock = threading.Lock()  # guards what the watch threads mark: the dirty set and the slice index
         self._dirty_services: set[str] = set()
         self._replan_all = True
+        self._nodes_changed = True
         self._config_changed = True
         self._slices_of: dict[str, dict[str, EndpointSlice]] = {}  # Service key -> slice key -> slice
         self._slice_owner: dict[str, str] = {}  # slice key -> Service key
@@ -121,6 +122,7 @@ class Speaker:
         self._context: election.ElectionContext | None = None
         self._side: layer2.NodeSide | None = None
         self._assessment: Assessment | None = None
+        self._assessed_nodes: Mapping[str, Node] | None = None
         self._l2_desired: dict[tuple[str, str], Json] = {}
         self._status_dirty = True
         self._status_serving: bool | None = None
@@ -158,8 +160,11 @@ class Speaker:
         40 s by default, marks it NotReady), and always answering."""
         if self.view is not None:
             return self.view.assess(nodes, now)
-        ready = frozenset(name for name, node in nodes.items() if node.condition_is_true("Ready"))
-        return Assessment(ready, True, "memberlist off")
+        if self._assessment is None or self._assessed_nodes is not nodes:  # the same map: the same answer
+            ready = frozenset(name for name, node in nodes.items() if node.condition_is_true("Ready"))
+            self._assessed_nodes = nodes
+            return Assessment(ready, True, "memberlist off")
+        return self._assessment
 
     def _on_service(self, _: EventType, service: Service) -> None:
         with self._lock:
@@ -182,12 +187,13 @@ class Speaker:
         self.queue.put(WAKE)
 
     def _on_node(self, _: EventType, node: Node) -> None:
-        # Only a change a decision sees gets here (the informer drops heartbeats): every Service is re-planned.
+        # Only a change a decision sees gets here (the informer drops heartbeats); the reconcile finds which nodes
+        # changed and re-plans the Services whose election they can move.
         # MetalLB re-joins the speakers when its own Node object changes (a node back from maintenance).
         if self.view is not None and node.name == self.options.node_name:
             self.view.rejoin()
         with self._lock:
-            self._replan_all = True
+            self._nodes_changed = True
         self.queue.put(WAKE)
 
     def _on_config(self, _: EventType, __: Json) -> None:
@@ -348,16 +354,20 @@ class Speaker:
         with self._lock:
             dirty, self._dirty_services = self._dirty_services, set()
             replan, self._replan_all = self._replan_all, False
+            nodes_changed, self._nodes_changed = self._nodes_changed, False
             config_changed, self._config_changed = self._config_changed, False
         try:
-            self._replan(dirty, replan, config_changed)
+            self._replan(dirty, replan, nodes_changed, config_changed)
         except BaseException:
             with self._lock:  # nothing marked is lost: the retry re-plans everything
                 self._replan_all = True
+                self._nodes_changed = True
                 self._config_changed = True
             raise
 
-    def _replan(self, dirty: set[str], replan: bool, config_changed: bool) -> None:
+    def _replan(self, dirty: set[str], replan: bool, nodes_changed: bool, config_changed: bool) -> None:
+        """Re-plan the dirty Services; all of them when the config, the links or this node itself changed; when
+        other nodes changed (a Node event, the live set), the Services whose election those nodes can move."""
         if config_changed and self.config.reload():
             replan = True
         config = self.config.current
@@ -369,7 +379,7 @@ class Speaker:
                 self._links, replan = links, True
             if self._exclusions is not None and self._exclusions.refresh():
                 replan = True
-        nodes = self._context.nodes if self._context is not None and not replan else self._node_map()
+        nodes = self._node_map() if nodes_changed or self._context is None else self._context.nodes
         assessment = self._assess(nodes, now)
         self._recheck_at = assessment.recheck_at
         self._keep_alive()
@@ -380,8 +390,9 @@ class Speaker:
             with self._lock:
                 self._replan_all = True
             return
-        if self._assessment is None or assessment.live != self._assessment.live:
-            replan = True
+        changed = self._changed_nodes(nodes, assessment.live)
+        if self.options.node_name in changed:
+            replan = True  # its labels decide the interfaces and the advertisements that select it
         self._assessment = assessment
         changes: list[PlanChange] = []
         if config is None:
@@ -391,6 +402,9 @@ class Speaker:
             exclusion = self._exclusions.current if self._exclusions is not None else self.options.exclusion
             self._side = layer2.NodeSide.of(self.options.node_name, self._links, exclusion)
             dirty = {key for key, _ in self.services.items()} | self.book.keys()
+        elif changed:
+            self._context = context = election.ElectionContext(nodes, assessment.live, self.options.ignore_exclude_lb)
+            dirty |= self.book.affected_by(changed, context)
         for key in dirty:
             change = self.book.put(key, None if config is None else self._plan_service(key, config))
             if change is not None:
@@ -405,6 +419,18 @@ class Speaker:
             self.owned = dict(plan_owned)
         self._send_gratuitous()
         self._report(changes, assessment.serving)
+
+    def _changed_nodes(self, nodes: Mapping[str, Node], live: frozenset[str]) -> set[str]:
+        """The nodes whose object or liveness differ from those the current plans were made with."""
+        if self._context is None:
+            return set()
+        before = self._context
+        changed = set(before.live ^ live)
+        if nodes is not before.nodes:
+            changed.update(
+                name for name in nodes.keys() | before.nodes.keys() if nodes.get(name) != before.nodes.get(name)
+            )
+        return changed
 
     def _node_map(self) -> dict[str, Node]:
         return {node.name: node for node in self.nodes.snapshot()}

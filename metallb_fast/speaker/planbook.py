@@ -8,10 +8,11 @@ it, and it stays answered until the last of them lets go.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass
 
 from metallb_fast.dataplane.base import OwnedKey
+from metallb_fast.speaker.election import ElectionContext
 from metallb_fast.speaker.layer2 import ServiceAnnouncement, ServicePlan
 
 
@@ -58,6 +59,15 @@ class PlanBook:
             self._plans[key] = plan
             self._claim(key, plan.owned)
         return PlanChange(key, before, plan)
+
+    def affected_by(self, changed: Set[str], context: ElectionContext) -> set[str]:
+        """The Services whose election may come out differently now that the `changed` nodes differ (`context`
+        holds the new nodes and live set); the others' plans stand as they are."""
+        return {
+            key
+            for key, plan in self._plans.items()
+            if plan.standing is not None and plan.standing.may_change(changed, context)
+        }
 
     def announcements(self) -> Iterator[ServiceAnnouncement]:
         return (plan.announcement for plan in self._plans.values() if plan.announcement is not None)

@@ -7,7 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metallb_fast.config.model import L2Advertisement
+from metallb_fast.config.model import L2Advertisement, PreferredNodeSelector
+from metallb_fast.resources import Node
 from metallb_fast.speaker import election, layer2
 from metallb_fast.speaker.planbook import PlanBook
 from tests.unit.speaker_builders import make_config, make_node, make_service, make_slice, selector
@@ -95,3 +96,68 @@ def test_the_context_gives_the_election_a_fresh_computation_gives() -> None:
         assert ip is not None
         shared = election.elect(service, ip, CONFIG, pool, nodes, slices, live, context=context)
         assert shared == election.elect(service, ip, CONFIG, pool, nodes, slices, live)
+
+
+PREFERRING = make_config(
+    L2Advertisement(
+        name="prefer-fast",
+        preferred_node_selectors=(PreferredNodeSelector(weight=10, preference=selector(disk="fast")),),
+    ),
+    L2Advertisement(name="zone-a", node_selectors=(selector(zone="a"),)),
+)
+NODE_CHANGES = st.lists(
+    st.tuples(st.integers(0, 11), st.sampled_from(["die", "live", "relabel", "delete"])), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(NODE_CHANGES, st.integers(0, 2**16))
+def test_replanning_what_changed_nodes_can_move_gives_the_whole_plan(changes: list, seed: int) -> None:
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(12)]
+
+    def node(name: str, **labels: str) -> Node:
+        return make_node(name, **labels)
+
+    nodes = {n: node(n, zone=rng.choice("ab"), disk=rng.choice(["fast", "slow"])) for n in names}
+    live = {n for n in names if rng.random() < 0.8} | {"n1"}
+    services = [
+        make_service(f"s{i}", ips=(f"192.0.2.{i + 1}",), policy=rng.choice(["Cluster", "Local"])) for i in range(25)
+    ]
+    slices = {s.key: make_slice(s, *rng.sample(names, 3)) for s in services}
+    side = layer2.NodeSide.of("n1", LINKS)
+    before = election.ElectionContext(nodes, live)
+    book = PlanBook()
+    for s in services:
+        book.put(s.key, layer2.plan_service(side, s, PREFERRING, before, (slices[s.key],)))
+
+    nodes = dict(nodes)
+    for index, change in changes:
+        name = names[index]
+        if name == "n1":
+            continue  # this node changing re-plans everything: not the delta path
+        if change == "die":
+            live.discard(name)
+        elif change == "live":
+            live.add(name)
+        elif change == "relabel":
+            nodes[name] = node(name, zone=rng.choice("ab"), disk=rng.choice(["fast", "slow"]))
+        else:
+            nodes.pop(name, None)
+    after = election.ElectionContext(nodes, live)
+    changed = {
+        n for n in names if n != "n1" and (nodes.get(n) != before.nodes.get(n) or (n in live) != (n in before.live))
+    }
+    for key in book.affected_by(changed, after):
+        book.put(
+            key, layer2.plan_service(side, next(s for s in services if s.key == key), PREFERRING, after, (slices[key],))
+        )
+    for s in services:
+        fresh = layer2.plan_service(side, s, PREFERRING, after, (slices[s.key],))
+        kept = book.get(s.key)
+        assert kept is not None
+        assert (kept.owned, kept.reason, kept.standing and kept.standing.winner) == (
+            fresh.owned,
+            fresh.reason,
+            fresh.standing and fresh.standing.winner,
+        ), s.key
