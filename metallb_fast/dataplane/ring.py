@@ -241,9 +241,17 @@ class RingResponder:
         interface = self._interfaces.pop(name)
         interface.loop.stop()
         interface.thread.join(STOP_TIMEOUT_S)
-        live, counts, *_ = interface.loop.counters()
+        live, counts, refused, dropped = interface.loop.counters()
         self._fold(name, live)
         self._folded_verdicts.update(self._verdicts(counts))
+        if refused or dropped:  # a flood beyond what this loop (or the device) could take: say how far beyond
+            log.info(
+                "ring loop on %s: %d replies refused by a full device queue, %d requests dropped by the kernel "
+                "with the receive ring full",
+                name,
+                refused,
+                dropped,
+            )
         if interface.thread.is_alive():  # never free a socket a running loop still reads
             log.error("ring loop on %s did not stop within %.1f s; leaving its socket open", name, STOP_TIMEOUT_S)
             return

@@ -26,7 +26,7 @@ from metallb_fast.dataplane import floodlimit, packets
 from metallb_fast.dataplane.base import ANSWERING, AddressCounters, IPAddress, ResponderError, Verdict
 from metallb_fast.dataplane.floodlimit import FloodLimit, TokenBuckets
 from metallb_fast.dataplane.heartbeat import Reflector
-from metallb_fast.dataplane.ring import RingResponder, table_for
+from metallb_fast.dataplane.ring import STOP_TIMEOUT_S, RingResponder, table_for
 from metallb_fast.lab import Lab
 from tests.conftest import IN_CI, require, require_root
 from tests.dataplane.frames import (
@@ -560,6 +560,33 @@ def test_answers_again_after_the_link_went_down_and_up(pair: Pair) -> None:
         stats = responder.stats()
     assert answered == [packets.answer(arp(), {VIP4: OWNED_MAC}).reply]
     assert stats.per_address[(VIP4, IFACE)].replies >= 2
+
+
+def test_a_full_ring_drops_in_the_kernel_and_counts_it(pair: Pair) -> None:
+    # Two 16 KiB blocks hold ~220 requests. While nothing reads the ring the kernel drops the rest (counted, at no
+    # cost to the loop); once the loop runs it answers exactly what the ring held.
+    sent = 500
+    with in_ns(pair.node):
+        loop = ring_ext.RingLoop(socket.if_nametoindex(IFACE), 2 * 16384, 16384)
+    peer = Peer(pair.peer)
+    try:
+        loop.replace_table(table_for(IFACE, {(VIP4, IFACE): OWNED_MAC}))
+        peer.send([arp()] * sent)
+        time.sleep(0.1)  # every block retired (1 ms timeout)
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+        replies = peer.collect(sent, wait_s=1.0)
+        loop.stop()
+        thread.join(STOP_TIMEOUT_S)
+        _, verdicts, refused, dropped = loop.counters()
+    finally:
+        peer.close()
+        loop.close()
+    answered = verdicts[ring_ext.VERDICTS.index(Verdict.ANSWERED.value)]
+    assert 100 < answered < sent
+    assert answered + dropped == sent
+    assert refused == 0
+    assert replies == [packets.answer(arp(), {VIP4: OWNED_MAC}).reply] * answered
 
 
 def test_unknown_interface_is_a_responder_error(pair: Pair) -> None:
