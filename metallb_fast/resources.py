@@ -6,6 +6,7 @@ Shared by the controller, the speaker and `plan`, so every component reads a Ser
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,16 +16,22 @@ from metallb_fast.vocabulary import ANNOTATION_PREFIX, DEPRECATED_ANNOTATION_PRE
 
 
 def _labels(obj: Mapping[str, Any], key: str = "labels") -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(((obj.get("metadata") or {}).get(key) or {}).items()))
+    return tuple(sorted((_shared(k), v) for k, v in (((obj.get("metadata") or {}).get(key) or {}).items())))
 
 
-@dataclass(frozen=True)
+def _shared(text: str | None) -> Any:
+    """One string object for a value thousands of views repeat (a namespace, a node name, "LoadBalancer"): the
+    JSON decoder makes a new one for every occurrence."""
+    return sys.intern(text) if isinstance(text, str) else text
+
+
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     protocol: str  # TCP | UDP | SCTP
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     namespace: str
     name: str
@@ -47,11 +54,11 @@ class Service:
     def key(self) -> str:
         return object_key(self.namespace, self.name)
 
-    @cached_property  # read by every election: built once per view (the view is frozen; callers must not mutate)
+    @property
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
-    @cached_property
+    @property
     def annotation_map(self) -> dict[str, str]:
         return dict(self.annotations)
 
@@ -75,19 +82,19 @@ class Service:
         cluster_ips = tuple(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
         ingress = ((status.get("loadBalancer") or {}).get("ingress")) or []
         return cls(
-            namespace=meta.get("namespace") or "default",
+            namespace=_shared(meta.get("namespace") or "default"),
             name=meta.get("name") or "",
-            type=spec.get("type") or "ClusterIP",
+            type=_shared(spec.get("type") or "ClusterIP"),
             labels=_labels(obj),
             annotations=_labels(obj, "annotations"),
             cluster_ips=tuple(ip for ip in cluster_ips if ip and ip != "None"),
-            ip_family_policy=spec.get("ipFamilyPolicy"),
+            ip_family_policy=_shared(spec.get("ipFamilyPolicy")),
             load_balancer_ip=spec.get("loadBalancerIP") or "",
             load_balancer_class=spec.get("loadBalancerClass"),
-            external_traffic_policy=spec.get("externalTrafficPolicy") or "Cluster",
+            external_traffic_policy=_shared(spec.get("externalTrafficPolicy") or "Cluster"),
             selector=tuple(sorted((spec.get("selector") or {}).items())),
             ports=tuple(
-                ServicePort(protocol=p.get("protocol") or "TCP", port=int(p.get("port") or 0))
+                ServicePort(protocol=_shared(p.get("protocol") or "TCP"), port=int(p.get("port") or 0))
                 for p in spec.get("ports") or []
             ),
             ingress_ips=tuple(i["ip"] for i in ingress if i.get("ip")),
@@ -145,9 +152,8 @@ class Node:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
-    addresses: tuple[str, ...]
     node_name: str | None
     ready: bool | None  # None = unset (which counts as ready)
     serving: bool | None
@@ -158,7 +164,7 @@ class Endpoint:
         return self.ready is None or self.ready or bool(self.serving)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointSlice:
     namespace: str
     name: str
@@ -179,14 +185,13 @@ class EndpointSlice:
             node_name = ep.get("nodeName") or (ep.get("topology") or {}).get("kubernetes.io/hostname")
             endpoints.append(
                 Endpoint(
-                    addresses=tuple(ep.get("addresses") or ()),
-                    node_name=node_name,
+                    node_name=_shared(node_name),
                     ready=conditions.get("ready"),
                     serving=conditions.get("serving"),
                 )
             )
         return cls(
-            namespace=meta.get("namespace") or "default",
+            namespace=_shared(meta.get("namespace") or "default"),
             name=meta.get("name") or "",
             service_name=(meta.get("labels") or {}).get(LABEL_SERVICE_NAME) or "",
             endpoints=tuple(endpoints),

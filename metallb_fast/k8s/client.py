@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
+
+from metallb_fast.k8s.connection import Connection, load
 
 Json = dict[str, Any]
 
@@ -45,36 +45,22 @@ class ApiUnavailable(ApiError):
         super().__init__(method, path, 0, {"message": f"API server unreachable: {cause}"})
 
 
-def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
-    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file."""
-    configuration = k8s_client.Configuration()
-    if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return configuration
-    try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)
-    return configuration
-
-
 @dataclass
 class KubeClient:
-    api: k8s_client.ApiClient
+    connection: Connection
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None) -> KubeClient:
-        return cls(k8s_client.ApiClient(load_configuration(kubeconfig)))
+        """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file."""
+        return cls(load(kubeconfig))
 
     def _prepare(
         self, method: str, path: str, query: Mapping[str, Any] | None, content_type: str | None
     ) -> tuple[str, dict[str, str]]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self.connection.headers()}
         if content_type:
             headers["Content-Type"] = content_type
-        _, url, headers, _, _ = self.api.param_serialize(
-            method, path, header_params=headers, auth_settings=["BearerToken"]
-        )
+        url = self.connection.server.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         return url, headers
@@ -100,7 +86,7 @@ class KubeClient:
         else:
             request_timeout = urllib3.Timeout(total=timeout) if timeout else None
         try:
-            response = self.api.rest_client.pool_manager.request(
+            response = self.connection.pool.request(
                 method, url, body=encoded, headers=headers, preload_content=False, timeout=request_timeout
             )
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -147,7 +133,7 @@ class KubeClient:
         return True
 
     def close(self) -> None:
-        self.api.close()
+        self.connection.close()
 
 
 def _read_all(response: urllib3.BaseHTTPResponse) -> bytes:

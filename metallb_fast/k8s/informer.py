@@ -105,7 +105,7 @@ def retry_until_stopped(action: Callable[[], T], stop: threading.Event, what: st
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry(Generic[V]):
     resource_version: str
     view: V

@@ -128,7 +128,7 @@ def preference_scores(advertisements: Iterable[L2Advertisement], nodes: Mapping[
     return scores
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Standing:
     """What decides a Service's winner among the nodes, kept so that a change of a few nodes (one dies, one joins,
     one is relabelled) is checked against each Service in O(changed nodes) instead of re-running its election

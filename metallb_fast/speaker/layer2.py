@@ -148,7 +148,7 @@ class NodePlan:
     reasons: dict[str, str]  # service key -> why this node does not announce it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePlan:
     """One Service's share of a NodePlan: what it makes this node answer, or why it does not."""
 

@@ -64,8 +64,7 @@ def make_slice(
         name=f"{service.name}-abc",
         service_name=service.name,
         endpoints=tuple(
-            Endpoint(addresses=(f"198.51.100.{i + 1}",), node_name=n, ready=ready, serving=serving)
-            for i, n in enumerate(node_names)
+            Endpoint(node_name=n, ready=ready, serving=serving) for n in node_names
         ),
     )
 

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s_client
+import urllib3
 
 from metallb_fast.commands.common import run_in_worker
 from metallb_fast.controller.loop import Controller
 from metallb_fast.k8s.client import ApiError, ApiUnavailable, KubeClient
+from metallb_fast.k8s.connection import Connection
 from metallb_fast.lab.waiting import wait_for
 from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
@@ -35,9 +36,7 @@ class CountingClient(KubeClient):
 
 
 def unreachable_client() -> CountingClient:
-    configuration = k8s_client.Configuration(host=f"https://127.0.0.1:{closed_port()}")
-    configuration.retries = 0
-    return CountingClient(k8s_client.ApiClient(configuration))
+    return CountingClient(Connection(f"https://127.0.0.1:{closed_port()}", urllib3.PoolManager(retries=0)))
 
 
 def stops_promptly(thread: threading.Thread, stop: Callable[[], None]) -> None:

@@ -6,12 +6,13 @@ import io
 from ipaddress import IPv4Address
 from typing import Any
 
-from kubernetes import client as k8s_client
+import urllib3
 
 from metallb_fast.commands.respond import print_stats
 from metallb_fast.dataplane import ownership
 from metallb_fast.dataplane.base import ResponderStats, Verdict
 from metallb_fast.k8s.client import KubeClient
+from metallb_fast.k8s.connection import Connection
 from metallb_fast.obs import metrics
 from metallb_fast.speaker.loop import Speaker, SpeakerOptions
 
@@ -34,7 +35,7 @@ class LimitedResponder:
 
 
 def test_the_speaker_exports_rate_limited_as_a_decline_reason() -> None:
-    never_called = KubeClient(k8s_client.ApiClient(k8s_client.Configuration(host="https://127.0.0.1:9")))
+    never_called = KubeClient(Connection("https://127.0.0.1:9", urllib3.PoolManager()))
     speaker = Speaker(never_called, LimitedResponder(), SpeakerOptions(node_name="node-a"))  # type: ignore[arg-type]
     speaker._update_metrics()
     value = metrics.REGISTRY.get_sample_value("metallb_fast_layer2_requests_declined", {"reason": "rate_limited"})
