@@ -30,12 +30,10 @@ cdef extern from "<sys/socket.h>" nogil:
     int bind(int, const sockaddr *, socklen_t)
     int setsockopt(int, int, int, const void *, socklen_t)
     int getsockopt(int, int, int, void *, socklen_t *)
-    int recvmmsg(int, mmsghdr *, unsigned int, int, void *)
     int sendmmsg(int, mmsghdr *, unsigned int, int)
     ssize_t send(int, const void *, size_t, int)
-    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_ATTACH_FILTER, SO_ERROR, SO_RCVBUFFORCE, SO_RCVTIMEO, SO_SNDBUF
-    int SO_SNDBUFFORCE
-    int MSG_WAITFORONE, MSG_DONTWAIT
+    int AF_PACKET, SOCK_RAW, SOL_SOCKET, SO_ATTACH_FILTER, SO_ERROR, SO_SNDBUFFORCE
+    int MSG_DONTWAIT
 
 
 cdef extern from "<linux/if_packet.h>" nogil:
@@ -48,15 +46,8 @@ cdef extern from "<linux/if_packet.h>" nogil:
         unsigned char sll_halen
         unsigned char sll_addr[8]
     int SOL_PACKET, PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING
-    # PACKET_MMAP rings (Documentation/networking/packet_mmap.rst)
-    int PACKET_VERSION, PACKET_RX_RING, PACKET_TX_RING, PACKET_STATISTICS, TPACKET_V2, TPACKET_V3
-    int TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT
-    int TPACKET_ALIGNMENT
-    struct tpacket_req:
-        unsigned int tp_block_size
-        unsigned int tp_block_nr
-        unsigned int tp_frame_size
-        unsigned int tp_frame_nr
+    # The PACKET_MMAP receive ring, TPACKET_V3 (Documentation/networking/packet_mmap.rst)
+    int PACKET_VERSION, PACKET_RX_RING, PACKET_STATISTICS, TPACKET_V3, TP_STATUS_KERNEL, TP_STATUS_USER
     struct tpacket_req3:
         unsigned int tp_block_size
         unsigned int tp_block_nr
@@ -86,12 +77,6 @@ cdef extern from "<linux/if_packet.h>" nogil:
         uint32_t tp_snaplen
         uint32_t tp_len
         uint32_t tp_status
-        uint16_t tp_mac
-        uint16_t tp_net
-    struct tpacket2_hdr:
-        uint32_t tp_status
-        uint32_t tp_len
-        uint32_t tp_snaplen
         uint16_t tp_mac
         uint16_t tp_net
 
