@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,10 +45,12 @@ def ingress(kube_env: KubeEnv, namespace: str, name: str) -> list[str]:
 
 
 class RunningController:
-    def __init__(self, kube_env: KubeEnv, **options: Any) -> None:
+    def __init__(self, kube_env: KubeEnv, kubeconfig: Path | None = None, **options: Any) -> None:
         # The controller's own ServiceAccount, bound by deploy/rbac.yaml: what a user deploys is what we test.
-        self.client = KubeClient.from_kubeconfig(str(kube_env.kubeconfig_path("controller")))
-        self.controller = Controller(self.client, namespace="metallb-system", **options)
+        # (`kubeconfig`: another ServiceAccount's, e.g. the one a kustomize overlay binds in its namespace.)
+        self.client = KubeClient.from_kubeconfig(str(kubeconfig or kube_env.kubeconfig_path("controller")))
+        options.setdefault("namespace", "metallb-system")
+        self.controller = Controller(self.client, **options)
         self.thread = threading.Thread(target=self.controller.run, daemon=True)
         self.thread.start()
 
