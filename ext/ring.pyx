@@ -645,8 +645,8 @@ cdef class RingLoop:
     """One interface: its socket and receive ring, its table, its counters, and the loop that answers on it.
 
     The kernel runs the socket filter and copies what it accepts into a TPACKET_V3 ring of blocks shared with
-    this process: no syscall per frame, and a frame that finds the ring full is dropped by the kernel at the cost
-    of the filter, not of a wakeup (the receive path cannot starve the loop: no livelock). The loop takes each
+    this process: no syscall per frame, and a frame that finds the ring full is dropped by the kernel before the
+    loop spends anything on it, so a flood beyond capacity costs the loop nothing (no receive livelock). It takes each
     block the kernel retired (full, or older than the block timeout), decides its frames in chunks of BATCH
     under the table mutex, sends each chunk's replies with one sendmmsg, and hands the block back.
 
@@ -685,7 +685,7 @@ cdef class RingLoop:
         pthread_mutex_init(&self.lock, NULL)
         self.table = _table_new([])
         self.flood = FloodBuckets(flood_sources)
-        if block_size < 4096 or block_size & (block_size - 1) or block_size < FRAME_MAX or block_timeout_ms == 0:
+        if block_size & (block_size - 1) or block_size < FRAME_MAX or block_timeout_ms == 0:
             raise ValueError(f"ring on ifindex {ifindex}: block_size {block_size} must be a power of two >= "
                              f"{FRAME_MAX} and block_timeout_ms {block_timeout_ms} >= 1")
         self.block_size = block_size
