@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -97,7 +98,8 @@ class Speaker:
         self._replan_all = True
         self._nodes_changed = True
         self._config_changed = True
-        self._slices_of: dict[str, dict[str, EndpointSlice]] = {}  # Service key -> slice key -> slice
+        # Service key -> its slices (usually one: a tuple, not a dict per Service, at 10,000 Services)
+        self._slices_of: dict[str, tuple[EndpointSlice, ...]] = {}
         self._slice_owner: dict[str, str] = {}  # slice key -> Service key
         self.services: Informer[Service] = Informer(
             client, Resource(CORE_V1_PATH, "services"), self._on_service, parse=Service.from_dict, name="services"
@@ -173,17 +175,23 @@ class Speaker:
 
     def _on_slice(self, event: EventType, endpoint_slice: EndpointSlice) -> None:
         slice_key = f"{endpoint_slice.namespace}/{endpoint_slice.name}"
+        owner = sys.intern(endpoint_slice.service_key)
+
+        def others(service: str) -> tuple[EndpointSlice, ...]:
+            return tuple(s for s in self._slices_of.get(service, ()) if s.name != endpoint_slice.name)
+
         with self._lock:
             previous = self._slice_owner.pop(slice_key, None)
             if previous is not None:  # its Service label may have changed: the old Service loses it
-                self._slices_of.get(previous, {}).pop(slice_key, None)
-                if not self._slices_of.get(previous, True):
-                    del self._slices_of[previous]
+                if remaining := others(previous):
+                    self._slices_of[previous] = remaining
+                else:
+                    self._slices_of.pop(previous, None)
                 self._dirty_services.add(previous)
             if event is not EventType.DELETED:
-                self._slice_owner[slice_key] = endpoint_slice.service_key
-                self._slices_of.setdefault(endpoint_slice.service_key, {})[slice_key] = endpoint_slice
-            self._dirty_services.add(endpoint_slice.service_key)
+                self._slice_owner[slice_key] = owner
+                self._slices_of[owner] = (*others(owner), endpoint_slice)
+            self._dirty_services.add(owner)
         self.queue.put(WAKE)
 
     def _on_node(self, _: EventType, node: Node) -> None:
@@ -441,7 +449,7 @@ class Speaker:
             return None
         assert self._side is not None and self._context is not None
         with self._lock:
-            slices = tuple(self._slices_of.get(key, {}).values())
+            slices = self._slices_of.get(key, ())
         return layer2.plan_service(self._side, service, config, self._context, slices)
 
     def _log_moves(self, before: Mapping[OwnedKey, bytes], after: Owned, change: MemberEvent | None) -> None:
