@@ -129,3 +129,23 @@ def reflected_checksum(checksum: int, ipv4: bool) -> int:
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return (~total & 0xFFFF) or 0xFFFF
+
+
+# Memberlist node metadata of a member whose fast path reflects heartbeats, and on which port. Only such members are
+# heartbeated: a MetalLB speaker (no metadata), or one of ours at MetalLB's timing, never reflects, and watching it
+# would declare a healthy member dead.
+META_PREFIX = b"metallb-fast heartbeat/1 port="
+
+
+def heartbeat_meta(port: int) -> bytes:
+    return META_PREFIX + str(port).encode()
+
+
+def heartbeat_port_of(meta: bytes) -> int | None:
+    if not meta.startswith(META_PREFIX):
+        return None
+    text = meta[len(META_PREFIX) :]
+    if not text.isdigit():
+        return None
+    port = int(text)
+    return port if 0 < port <= 0xFFFF else None

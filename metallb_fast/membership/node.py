@@ -64,6 +64,7 @@ class NodeConfig:
     timing: Timing | None = None  # None: memberlist's LAN defaults ("metallb")
     keyring: wire.Keyring = field(default_factory=wire.Keyring.none)
     label: bytes = b""
+    meta: bytes = b""  # memberlist node metadata, gossiped with this node's alive messages (MetalLB sends none)
 
 
 EventHandler = Callable[[MemberEvent], None]
@@ -106,7 +107,7 @@ class MemberlistNode:
         self._udp, self._tcp = self._bind()
         now = time.monotonic()
         addr = address_bytes(self.config.bind_host)
-        self._swim = Swim(self.config.name, addr, self.port, self._timing, self._rng, now)
+        self._swim = Swim(self.config.name, addr, self.port, self._timing, self._rng, now, meta=self.config.meta)
         self._members = self._swim.members()
         self._thread = threading.Thread(target=self._run, name=f"memberlist-{self.config.name}", daemon=True)
         self._thread.start()

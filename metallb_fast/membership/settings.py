@@ -8,9 +8,11 @@ bind address or the labels are empty, exactly as in MetalLB. --ml-timing is ours
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass
 
+from metallb_fast.dataplane.heartbeat import heartbeat_meta
 from metallb_fast.membership import wire
 from metallb_fast.membership.node import NodeConfig
 from metallb_fast.membership.timing import TIMINGS
@@ -99,4 +101,6 @@ def membership_settings(args: argparse.Namespace, node_name: str, namespace: str
         heartbeat = parse_port(str(args.heartbeat_port), "--heartbeat-port")
     if heartbeat == node.bind_port:
         raise SettingsError(f"--heartbeat-port {heartbeat}: must differ from --ml-bindport (memberlist's UDP port)")
+    if heartbeat is not None:  # the others heartbeat only members that say they reflect them
+        node = dataclasses.replace(node, meta=heartbeat_meta(heartbeat))
     return MembershipSettings(node, args.ml_labels, args.ml_namespace or namespace, keyring.enabled, heartbeat)

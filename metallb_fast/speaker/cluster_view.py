@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from metallb_fast.dataplane.base import Responder
+from metallb_fast.dataplane.heartbeat import heartbeat_port_of
 from metallb_fast.membership.messages import NodeState, address_text
 from metallb_fast.membership.settings import MembershipSettings
 from metallb_fast.membership.speakers import SpeakerMembership
@@ -157,8 +158,9 @@ class ClusterView:
     def _update_watch(self, members: tuple[Member, ...]) -> None:
         if self.watch is None or self.settings.heartbeat_port is None:
             return
-        port = self.settings.heartbeat_port
-        self.watch.set_peers({
-            m.name: ((address_text(m.addr), port), m.incarnation)
-            for m in members if m.name != self.node_name and m.state is not NodeState.LEFT
-        })
+        watched = {}
+        for m in members:
+            port = heartbeat_port_of(m.meta)
+            if m.name != self.node_name and m.state is not NodeState.LEFT and port is not None:
+                watched[m.name] = ((address_text(m.addr), port), m.incarnation)
+        self.watch.set_peers(watched)
