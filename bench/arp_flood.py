@@ -103,6 +103,7 @@ def role_send(args: argparse.Namespace) -> int:
     from metallb_fast.testing import _flood
 
     os.sched_setaffinity(0, {args.cpu})
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     frames = plan.flood_frames(
         args.kind,
         args.sources,
@@ -134,7 +135,7 @@ def role_send(args: argparse.Namespace) -> int:
     if args.sender == "live":
         result = _flood.flood_live(ifindex, frames, args.duration, args.rate)
     else:
-        result = _flood.flood(ifindex, frames, args.duration, 64, args.rate)
+        result = _flood.flood(ifindex, frames, args.duration, 64, args.rate, args.pushback == "drop")
     time.sleep(DRAIN_S)
     (core1, sender1), proc1, napi1 = _cpu_snapshot(cpus, args.responder_pid, napi)
     result["window_s"] = time.monotonic() - t0
@@ -190,7 +191,8 @@ def _open_backend(backend: str, interface: str, args: argparse.Namespace) -> Any
 
 def role_serve(args: argparse.Namespace) -> int:
     """In the node namespace: answer for the VIPs until SIGTERM, then print the responder's counters as JSON."""
-    os.sched_setaffinity(0, {args.cpu})  # before the responder starts its threads: they inherit it
+    os.sched_setaffinity(0, {args.cpu})  # before the responder starts its threads: they inherit both
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     responder = _open_backend(args.backend, args.interface, args)
     try:
@@ -323,6 +325,9 @@ def _session(lab: Any, scenario: str, args: argparse.Namespace, protection: str)
         from bench.goarp import goarp_binary
 
         argv = [
+            "nice",
+            "-n",
+            str(args.nice),
             "taskset",
             "-c",
             str(args.responder_cpu),
@@ -352,6 +357,8 @@ def _session(lab: Any, scenario: str, args: argparse.Namespace, protection: str)
             packets.format_mac(node.mac(interface)),
             "--cpu",
             str(args.responder_cpu),
+            "--nice",
+            str(args.nice),
         ]
         if protection != "off":
             argv += ["--limit-action", protection, *_limit_argv(args)]
@@ -405,6 +412,10 @@ def run_flood(lab: Any, session: Session, run: Run, args: argparse.Namespace) ->
         str(session.pid or 0),
         "--sender",
         args.sender,
+        "--pushback",
+        args.pushback,
+        "--nice",
+        str(args.nice),
         "--napi-pids",
         ",".join(map(str, args.node_napi)),
     ]
@@ -420,6 +431,7 @@ def run_flood(lab: Any, session: Session, run: Run, args: argparse.Namespace) ->
     return dataclasses.replace(
         run,
         sent=flood["sent"],
+        dropped=flood["dropped"],
         pushbacks=flood["pushbacks"],
         elapsed_s=flood["elapsed_s"],
         replies=flood["client"]["rx_packets"],
@@ -512,7 +524,8 @@ KEYS: dict[str, list[tuple[str, Cell]]] = {
 PROC_CPU: tuple[str, Cell] = ("proc CPU", lambda r, _: _fmt(r.process_cpu, ".1f", 100) + "%")
 FIGURES: dict[str, list[tuple[str, Cell]]] = {
     "capacity": [
-        ("sent/s", lambda r, _: f"{r.sent_per_s:,.0f}"),
+        ("offered/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
+        ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
         ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
         ("answered", lambda r, _: f"{100 * r.answered:.1f}%"),
         ("core busy", lambda r, _: _fmt(r.core_busy, ".0f", 100) + "%"),
@@ -526,14 +539,16 @@ FIGURES: dict[str, list[tuple[str, Cell]]] = {
     ],
     "overload": [
         ("asked/s", lambda r, _: f"{r.rate_pps:,.0f}"),
-        ("sent/s", lambda r, _: f"{r.sent_per_s:,.0f}"),
+        ("offered/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
+        ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
         ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
         ("answered", lambda r, _: f"{100 * r.answered:.1f}%"),
         ("of peak", _of_peak),
         PROC_CPU,
     ],
     "legit": [
-        ("flood/s", lambda r, _: f"{r.sent_per_s:,.0f}"),
+        ("flood/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
+        ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
         ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
         ("client answered", lambda r, _: f"{100 * r.probe.answered_share:.1f}%" if r.probe else "-"),
         ("p50 ms", lambda r, _: _fmt(r.probe.p50_ms if r.probe else None, ".3f")),
@@ -571,7 +586,8 @@ def format_targets(runs: Sequence[Run]) -> str:
 
 def _report_run(run: Run) -> dict[str, Any]:
     return dataclasses.asdict(run) | {
-        "sent_per_s": run.sent_per_s,
+        "offered_per_s": run.offered_per_s,
+        "lost": run.lost,
         "replies_per_s": run.replies_per_s,
         "answered": run.answered,
         "core_busy": run.core_busy,
@@ -597,13 +613,14 @@ def _napi_threads(interface: str) -> set[int]:
     return pids
 
 
-def _pin_receive_path(lab: Any, netns: str, interface: str, cpu: int, realtime: bool = False) -> list[int]:
+def _pin_receive_path(lab: Any, netns: str, interface: str, cpu: int, nice: int, realtime: bool = False) -> list[int]:
     """Run this interface's receive processing in its own NAPI kernel thread, pinned to `cpu`.
 
     On veth, GRO turns NAPI on (and TSO off on the sender lets plain skbs use it), and `threaded` moves the
     poll out of softirq context, which would otherwise run on whichever core transmitted: the sender's. So the
     node's whole receive path (XDP, kernel ARP, AF_PACKET delivery) runs on the responder core, and the client's
-    reply counting on the sender core (realtime: it preempts the sender).
+    reply counting on the sender core (realtime: it preempts the sender). The node's thread gets the responder's
+    nice value: the two share the core as equals, and other work on the machine gets less of it.
     Returns the pinned thread ids (empty: not possible here, see JSON).
     """
     lab.run(netns, ["ethtool", "-K", interface, "gro", "on", "tso", "off"], check=False)
@@ -614,6 +631,8 @@ def _pin_receive_path(lab: Any, netns: str, interface: str, cpu: int, realtime: 
         os.sched_setaffinity(pid, {cpu})
         if realtime:
             os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(10))
+        else:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
     return pinned
 
 
@@ -669,15 +688,14 @@ def drive(args: argparse.Namespace) -> int:
         pinned: dict[str, list[int]] = {}
         client_if = client.interfaces[0]
         with _sink(lab, client.netns, client_if, client.mac(client_if)):
-            # The legitimate client's requests wait in a queue when the node pushes back, as on a real host (veth
-            # stops its queue while the peer's ring is full); the flood bypasses qdiscs (PACKET_QDISC_BYPASS).
-            lab.run(client.netns, ["tc", "qdisc", "replace", "dev", client_if, "root", "pfifo", "limit", "1000"])
             if args.napi == "threaded":
                 pinned = {
-                    "node": _pin_receive_path(lab, node.netns, node.interfaces[0], args.responder_cpu),
+                    "node": _pin_receive_path(lab, node.netns, node.interfaces[0], args.responder_cpu, args.nice),
                     # The client's reply counting preempts the sender on their shared core: a reply that arrives
                     # is counted, and the sender gets what is left (on real networks the client has its own CPUs).
-                    "client": _pin_receive_path(lab, client.netns, client_if, args.sender_cpu, realtime=True),
+                    "client": _pin_receive_path(
+                        lab, client.netns, client_if, args.sender_cpu, args.nice, realtime=True
+                    ),
                 }
             args.node_napi = pinned.get("node", [])
             for scenario in args.scenarios:
@@ -696,12 +714,15 @@ def drive(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print(
-        f"sender: {args.sender}, napi: {args.napi}, {args.duration:g} s per flood, responder core idle baseline "
+        f"sender: {args.sender}, pushback: {args.pushback}, napi: {args.napi}, {args.duration:g} s per flood, "
+        "responder core idle baseline "
         f"{100 * idle:.0f} % busy, load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f}"
     )
     report = {
         "duration_s": args.duration,
         "sender": args.sender,
+        "pushback": args.pushback,
+        "nice": args.nice,
         "sender_cpu": args.sender_cpu,
         "responder_cpu": args.responder_cpu,
         "napi": args.napi,
@@ -746,6 +767,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="threaded",
         help="threaded: each veth's receive path in a NAPI thread pinned to its side's core; "
         "softirq: links as the lab makes them (receive work runs on the transmitting core)",
+    )
+    parser.add_argument(
+        "--pushback",
+        choices=("drop", "retry"),
+        default="drop",
+        help="a frame the node's full receive ring refuses: drop (lost, as at a full NIC ring: the offered load "
+        "can exceed what the node takes; default) or retry (the sender slows to what the node takes)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=-20,
+        help="nice value of the sender, the responder and the node's NAPI thread (default -20: on a shared machine "
+        "other work then takes little of their cores; they keep equal shares of theirs)",
     )
     parser.add_argument("--sender-cpu", type=int, default=0)
     parser.add_argument("--responder-cpu", type=int, default=1)

@@ -34,7 +34,7 @@ def plot(runs: Sequence[Run], overload_png: Path, rtt_png: Path) -> str:
         top = 0.0
         for responder in curves:
             points = sorted(
-                (r.sent_per_s, r.replies_per_s)
+                (r.offered_per_s, r.replies_per_s)
                 for r in runs
                 if r.responder == responder and r.part == "overload" and r.error is None
             )

@@ -149,7 +149,8 @@ class Run:
     protection: str  # "off", or what the per-source flood limit does over the limit ("pass" / "drop")
     load_fraction: float | None  # overload: the share of capacity asked for; else None (as fast as possible)
     rate_pps: float  # the rate asked of the sender (0 = as fast as possible)
-    sent: int = 0
+    sent: int = 0  # frames the node's veth took
+    dropped: int = 0  # frames refused because the node's receive ring was full, not retried: lost as on a wire
     pushbacks: int = 0  # sendmmsg calls the veth refused (receiver ring full): the node pushing back
     elapsed_s: float = 0.0
     replies: int = 0  # counted on the client's veth
@@ -164,8 +165,18 @@ class Run:
     error: str | None = None
 
     @property
-    def sent_per_s(self) -> float:
-        return self.sent / self.elapsed_s if self.elapsed_s else 0.0
+    def offered(self) -> int:
+        """Requests the flood put on the wire: taken by the node, or lost at its full receive ring."""
+        return self.sent + self.dropped
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.offered / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def lost(self) -> float:
+        """The share of the offered requests the node's full receive ring refused."""
+        return self.dropped / self.offered if self.offered else 0.0
 
     @property
     def replies_per_s(self) -> float:
@@ -173,8 +184,8 @@ class Run:
 
     @property
     def answered(self) -> float:
-        """Replies per request that should have been answered."""
-        expected = self.sent * owned_share(self.kind)
+        """Replies per offered request that should have been answered (lost ones included)."""
+        expected = self.offered * owned_share(self.kind)
         return self.replies / expected if expected else 0.0
 
     @property
@@ -293,14 +304,16 @@ def evaluate_targets(runs: Sequence[Run], xdp: str = "xdp-native") -> list[Targe
     targets.append(
         Target(
             "ring >= 95 % answered at its capacity",
-            f"{100 * at_capacity.answered:.1f} % at {_count(at_capacity.sent_per_s)} offered/s" if at_capacity else "-",
+            f"{100 * at_capacity.answered:.1f} % at {_count(at_capacity.offered_per_s)} offered/s"
+            if at_capacity
+            else "-",
             at_capacity.answered >= 0.95 if at_capacity else None,
         )
     )
     doubled, ring_peak = find(runs, "ring", "overload", load_fraction=2.0), peak(runs, "ring")
     if doubled and ring_peak:
         share = doubled.replies_per_s / ring_peak
-        offered = doubled.sent_per_s / (capacity(runs, "ring") or doubled.sent_per_s)
+        offered = doubled.offered_per_s / (capacity(runs, "ring") or doubled.offered_per_s)
         targets.append(
             Target(
                 "ring at 2x capacity >= 90 % of its peak replies/s",

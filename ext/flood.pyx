@@ -96,11 +96,14 @@ cdef extern from *:
     int mlbf_flood_live_run(int prog_fd, const void *frame, unsigned size, int ifindex, unsigned repeat) nogil
 
 
-def flood(int ifindex, list frames, double duration_s, int batch=64, double rate_pps=0.0) -> dict:
+def flood(int ifindex, list frames, double duration_s, int batch=64, double rate_pps=0.0, bint lossy=False) -> dict:
     """Send `frames` round-robin on ifindex for duration_s seconds (at most rate_pps frames/s when > 0).
 
-    Returns {"sent": frames the kernel accepted, "pushbacks": sendmmsg calls refused because the device queue
-    was full (the frames are retried), "elapsed_s": ...}.
+    A veth whose peer's receive ring is full refuses the frame (a NIC would drop it on arrival). lossy=False: the
+    frame is retried (the sender slows to what the receiver takes); lossy=True: it counts as offered and lost, as
+    on a wire, and the sender moves on (then the offered load can exceed what the receiver takes).
+    Returns {"sent": frames the kernel accepted, "dropped": frames refused and not retried (lossy), "pushbacks":
+    sendmmsg calls refused because the device queue was full, "elapsed_s": ...}.
     """
     cdef size_t n = len(frames)
     cdef size_t i, start, count
@@ -110,7 +113,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
     cdef mmsghdr *msgs
     cdef int fd, one = 1, sndbuf = 4 << 20, rc, err = 0
     cdef int64_t t0, deadline, now, allowed
-    cdef unsigned long long sent = 0, pushbacks = 0
+    cdef unsigned long long sent = 0, pushbacks = 0, dropped = 0
     cdef timespec pause
     if n == 0 or batch <= 0 or duration_s <= 0:
         raise ValueError(f"flood: need frames ({n}), batch > 0 ({batch}) and duration_s > 0 ({duration_s})")
@@ -157,7 +160,7 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
             while now < deadline:
                 count = batch
                 if rate_pps > 0:
-                    allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>sent
+                    allowed = <int64_t>((now - t0) * rate_pps / 1e9) - <int64_t>(sent + dropped)
                     if allowed <= 0:
                         nanosleep(&pause, NULL)
                         now = monotonic_ns()
@@ -169,14 +172,17 @@ def flood(int ifindex, list frames, double duration_s, int batch=64, double rate
                     sent += rc
                     start = (start + rc) % n
                 elif rc < 0 and errno != EINTR:
-                    pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back); retry
+                    pushbacks += 1  # ENOBUFS: the receiver's ring is full (veth pushes back)
+                    if lossy:  # the refused frame is the first of the batch: lost, the next one is tried
+                        dropped += 1
+                        start = (start + 1) % n
                 now = monotonic_ns()
             c_close(fd)
     finally:  # free(NULL) is a no-op: one place releases whatever was allocated
         free(buffer)
         free(iov)
         free(msgs)
-    return {"sent": sent, "pushbacks": pushbacks, "elapsed_s": (now - t0) / 1e9}
+    return {"sent": sent, "dropped": dropped, "pushbacks": pushbacks, "elapsed_s": (now - t0) / 1e9}
 
 
 def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0, unsigned chunk=4096) -> dict:
@@ -184,8 +190,8 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
     times per call into ifindex's transmit path (its veth peer receives them), cycling over frames.
 
     Needs the receiving peer to take XDP frames (a veth with NAPI: GRO on or an XDP program attached).
-    Returns {"sent": frames the program transmitted, "pushbacks": 0, "elapsed_s": ...}; frames the peer could not
-    queue are dropped there (its counters tell), as on a wire.
+    Returns {"sent": frames the program transmitted, "dropped": 0, "pushbacks": 0, "elapsed_s": ...}; frames the
+    peer could not queue are dropped there (its counters tell), as on a wire.
     """
     cdef size_t n = len(frames), i = 0
     cdef int prog_fd, rc = 0, err = 0
@@ -240,7 +246,7 @@ def flood_live(int ifindex, list frames, double duration_s, double rate_pps=0.0,
         free(sizes)
     if err:
         raise OSError(err, f"flood_live: BPF_PROG_RUN (live frames) on ifindex {ifindex}: {strerror(err).decode()}")
-    return {"sent": sent, "pushbacks": 0, "elapsed_s": (now - t0) / 1e9}
+    return {"sent": sent, "dropped": 0, "pushbacks": 0, "elapsed_s": (now - t0) / 1e9}
 
 
 def load_xdp_drop(str name="mlbf_flood_sink", bytes keep_mac=b"") -> int:

@@ -2,7 +2,7 @@
 from typing import Any
 
 def flood(
-    ifindex: int, frames: list[bytes], duration_s: float, batch: int = 64, rate_pps: float = 0.0
+    ifindex: int, frames: list[bytes], duration_s: float, batch: int = 64, rate_pps: float = 0.0, lossy: bool = False
 ) -> dict[str, Any]: ...
 def flood_live(
     ifindex: int, frames: list[bytes], duration_s: float, rate_pps: float = 0.0, chunk: int = 4096

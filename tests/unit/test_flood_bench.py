@@ -112,6 +112,8 @@ def test_run_figures() -> None:
     assert run.ns_per_reply == pytest.approx(0.5e9 / 50)  # NAPI thread + process, not the whole core
     assert run.ceiling_per_s == pytest.approx(100.0)
     assert _run("sender-only", delivered=1000, napi_ticks=1).ns_per_request == pytest.approx(10_000)
+    lossy = _run("kernel", sent=600, dropped=400, replies=600)  # the node took 600 of 1,000 offered
+    assert (lossy.offered_per_s, lossy.lost, lossy.answered) == (1000.0, 0.4, 0.6)
     assert run.process_cpu == pytest.approx(0.2)  # 0.4 s of CPU over a 2 s window
     without_napi = _run("x", replies=10, core=fs.CpuTicks(10, 100))
     assert without_napi.ns_per_reply == without_napi.core_ns_per_reply
