@@ -98,10 +98,6 @@ QUICK = Plan(scales=(200, 1_000), nodes=50, events=10, churn_s=5.0, burst=200)
 # ---------------------------------------------------------------------------------------------- objects
 
 
-def bulk_service(name: str) -> dict[str, Any]:
-    return cp.bulk_service(name)
-
-
 def sample_service(name: str, address: IPv4Address) -> dict[str, Any]:
     body = cp.arp_service(name, address)
     body["spec"]["externalTrafficPolicy"] = "Local"
@@ -276,7 +272,7 @@ class Bench:
             meter.wait_idle(quiet_s=0.5)
         result["delete"] = {**delete, "ms_per_event": per_event_ms(delete, events)}
         for name in victims:  # back to the same count, so the next scale point starts where it says
-            self.client.create(services_path(), bulk_service(name))
+            self.client.create(services_path(), cp.bulk_service(name))
         self.bulk -= events  # the quiet creations above: the next fill counts from here
         for i in range(events):
             self.client.request("DELETE", f"{services_path()}/bulk-{self.bulk + i:05d}")
@@ -314,7 +310,7 @@ class Bench:
 
     def create_bulk(self, name: str) -> None:
         self.client.create(slices_path(), endpoint_slice(name, self.rng.sample(self.all_nodes, 3), "IPv6"))
-        self.client.create(services_path(), bulk_service(name))
+        self.client.create(services_path(), cp.bulk_service(name))
 
     def change_slice(self, index: int, generation: int) -> None:
         name = f"bulk-{index:05d}"
@@ -356,12 +352,12 @@ class Bench:
         CpuMeter(program.pid).wait_idle(quiet_s=2.0, timeout=self.plan.wait_timeout_s)  # its initial sync
         names = [f"burst-{label}-{i:05d}" for i in range(self.plan.burst)]
         watcher = cp.Watcher(self.kube, self.client, f"burst-{label}-", len(names), self.plan.wait_timeout_s)
-        posted = cp.create_services(self.client, [bulk_service(n) for n in names], self.plan.create_threads)
+        posted = cp.create_services(self.client, [cp.bulk_service(n) for n in names], self.plan.create_threads)
         burst = cp.status_latency(posted, watcher.result())
         memory = program.memory()
         program.stop()
         names = [f"backlog-{label}-{i:05d}" for i in range(self.plan.burst)]
-        cp.create_services(self.client, [bulk_service(n) for n in names], self.plan.create_threads)
+        cp.create_services(self.client, [cp.bulk_service(n) for n in names], self.plan.create_threads)
         watcher = cp.Watcher(self.kube, self.client, f"backlog-{label}-", len(names), self.plan.wait_timeout_s)
         started = time.monotonic()
         program = start(f"controller-{label}-backlog")

@@ -482,8 +482,7 @@ class Speaker:
         for change in changes:
             before, after = change.before, change.after
             if after is not None and after.announcement is not None and (before is None or before.announcement is None):
-                for event in status.node_assigned_events(set(), [after.announcement.service], node):
-                    self._record(event)
+                self._record(status.node_assigned_event(after.announcement.service, node))
             for event in after.warnings if after is not None else ():
                 if before is None or event not in before.warnings:
                     self._record(event)
