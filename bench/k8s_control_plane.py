@@ -17,6 +17,7 @@ allocate node ports (the 1.20 range would run out). The ARP samples are IPv4 wit
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -44,6 +45,7 @@ from metallb_fast.dataplane.packets import ETHERTYPE_ARP, arp_request, format_ma
 from metallb_fast.k8s.client import ApiError, Json, KubeClient, iter_json_lines
 from metallb_fast.lab import Lab
 from metallb_fast.lab.loopback_proxy import LoopbackProxy
+from metallb_fast.lab.processes import ManagedProcess
 from metallb_fast.testing.kubeenv import KubeEnv, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,16 +101,6 @@ def cpu_seconds(pid: int | None) -> float:
     except (OSError, TypeError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def ingress_of(obj: Json) -> list[str]:
@@ -242,26 +234,22 @@ class Watcher:
 # ---------------------------------------------------------------------------------------------- program processes
 
 
-class Program:
-    """`metallb-fast controller|speaker` as a child process (in a lab namespace when `lab` is given)."""
+class Program(ManagedProcess):
+    """`metallb-fast controller|speaker` as a child process (in a lab namespace when `lab` is given), started at
+    once."""
 
     def __init__(self, name: str, argv: Sequence[str], logdir: Path, lab: Lab | None = None,
                  netns: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.name = name
-        self.log = logdir / f"{name}.log"
+        launch = functools.partial(lab.popen, netns) if lab is not None and netns is not None else subprocess.Popen
+        super().__init__(name, argv, logdir / f"{name}.log", launch=launch, env=env, cwd=cwd)
         self.started = time.monotonic()
-        with self.log.open("ab") as out:
-            if lab is not None and netns is not None:
-                self.proc = lab.popen(netns, argv, stdout=out, stderr=subprocess.STDOUT)
-            else:
-                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        self.start()
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        pid = super().pid
+        assert pid is not None, "started in __init__"
+        return pid
 
     def memory(self) -> dict[str, int]:
         # `ip netns exec` execs the command in place, so the pid is the Python process itself: check it is ours
@@ -270,22 +258,13 @@ class Program:
             raise RuntimeError(f"{self.name}: pid {self.pid} is not the program ({cmdline[:80]!r})")
         return memory_of(self.pid)
 
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+    def stop(self, timeout: float = 20.0, kill: bool = False) -> int | None:
+        return super().stop(timeout, kill)
 
 
 def controller_argv(kube: KubeEnv, metrics_port: int = 0) -> list[str]:
-    return [*METALLB_FAST, "controller", "--kubeconfig", str(kube.kubeconfig_path("admin")),
+    """The controller under the deploy/ ServiceAccount's token and roles (what an operator deploys is measured)."""
+    return [*METALLB_FAST, "controller", "--kubeconfig", str(kube.kubeconfig_path("controller")),
             "--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1", "--log-level", "error"]
 
 
@@ -387,14 +366,15 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             # registered after the API server, so unwound before it: the programs stop while it still answers
             stack.callback(lambda: [p.stop() for p in programs])
             kube.apply_crds(CRDS)
+            kube.apply_deploy_rbac(ROOT / "deploy")
             kube.start_controller_manager()
             kube_pids = [p for p in (kube.apiserver.pid, kube.etcd.pid, kube.controller_manager.pid) if p]
             watched.update({"kube-apiserver": kube.apiserver.pid, "etcd": kube.etcd.pid,
                             "kube-controller-manager": kube.controller_manager.pid})
             client = KubeClient.from_kubeconfig(str(kube.kubeconfig_path("admin")))
             stack.callback(client.close)
-            for ns in ("metallb-system", NAMESPACE):
-                client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            client.create("/api/v1/namespaces",
+                          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
             lab = stack.enter_context(Lab(nodes=1, clients=1))
             node = lab.nodes[0]
             kube.create_node(node.name, internal_ip=str(node.ipv4("eth0")))
@@ -535,7 +515,7 @@ def initial_sync(program: Program, port: int, services: int, timeout: float) -> 
     deadline = start + timeout
     while time.monotonic() < deadline:
         if not program.alive():
-            raise RuntimeError(f"{program.name} exited ({program.proc.returncode}):\n{program.tail()}")
+            raise RuntimeError(f"{program.name} exited ({program.returncode}):\n{program.tail()}")
         current = read_counter(port)
         now = time.monotonic()
         if current is not None:
@@ -569,20 +549,20 @@ def compare(before: dict[str, tuple[str, tuple[str, ...]]], after: dict[str, tup
             "examples_changed": (changed_ip + written)[:5]}
 
 
-def start_speaker(kube: KubeEnv, lab: Lab, node: str, logdir: Path, programs: list[Program], user: str = "admin"
+def start_speaker(kube: KubeEnv, lab: Lab, node: str, logdir: Path, programs: list[Program]
                   ) -> tuple[Program, str]:
     """--backend xdp; ring when xdp cannot load (the speaker exits at startup: it says why in its log)."""
     for backend in ("xdp", "ring"):
-        argv = [*METALLB_FAST, "speaker", "--kubeconfig", str(kube.kubeconfig_path(user)), "--metrics-port", "0",
+        argv = [*METALLB_FAST, "speaker", "--kubeconfig", str(kube.kubeconfig_path("speaker")), "--metrics-port", "0",
                 "--log-level", "error", "--node-name", node, "--backend", backend]
         speaker = Program(f"speaker-{backend}", argv, logdir, lab, lab.nodes[0].netns)
         programs.append(speaker)
         # bcc compiles and attaches in ~1-2 s; a backend that cannot load makes the program exit before that ends
         with contextlib.suppress(subprocess.TimeoutExpired):
-            speaker.proc.wait(8)
+            speaker.wait(8)
         if speaker.alive():
             return speaker, backend
-        print(f"  speaker --backend {backend} exited ({speaker.proc.returncode}):\n{speaker.tail()}", file=sys.stderr)
+        print(f"  speaker --backend {backend} exited ({speaker.returncode}):\n{speaker.tail()}", file=sys.stderr)
     raise RuntimeError("the speaker started with neither the xdp nor the ring backend")
 
 

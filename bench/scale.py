@@ -383,19 +383,6 @@ def baseline_tree(ref: str, into: Path) -> Path:
     return into
 
 
-def controller_argv(kube: KubeEnv) -> list[str]:
-    return [
-        *cp.METALLB_FAST,
-        "controller",
-        "--kubeconfig",
-        str(kube.kubeconfig_path("controller")),
-        "--metrics-port",
-        "0",
-        "--log-level",
-        "error",
-    ]
-
-
 def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise PermissionError("the scale benchmark needs root (network namespaces, XDP)")
@@ -422,9 +409,9 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             raise ValueError("at most 50 sample Services per scale point: the lab LAN has 56 spare addresses")
         for path, body in cp.config_objects(lab.vip_v4(0), lab.vip_v4(plan.events - 1)):
             client.create(path, body)
-        controller = cp.Program("controller", controller_argv(kube), logdir)
+        controller = cp.Program("controller", cp.controller_argv(kube), logdir)
         bench.programs.append(controller)
-        speaker, backend = cp.start_speaker(kube, lab, bench.node, logdir, bench.programs, user="speaker")
+        speaker, backend = cp.start_speaker(kube, lab, bench.node, logdir, bench.programs)
         result["speaker_backend"] = backend
         probe = cp.ArpProbe(lab)
         stack.callback(probe.close)
@@ -454,7 +441,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             log(f"[controller {label}: burst and backlog]")
 
             def start(name: str, options: dict[str, Any] = options) -> cp.Program:
-                program = cp.Program(name, controller_argv(kube), logdir, **options)
+                program = cp.Program(name, cp.controller_argv(kube), logdir, **options)
                 bench.programs.append(program)
                 return program
 

@@ -9,7 +9,9 @@ and the end-to-end tests, so both drive the same wiring.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import yaml
@@ -34,6 +36,7 @@ from metallb_fast.lab.probe import (
     terminate,
     wait_ready,
 )
+from metallb_fast.lab.processes import ManagedProcess
 from metallb_fast.lab.tools import arping, ndisc
 from metallb_fast.lab.topology import Host, Lab
 from metallb_fast.testing.kubeenv import KubeEnv
@@ -61,9 +64,8 @@ class ClusterLab:
     on_sigterm: str = "handover"
     exclude_l2_file: Path | None = None  # --exclude-l2-file of every speaker (None: the default path, absent here)
     lab: Lab = field(init=False)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
-    returncodes: dict[str, int] = field(default_factory=dict, init=False)
-    _logs: dict[str, IO[bytes]] = field(default_factory=dict, init=False)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict, init=False)
+    returncodes: dict[str, int | None] = field(default_factory=dict, init=False)
     _speaker_argv: dict[str, list[str]] = field(default_factory=dict, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
     _member_views: dict[str, tuple[int, set[str]]] = field(default_factory=dict, init=False)
@@ -145,9 +147,7 @@ class ClusterLab:
 
     def kill_speaker(self, node_name: str) -> None:
         """SIGKILL one speaker (our own child, by its pid): no leave, no detach, as when its node dies."""
-        proc = self.processes[f"speaker-{node_name}"]
-        proc.kill()
-        proc.wait()
+        self.processes[f"speaker-{node_name}"].kill()
 
     def forget_fast_path(self, node_name: str) -> None:
         """What a reboot of the node loses: the XDP programs on its links and the maps its speaker pinned."""
@@ -162,31 +162,17 @@ class ClusterLab:
         self._spawn(f"speaker-{node_name}", host.netns, self._speaker_argv[node_name], append=True)
 
     def _spawn(self, name: str, netns: str | None, argv: list[str], append: bool = False) -> None:
-        if name in self._logs:
-            self._logs.pop(name).close()
-        mode = "ab" if append else "wb"
-        handle = self._logs[name] = open(self.log_dir / f"{name}.log", mode)  # noqa: SIM115 - closed in stop
-        if netns is None:
-            self.processes[name] = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
-        else:
-            self.processes[name] = self.lab.popen(netns, argv, stdout=handle, stderr=subprocess.STDOUT)
+        launch = subprocess.Popen if netns is None else functools.partial(self.lab.popen, netns)
+        self.processes[name] = ManagedProcess(name, argv, self.log_dir / f"{name}.log", launch=launch)
+        self.processes[name].start(truncate=not append)
 
-    def stop_programs(self) -> dict[str, int]:
-        """SIGTERM every program and wait; returns each exit status (a program that needed SIGKILL gets -9)."""
+    def stop_programs(self) -> dict[str, int | None]:
+        """SIGTERM every program and wait; returns each exit status (a program that needed SIGKILL gets KILLED)."""
         for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.terminate()
+            proc.send_signal(signal.SIGTERM)
         for name, proc in self.processes.items():
-            try:
-                self.returncodes[name] = proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                self.returncodes[name] = -9
+            self.returncodes[name] = proc.stop(timeout=STOP_TIMEOUT_S)
         self.processes.clear()
-        for handle in self._logs.values():
-            handle.close()
-        self._logs.clear()
         return dict(self.returncodes)
 
     def _delete_nodes(self) -> None:
@@ -209,7 +195,7 @@ class ClusterLab:
         return {
             name: f"exit {proc.returncode}:\n{self.tail(name)}"
             for name, proc in self.processes.items()
-            if proc.poll() is not None
+            if not proc.alive()
         }
 
     # ------------------------------------------------------------------ API helpers
@@ -284,28 +270,22 @@ class ClusterLab:
 
     def speaker_pid(self, node_name: str) -> int:
         """The pid of the node's speaker process (`ip netns exec` execs it: the pid is the program's own)."""
-        return self.processes[f"speaker-{node_name}"].pid
+        pid = self.processes[f"speaker-{node_name}"].pid
+        assert pid is not None, "every program in `processes` was started"
+        return pid
 
     def speaker_running(self, node_name: str) -> bool:
         proc = self.processes.get(f"speaker-{node_name}")
-        return proc is not None and proc.poll() is None
+        return proc is not None and proc.alive()
 
     def signal_speaker(self, node_name: str, signum: int) -> None:
         """Send `signum` to the node's speaker (our own child, by pid), e.g. SIGSTOP / SIGCONT."""
         self.processes[f"speaker-{node_name}"].send_signal(signum)
 
-    def stop_speaker(self, node_name: str, timeout: float = STOP_TIMEOUT_S) -> int:
-        """SIGTERM the node's speaker (it leaves memberlist and withdraws) and wait; its exit status (-9 when it
+    def stop_speaker(self, node_name: str, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM the node's speaker (it leaves memberlist and withdraws) and wait; its exit status (KILLED when it
         had to be killed). restart_speaker starts it again."""
-        proc = self.processes[f"speaker-{node_name}"]
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -9
+        return self.processes[f"speaker-{node_name}"].stop(timeout=timeout)
 
     def lan_port(self, node_name: str) -> str:
         """The switch port of the node's LAN 0 link: its veth peer, in the lab's bridge namespace."""

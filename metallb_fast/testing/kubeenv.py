@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metallb_fast.lab.processes import ManagedProcess
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
@@ -109,50 +111,9 @@ def free_port(address: str = "127.0.0.1") -> int:
 # ---- processes ----------------------------------------------------------------------------------------------------
 
 
-class ManagedProcess:
-    """One child process with its output in a log file; stopped by pid, never by name."""
-
-    def __init__(self, name: str, argv: Sequence[str], workdir: Path) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log = workdir / f"{name}.log"
-        self._pids_file = workdir / "pids"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> None:
-        if self.alive():
-            return
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          start_new_session=True)
-        with self._pids_file.open("a") as f:
-            f.write(f"{self._proc.pid}\n")
-
-    def stop(self, timeout: float = 10.0, kill: bool = False) -> None:
-        """SIGTERM (a graceful shutdown, SIGKILL after `timeout`), or SIGKILL at once with `kill` (a crash)."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+def _managed(name: str, argv: Sequence[str], workdir: Path) -> ManagedProcess:
+    """A control-plane process logging to the work dir, its pid recorded there for remove_stale_workdirs."""
+    return ManagedProcess(name, argv, workdir / f"{name}.log", pids_file=workdir / "pids")
 
 
 def _cmdline(pid: int) -> str:
@@ -304,9 +265,9 @@ class KubeEnv:
         for short, user in self.users.items():
             self.kubeconfig_path(short).write_text(kubeconfig(self.server, self.pki.ca_cert, user))
         etcd_port, peer_port = free_port(), free_port()
-        self.etcd = ManagedProcess("etcd", self._etcd_argv(etcd_port, peer_port), self.workdir)
-        self.apiserver = ManagedProcess("kube-apiserver", self._apiserver_argv(etcd_port), self.workdir)
-        self.controller_manager = ManagedProcess("kube-controller-manager", self._kcm_argv(), self.workdir)
+        self.etcd = _managed("etcd", self._etcd_argv(etcd_port, peer_port), self.workdir)
+        self.apiserver = _managed("kube-apiserver", self._apiserver_argv(etcd_port), self.workdir)
+        self.controller_manager = _managed("kube-controller-manager", self._kcm_argv(), self.workdir)
 
     # -- argv --
 

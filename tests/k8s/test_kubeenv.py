@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,22 +15,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv, KubeEnvError, remove_stale_workdirs
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
-
-
-def _wait_for(what: str, check: object, timeout: float = 30.0) -> object:
-    """Poll `check()` until it returns something truthy (waiting on the server, not timing it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()  # type: ignore[operator]
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
@@ -79,13 +67,13 @@ def test_controller_manager_makes_endpointslices(kube_controller_manager: KubeEn
                                     "?labelSelector=kubernetes.io/service-name=web")
         return [e for s in slices["items"] for e in (s.get("endpoints") or [])]  # type: ignore[union-attr]
 
-    endpoints = _wait_for("an EndpointSlice for Service web", slice_endpoints)
+    endpoints = wait_for(slice_endpoints, what="an EndpointSlice for Service web")
     assert [(e["addresses"], e["nodeName"], e["conditions"]["ready"]) for e in endpoints] == [  # type: ignore[index]
         (["10.0.0.11"], f"{kube_namespace}-n1", True)]
 
     env.set_pod_ready(kube_namespace, "web-1", False)
-    _wait_for("the endpoint to turn not ready",
-              lambda: [e for e in slice_endpoints() if e["conditions"]["ready"] is False])  # type: ignore[index]
+    wait_for(lambda: [e for e in slice_endpoints() if e["conditions"]["ready"] is False],  # type: ignore[index]
+             what="the endpoint to turn not ready")
 
 
 def test_stale_workdir_of_a_dead_run_is_removed(tmp_path: Path) -> None:

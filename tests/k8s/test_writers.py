@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from metallb_fast.k8s.client import KubeClient
 from metallb_fast.k8s.writers import EventRecorder, ObjectRef, ServiceL2StatusWriter
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.resources import Service
 from metallb_fast.speaker.status import desired_l2_status
 from metallb_fast.testing.kubeenv import KubeEnv
@@ -67,7 +67,4 @@ def test_announcing_node_takes_over_the_service_l2_status(client: KubeClient) ->
     # Withdrawn: the object goes, and applying the same empty state again changes nothing.
     new.apply({})
     new.apply({})
-    deadline = time.monotonic() + 5
-    while statuses(client) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert statuses(client) == []
+    wait_for(lambda: statuses(client) == [], timeout=5, what="the withdrawn ServiceL2Status to go")
