@@ -69,12 +69,13 @@ cdef enum:
     V_HEARTBEAT
     V_MALFORMED_HEARTBEAT
     V_RATE_LIMITED
+    V_OTHER_ETH_DST
     N_VERDICTS
 
 VERDICTS = (
     "answered", "not_arp_or_ndp", "malformed", "not_request", "gratuitous", "bad_hop_limit",
     "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired", "heartbeat", "malformed_heartbeat",
-    "rate_limited",
+    "rate_limited", "other_eth_dst",
 )
 
 cdef enum:
@@ -187,7 +188,7 @@ cdef int _owned_tail(Table *table, uint8_t family, const uint8_t *target, int ad
         return V_WRONG_INTERFACE
     e.requests += 1
     if not dst_ok_without_mac and memcmp(frame, e.mac, 6) != 0:
-        return V_NOT_OWNED
+        return V_OTHER_ETH_DST
     if not m.alive:
         return V_LIVENESS_EXPIRED
     if m.flood.interval_ns:
@@ -312,7 +313,7 @@ cdef int _reflect(const uint8_t *f, size_t n, size_t udp, const Reflector *hb, b
     if payload[5] != HB_REQUEST:
         return V_MALFORMED_HEARTBEAT
     if memcmp(f, hb.mac, 6) != 0:
-        return V_NOT_OWNED  # for another host: flooded to us, or we are promiscuous
+        return V_OTHER_ETH_DST  # for another host: flooded to us, or we are promiscuous
     if not alive:
         return V_LIVENESS_EXPIRED
     memcpy(out, f, n)

@@ -20,7 +20,8 @@
 #include <linux/in6.h>
 
 #if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED) || \
-    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT) || !defined(VERDICT_RATE_LIMITED)
+    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT) || !defined(VERDICT_RATE_LIMITED) || \
+    !defined(VERDICT_OTHER_ETH_DST)
 #error "the loader must define VERDICT_* (the order of base.Verdict) and VERDICT_COUNT"
 #endif
 #ifndef MAX_VIPS
@@ -224,7 +225,7 @@ static __always_inline int handle_arp(struct xdp_md *ctx, __u8 *data, __u8 *data
     if (counters)
         counters->requests += 1;
     if (!is_broadcast(data) && !same_mac(data, vip->mac))
-        return decline(VERDICT_NOT_OWNED);
+        return decline(VERDICT_OTHER_ETH_DST);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
     int limited = over_flood_limit(data + 6, 4, &sender, 4);
@@ -321,7 +322,7 @@ static __always_inline int reflect(__u8 *data, __u8 *udp, const struct heartbeat
     if (hb[5] != HB_REQUEST)
         return decline(VERDICT_MALFORMED_HEARTBEAT);
     if (!same_mac(data, iface->mac))
-        return decline(VERDICT_NOT_OWNED);
+        return decline(VERDICT_OTHER_ETH_DST);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
 
@@ -495,7 +496,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     if (counters)
         counters->requests += 1;
     if (!(data[0] & 1) && !same_mac(data, vip->mac))
-        return decline(VERDICT_NOT_OWNED);
+        return decline(VERDICT_OTHER_ETH_DST);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
     int limited = over_flood_limit(data + 6, 6, &source, 16);

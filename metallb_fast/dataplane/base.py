@@ -28,13 +28,16 @@ class Verdict(str, Enum):
     GRATUITOUS = "gratuitous"  # ARP with sender == target, or DAD NS from ::
     BAD_HOP_LIMIT = "bad_hop_limit"
     NO_SOURCE_LLADDR = "no_source_lladdr"
-    NOT_OWNED = "not_owned"  # target address not in the map at all
+    NOT_OWNED = "not_owned"  # target address not in the map at all (Ethernet destination: OTHER_ETH_DST)
     WRONG_INTERFACE = "wrong_interface"  # owned, but on another interface
     LIVENESS_EXPIRED = "liveness_expired"  # a request this node would answer (ARP, NDP or heartbeat), too late
     # Appended, so the counter indices of the reasons above stay what they were (the C program's -D defines).
     HEARTBEAT = "heartbeat"  # a heartbeat request reflected: answered, but not an address request
     MALFORMED_HEARTBEAT = "malformed_heartbeat"  # UDP to the heartbeat port that is not a version-1 request/reply
     RATE_LIMITED = "rate_limited"  # a request this node would answer, over its source's flood limit (floodlimit.py)
+    # Sent to another host's Ethernet address (a bridge flooding unknown unicast, a promiscuous NIC): an owned
+    # target unicast to a MAC other than the one it is answered with, or a heartbeat not sent to the interface's MAC.
+    OTHER_ETH_DST = "other_eth_dst"
 
 
 # Verdicts that are not declines: stats() reports ANSWERED per address and HEARTBEAT as a total.

@@ -102,7 +102,7 @@ def _lookup(
     if mac is None:
         return (Verdict.WRONG_INTERFACE if target in owned_elsewhere else Verdict.NOT_OWNED), None
     if not dst_ok_without_mac and eth_dst != mac:
-        return Verdict.NOT_OWNED, None
+        return Verdict.OTHER_ETH_DST, None
     if not alive:
         return Verdict.LIVENESS_EXPIRED, None
     return Verdict.ANSWERED, mac
@@ -254,7 +254,7 @@ def _reflect(frame: bytes, udp: int, reflector: Reflector, alive: bool, ipv4: bo
     if received.kind is not heartbeat.Kind.REQUEST:
         return Answer(Verdict.NOT_REQUEST)  # a reflection on its way back to a sender on this node
     if frame[0:6] != reflector.mac:
-        return Answer(Verdict.NOT_OWNED)  # for another host: flooded to us, or we are promiscuous
+        return Answer(Verdict.OTHER_ETH_DST)  # for another host: flooded to us, or we are promiscuous
     if not alive:
         return Answer(Verdict.LIVENESS_EXPIRED)
     reply = bytearray(frame)  # same length: everything not named here is carried over unchanged

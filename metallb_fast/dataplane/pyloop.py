@@ -48,7 +48,7 @@ RCVBUF = 4 << 20  # absorb bursts: Python drains slower than a flood arrives
 POLL_MS = 200
 BATCH = 64  # frames drained per readiness event before re-polling (fairness between interfaces)
 # Frames that reached the lookup for an owned key: they count as requests for it (docs/fastpath.md, Counters)
-_COUNTED = frozenset({Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED})
+_COUNTED = frozenset({Verdict.ANSWERED, Verdict.OTHER_ETH_DST, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED})
 
 
 @dataclass(frozen=True)

@@ -410,11 +410,11 @@ def test_answers_exactly_what_the_oracle_answers(pair: Pair) -> None:
     assert replies == expected  # same bytes, same order: one loop, batches processed in arrival order
     assert stats.backend == "ring"
     for key in ((VIP4, IFACE), (VIP6, IFACE)):
-        # For an owned target, NOT_OWNED means "Ethernet dst is another MAC": the lookup matched, so it counts.
+        # "Ethernet dst is another MAC" comes after the lookup matched, so it counts.
         requests = sum(
             1
             for a in answers
-            if a.target == key[0] and a.verdict in (Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED)
+            if a.target == key[0] and a.verdict in (Verdict.ANSWERED, Verdict.OTHER_ETH_DST, Verdict.LIVENESS_EXPIRED)
         )
         replied = sum(1 for a in answers if a.target == key[0] and a.verdict is Verdict.ANSWERED)
         assert stats.per_address[key] == AddressCounters(requests, replied), key
@@ -424,6 +424,7 @@ def test_answers_exactly_what_the_oracle_answers(pair: Pair) -> None:
         Verdict.BAD_HOP_LIMIT,
         Verdict.NO_SOURCE_LLADDR,
         Verdict.NOT_OWNED,
+        Verdict.OTHER_ETH_DST,
         Verdict.WRONG_INTERFACE,
     ):
         assert stats.declined[verdict] == oracle_declined[verdict], verdict

@@ -63,7 +63,7 @@ OWNED_HERE: dict[IPAddress, bytes] = {a: m for (a, i), m in DESIRED.items() if i
 OWNED_ELSEWHERE = frozenset(a for a, _ in DESIRED) - OWNED_HERE.keys()
 REFLECTOR = Reflector(HEARTBEAT_PORT, NODE_MAC)
 # Counted per address: frames that matched the key, whether answered or declined after the lookup.
-AFTER_LOOKUP = {Verdict.ANSWERED, Verdict.NOT_OWNED, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED}
+AFTER_LOOKUP = {Verdict.ANSWERED, Verdict.OTHER_ETH_DST, Verdict.LIVENESS_EXPIRED, Verdict.RATE_LIMITED}
 
 
 def corpus() -> Iterator[tuple[str, bytes]]:

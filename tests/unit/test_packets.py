@@ -97,7 +97,18 @@ def test_arp_request_for_owned_address_is_answered_in_place() -> None:
 
 def test_arp_unicast_to_owned_mac_is_answered_to_another_mac_is_not() -> None:
     assert decide(arp(eth_dst=OWNED_MAC)).verdict is Verdict.ANSWERED
-    assert decide(arp(eth_dst=STRANGER_MAC)).verdict is Verdict.NOT_OWNED
+    assert decide(arp(eth_dst=STRANGER_MAC)).verdict is Verdict.OTHER_ETH_DST
+
+
+def test_another_ethernet_destination_is_its_own_reason_not_not_owned() -> None:
+    # An owned address asked of another host's MAC (a bridge flooding unknown unicast) and an address nobody here
+    # owns are different problems; the declined counter must tell them apart.
+    for frame in (arp(eth_dst=STRANGER_MAC), ns(eth_dst=STRANGER_MAC)):
+        result = decide(frame)
+        assert (result.verdict, result.reply) == (Verdict.OTHER_ETH_DST, None)
+        assert result.target in OWNED, "the lookup matched: it counts as a request of the address"
+    assert decide(arp(tpa=OTHER4, eth_dst=STRANGER_MAC)).verdict is Verdict.NOT_OWNED, "not owned comes first"
+    assert reflect(heartbeat4(eth_dst=STRANGER_MAC)).verdict is Verdict.OTHER_ETH_DST
 
 
 def test_arp_probe_from_unspecified_sender_is_answered() -> None:
@@ -172,7 +183,7 @@ def test_ns_with_padding_and_several_options_still_gives_86_byte_na() -> None:
 
 def test_ns_unicast_to_owned_mac_is_answered_to_another_mac_is_not() -> None:
     assert decide(ns(eth_dst=OWNED_MAC)).verdict is Verdict.ANSWERED
-    assert decide(ns(eth_dst=STRANGER_MAC)).verdict is Verdict.NOT_OWNED
+    assert decide(ns(eth_dst=STRANGER_MAC)).verdict is Verdict.OTHER_ETH_DST
 
 
 def test_ns_scan_stops_after_eight_options() -> None:
@@ -223,7 +234,7 @@ def test_declines(frame: bytes, verdict: Verdict) -> None:
 def test_ns_owned_elsewhere_and_liveness() -> None:
     assert decide(ns(target=OTHER6), elsewhere=frozenset({OTHER6})).verdict is Verdict.WRONG_INTERFACE
     assert decide(ns(), alive=False).verdict is Verdict.LIVENESS_EXPIRED
-    assert decide(ns(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.NOT_OWNED
+    assert decide(ns(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.OTHER_ETH_DST
 
 
 def test_bytes_like_input_is_accepted() -> None:
@@ -282,8 +293,8 @@ HEARTBEAT_DECLINES: dict[str, tuple[bytes, Verdict]] = {
     "hb-v6-reply": (heartbeat6(heartbeat_payload(kind=2)), Verdict.NOT_REQUEST),
     "hb-other-port": (heartbeat4(dst_port=HEARTBEAT_PORT + 1), Verdict.NOT_ARP_OR_NDP),
     "hb-tcp": (heartbeat4(protocol=6), Verdict.NOT_ARP_OR_NDP),
-    "hb-other-mac": (heartbeat4(eth_dst=STRANGER_MAC), Verdict.NOT_OWNED),
-    "hb-broadcast": (heartbeat6(eth_dst=BCAST), Verdict.NOT_OWNED),
+    "hb-other-mac": (heartbeat4(eth_dst=STRANGER_MAC), Verdict.OTHER_ETH_DST),
+    "hb-broadcast": (heartbeat6(eth_dst=BCAST), Verdict.OTHER_ETH_DST),
     "hb-magic": (heartbeat4(heartbeat_payload(magic=b"MLBG")), Verdict.MALFORMED_HEARTBEAT),
     "hb-version": (heartbeat6(heartbeat_payload(version=2)), Verdict.MALFORMED_HEARTBEAT),
     "hb-kind-0": (heartbeat4(heartbeat_payload(kind=0)), Verdict.MALFORMED_HEARTBEAT),
@@ -322,7 +333,7 @@ def test_heartbeats_are_ordinary_traffic_where_not_served() -> None:
 def test_heartbeat_liveness_comes_last() -> None:
     assert reflect(heartbeat4(), alive=False) == Answer(Verdict.LIVENESS_EXPIRED)
     assert reflect(heartbeat6(), alive=False) == Answer(Verdict.LIVENESS_EXPIRED)
-    assert reflect(heartbeat4(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.NOT_OWNED
+    assert reflect(heartbeat4(eth_dst=STRANGER_MAC), alive=False).verdict is Verdict.OTHER_ETH_DST
     assert reflect(heartbeat4(heartbeat_payload(kind=2)), alive=False).verdict is Verdict.NOT_REQUEST
 
 
