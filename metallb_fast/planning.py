@@ -18,8 +18,9 @@ from typing import Any
 from metallb_fast import manifests
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
-from metallb_fast.controller.decide import Decision, SyncResult, decide, reprocess_order
+from metallb_fast.controller.decide import Decision, decide
 from metallb_fast.controller.events import Event
+from metallb_fast.controller.reprocess import frees_addresses, full_pass_order
 from metallb_fast.resources import EndpointSlice, Namespace, Node, Service
 from metallb_fast.speaker.explain import ClusterObjectsError, Explanation, cluster_objects, explain
 from metallb_fast.vocabulary import (
@@ -157,17 +158,17 @@ def build_plan(
             current[key] = _apply(current[key], decision)
         return decision
 
-    keys = list(current)
+    # What the controller does, with every write landing at once: controller/reprocess.py's policy.
     queue: list[str] = []
     full_pass = True
     for _ in range(MAX_ROUNDS):
         if not full_pass and not queue:
             break
-        batch = [s.key for s in reprocess_order(current[k] for k in keys)] if full_pass else queue
+        batch = [s.key for s in full_pass_order(current.values())] if full_pass else queue
         full_pass, queue = False, []
         for key in batch:
             decision = process(key)
-            if decision.result is SyncResult.REPROCESS_ALL:
+            if frees_addresses(decision.result):
                 full_pass = True
             if decision.changed and key not in queue:
                 queue.append(key)

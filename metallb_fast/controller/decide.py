@@ -15,7 +15,7 @@ Deliberate differences from MetalLB, both to avoid harm:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -103,12 +103,6 @@ def decide(allocator: Allocator, service: Service, lb_class: str | None = None) 
         if previous and not allocator.ips_of(key) and allocator.pool_for_ips(previous) is not None:
             result = SyncResult.REPROCESS_ALL
     return Decision(key, True, ingress, tuple(sorted(work.annotations.items())), tuple(events), result, changed)
-
-
-def reprocess_order(services: Iterable[Service]) -> list[Service]:
-    """reprocessAll's order: Services with more status addresses first, so a restart never hands an address that
-    is in some Service's status to another one; otherwise the given order (a stable sort)."""
-    return sorted(services, key=lambda s: -len(s.ingress_ips))
 
 
 def forget(allocator: Allocator, key: str) -> SyncResult:

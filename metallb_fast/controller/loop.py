@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metallb_fast.allocator.allocator import Allocator
-from metallb_fast.controller.decide import Decision, SyncResult, apply_config, decide, forget, reprocess_order
+from metallb_fast.controller.decide import Decision, apply_config, decide, forget
+from metallb_fast.controller.reprocess import frees_addresses, full_pass_order
 from metallb_fast.k8s.client import ApiError, Json, KubeClient
 from metallb_fast.k8s.configsource import ConfigSource, ConfigStateTarget
 from metallb_fast.k8s.informer import EventType, Informer, Resource, retry_until_stopped, wait_synced
@@ -43,6 +44,7 @@ from metallb_fast.vocabulary import (
 log = logging.getLogger(__name__)
 
 CONFIG = "config"
+FULL_PASS = "full-pass"  # queue keys that are not Services (a Service key always has a '/')
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 CONFLICT_ATTEMPTS = 5  # decisions in a row refused because the Service changed meanwhile
@@ -157,10 +159,14 @@ class Controller:
             pending.discard("")
             if self._stop.is_set():
                 return
+            full_pass = FULL_PASS in pending
+            pending.discard(FULL_PASS)
             if CONFIG in pending:
                 pending.discard(CONFIG)
-                if self._guarded(CONFIG, self._reload_config):
-                    pending.clear()  # every Service is processed by the reload
+                full_pass |= self._guarded(CONFIG, self._reload_config)
+            if full_pass:
+                self._sync_all()
+                pending.clear()  # every Service was processed by the pass
             for item in sorted(pending):
                 if self._stop.is_set():
                     return
@@ -180,11 +186,7 @@ class Controller:
 
     def _retry_later(self, key: str, error: Exception) -> None:
         metrics.update_errors.inc()
-        with self._retries_lock:
-            attempts = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempts
-            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-            heapq.heappush(self._retries, _Retry(time.monotonic() + delay, key))
+        attempts, delay = self._back_off(key)
         log.warning(
             "reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
             key,
@@ -194,7 +196,16 @@ class Controller:
             extra={"op": "reconcile"},
             exc_info=not isinstance(error, ApiError),
         )
+
+    def _back_off(self, key: str) -> tuple[int, float]:
+        """Schedule `key` again, later each time in a row (jittered exponential backoff); (attempts, delay)."""
+        with self._retries_lock:
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            heapq.heappush(self._retries, _Retry(time.monotonic() + delay, key))
         self.queue.put("")  # the loop may be sleeping without a timeout: it must see the new retry
+        return attempts, delay
 
     def _ensure_memberlist_secret(self) -> None:
         """The speakers' memberlist key, created when missing; retried with backoff while the API server says no
@@ -212,6 +223,7 @@ class Controller:
 
     # ------------------------------------------------------------------ reconcile
     def _reload_config(self) -> bool:
+        """Take a new configuration or new Namespace labels; whether a full pass is due."""
         changed = self.config.reload()
         namespaces = {ns.name: dict(ns.labels) for ns in self.namespaces.snapshot()}
         if not changed and self.config.current is not None and namespaces == getattr(self, "_namespaces", None):
@@ -221,34 +233,42 @@ class Controller:
             return False
         apply_config(self.allocator, self.config.current, namespaces)
         self._update_pool_metrics()
-        self._sync_all()
         return True
 
     def _sync_all(self) -> None:
-        """Every Service, those with addresses first (so nothing is stolen from them), then by age and name."""
-
-        services = sorted(self.services.snapshot(), key=lambda s: (s.creation_timestamp, s.namespace, s.name))
-        for service in reprocess_order(services):
+        """One full pass (controller/reprocess.py); another one later, backing off, when it freed addresses."""
+        freed = False
+        by_key = sorted(self.services.snapshot(), key=lambda s: (s.namespace, s.name))
+        for service in full_pass_order(by_key):
             if self._stop.is_set():
                 return
-            self._guarded(service.key, functools.partial(self._sync_service, service.key, reprocess=False))
+            freed |= self._guarded(service.key, functools.partial(self._sync_service, service.key, in_pass=True))
+        if freed:
+            # Later, not at once: the statuses written by this pass must come back through the watch first, or
+            # the next pass decides on the same stale ones.
+            self._back_off(FULL_PASS)
+        else:
+            with self._retries_lock:
+                self._attempts.pop(FULL_PASS, None)
 
-    def _sync_service(self, key: str, reprocess: bool = True) -> None:
+    def _sync_service(self, key: str, in_pass: bool = False) -> bool:
+        """Decide one Service and submit its writes; whether it freed addresses (outside a pass, the full pass
+        that this makes due has run by then)."""
         self.processed += 1
         metrics.updates.inc()
         service = self.services.get(key)
         if service is None:
             result = forget(self.allocator, key)
             self._update_pool_metrics()
-            if result is SyncResult.REPROCESS_ALL and reprocess:
-                self._sync_all()
-            return
-        decision = decide(self.allocator, service, self.lb_class)
-        self._submit_write(service, decision)
-        if decision.changed:
-            self._update_pool_metrics()
-        if decision.result is SyncResult.REPROCESS_ALL and reprocess:
+        else:
+            decision = decide(self.allocator, service, self.lb_class)
+            self._submit_write(service, decision)
+            if decision.changed:
+                self._update_pool_metrics()
+            result = decision.result
+        if frees_addresses(result) and not in_pass:
             self._sync_all()
+        return frees_addresses(result)
 
     def _submit_write(self, service: Service, decision: Decision) -> None:
         patch: dict[str, str | None] = {}
