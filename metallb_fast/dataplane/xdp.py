@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, floodlimit, ownership, pinning
+from metallb_fast.dataplane import bpfsys, floodlimit, kheaders, ownership, pinning
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -134,14 +134,7 @@ def _import_bcc() -> Any:
 
 
 def _check_kernel_headers() -> None:
-    if os.environ.get("BCC_KERNEL_SOURCE"):
-        return
-    moddir = Path("/lib/modules") / os.uname().release
-    if not any((moddir / sub / "include" / "linux" / "kconfig.h").exists() for sub in ("build", "source")):
-        raise ResponderError(
-            f"xdp: no kernel headers for bcc at {moddir}/build or {moddir}/source (nor BCC_KERNEL_SOURCE); "
-            "install linux-headers-amd64 and link them there (make install)"
-        )
+    kheaders.arrange_for_bcc()  # the shipped UAPI tree unless the operator set BCC_KERNEL_SOURCE
 
 
 def _pack_key(table: Any, address: IPAddress, ifindex: int) -> Any:
