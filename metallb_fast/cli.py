@@ -2,7 +2,9 @@
 
 Each command module exposes `HELP: str` (a string literal), `add_arguments(parser)` and `run(args) -> int`;
 modules are imported only when their command runs, so `metallb-fast plan` never loads bcc or the Kubernetes
-client, and `--help` reads each HELP from its module's source without importing it.
+client, and `--help` reads each HELP from its module's source without importing it. A module that sets
+`JSON_ERRORS = True` (the long-running programs, whose output is shipped as JSON lines) has its flag errors
+logged as one JSON line instead of argparse's usage text.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import ast
 import importlib
 import importlib.util
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +27,22 @@ COMMANDS: dict[str, str] = {
     "respond": "metallb_fast.commands.respond",
     "demo": "metallb_fast.commands.demo",
     "members": "metallb_fast.commands.members",
+    "status": "metallb_fast.commands.status",
 }
+EXIT_USAGE = 2  # argparse's
+
+
+class CommandParser(argparse.ArgumentParser):
+    json_errors = False
+
+    def error(self, message: str) -> None:  # type: ignore[override]  # exits, as argparse's does
+        if not self.json_errors:
+            super().error(message)
+        from metallb_fast.obs.logs import configure_logging
+
+        configure_logging()
+        logging.getLogger(self.prog).error("%s (see %s --help)", message, self.prog, extra={"op": "startup"})
+        sys.exit(EXIT_USAGE)
 
 
 def command_help(module_name: str) -> str:
@@ -48,7 +66,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     summary = (metallb_fast.__doc__ or "").splitlines()[0].removeprefix("metallb-fast: ")
     parser = argparse.ArgumentParser(prog="metallb-fast", description=summary)
     parser.add_argument("--version", action="version", version=f"metallb-fast {metallb_fast.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, module_name in COMMANDS.items():
         if name != chosen:
@@ -56,6 +74,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        command_parser.json_errors = bool(getattr(module, "JSON_ERRORS", False))
         module.add_arguments(command_parser)
         command_parser.set_defaults(run=module.run)
     return parser

@@ -11,6 +11,7 @@ When the manifests also hold Nodes and EndpointSlices, the speaker's election th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +19,22 @@ from typing import Any
 from metallb_fast import manifests
 from metallb_fast.allocator import Allocator
 from metallb_fast.config import Config, ConfigError, parse_config
+from metallb_fast.config.parse import SERVED_VERSIONS
 from metallb_fast.controller.decide import Decision, decide
 from metallb_fast.controller.events import Event
 from metallb_fast.controller.reprocess import frees_addresses, full_pass_order
 from metallb_fast.resources import EndpointSlice, Namespace, Node, Service
-from metallb_fast.speaker.explain import ClusterObjectsError, Explanation, cluster_objects, explain
+from metallb_fast.speaker.explain import (
+    ENDPOINT_SLICE_API_VERSIONS,
+    ClusterObjectsError,
+    Explanation,
+    cluster_objects,
+    explain,
+)
 from metallb_fast.vocabulary import (
     ANNOTATION_IP_ALLOCATED_FROM_POOL,
     DEFAULT_NAMESPACE,
+    GROUP,
     LABEL_NAMESPACE_NAME,
     class_matches,
 )
@@ -107,6 +116,35 @@ def with_cluster_ips(obj: Mapping[str, Any], number: int, cluster_families: tupl
     return {**obj, "spec": {**spec, "clusterIPs": ips}}
 
 
+def read_by_plan(obj: Mapping[str, Any]) -> bool:
+    """Is this a document the plan reads: the metallb.io configuration kinds, v1 Services, Namespaces and Nodes,
+    EndpointSlices? (A metallb.io kind of an unserved version is read, and reported as a configuration error.)"""
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if api_version == "v1":
+        return kind in ("Service", "Namespace", "Node")
+    if kind == "EndpointSlice":
+        return api_version in ENDPOINT_SLICE_API_VERSIONS
+    return isinstance(api_version, str) and api_version.rpartition("/")[0] == GROUP and kind in SERVED_VERSIONS
+
+
+def ignored_document_warnings(objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One warning per document the plan does not read (a Deployment, a ServiceL2Status, a misspelt kind)."""
+    warnings = []
+    for index, obj in enumerate(objects):
+        if read_by_plan(obj):
+            continue
+        metadata = obj.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        what = f"{obj.get('kind') or '(no kind)'} {name or '?'} ({obj.get('apiVersion') or 'no apiVersion'})"
+        close = difflib.get_close_matches(str(obj.get("kind")), [*SERVED_VERSIONS, "Service", "Node"], n=1)
+        warnings.append(
+            f"document {index + 1}, {what}, ignored: plan reads the metallb.io configuration kinds "
+            f"({', '.join(SERVED_VERSIONS)}), v1 Services, Namespaces and Nodes, and EndpointSlices"
+            + (f"; did you mean kind {close[0]}?" if close else "")
+        )
+    return warnings
+
+
 def _apply(service: Service, decision: Decision) -> Service:
     """The Service as the API server holds it once the decision's status and annotations are written."""
     return dataclasses.replace(service, ingress_ips=decision.ingress_ips, annotations=decision.annotations)
@@ -121,8 +159,9 @@ def build_plan(
     """The controller's state after it settles on the objects of the manifests, read as one cluster: the
     metallb.io objects of `namespace` (the controller's --namespace), every Service, Namespace, Node and
     EndpointSlice; the items of a List as separate documents."""
-    documents, ignored = manifests.in_namespace(manifests.objects(objects), namespace)
-    warnings = [i.warning(namespace) for i in ignored]
+    found = list(manifests.objects(objects))
+    documents, ignored = manifests.in_namespace(found, namespace)
+    warnings = ignored_document_warnings(found) + [i.warning(namespace) for i in ignored]
     errors: list[str] = []
     config: Config | None = None
     try:
@@ -198,16 +237,21 @@ def unknown_nodes(plan: Plan, names: Iterable[str]) -> list[str]:
     return [name for name in names if name not in plan.nodes]
 
 
-def explain_plan(plan: Plan, lb_class: str | None = None, dead: Set[str] = frozenset()) -> dict[str, Explanation]:
+def explain_plan(
+    plan: Plan, lb_class: str | None = None, dead: Set[str] = frozenset(), live_nodes: Set[str] | None = None
+) -> dict[str, Explanation]:
     """The speaker's view of every Service, by key, on the planned addresses. Our speakers skip a Service of
-    another loadBalancerClass, as our controller does: no announcement and no reasons, only a note."""
+    another loadBalancerClass, as our controller does: no announcement and no reasons, only a note.
+    live_nodes: the election's candidates (`status`: the Ready Nodes); None = every Node of the plan."""
     if plan.config is None:
         return {}
     explanations = {}
     for entry in plan.services:
         service = entry.service
         if class_matches(service, lb_class):
-            explanations[service.key] = explain(service, plan.config, plan.nodes, plan.endpoint_slices, dead=dead)
+            explanations[service.key] = explain(
+                service, plan.config, plan.nodes, plan.endpoint_slices, dead=dead, live_nodes=live_nodes
+            )
         else:
             ours = f"loadBalancerClass {lb_class!r}" if lb_class else "no loadBalancerClass"
             theirs = service.load_balancer_class

@@ -34,6 +34,13 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
     add_namespace_argument(parser)
     parser.add_argument("--lb-class", default=None, help="handle only Services of this loadBalancerClass")
+    parser.add_argument(
+        "--api-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to keep trying to reach the API server at start before exiting (default: 30)",
+    )
     parser.add_argument("--log-level", default="info", choices=["all", "debug", "info", "warn", "error", "none"])
     parser.add_argument(
         "--metrics-port", type=int, default=7472, help="port of /metrics, /healthz and /readyz (0 = off)"

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from metallb_fast import manifests
+from metallb_fast.commands import crd_fields
 from metallb_fast.commands.common import add_namespace_argument
 from metallb_fast.planning import (
     DEFAULT_CLUSTER_FAMILIES,
@@ -55,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lb-class", default=None, help="the controller's --lb-class (default: none)")
     add_namespace_argument(parser)
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--crds",
+        metavar="DIR",
+        default=None,
+        help="the metallb.io CRDs whose schemas name the known fields, to warn about unknown ones such as a "
+        "misspelt spec.adresses (default: the source tree's deploy/crds)",
+    )
     parser.add_argument(
         "--cluster-ip-families",
         default=",".join(DEFAULT_CLUSTER_FAMILIES),
@@ -162,16 +171,28 @@ def parse_families(text: str) -> tuple[str, ...]:
     return families
 
 
+def field_warnings(documents: Iterable[Any], crds: str | None) -> list[str]:
+    """Unknown fields of the metallb.io objects, by the CRDs' schemas; one note when no CRDs are found."""
+    directory = crd_fields.crd_dir(crds)
+    if directory is None or not directory.is_dir():
+        where = f"{directory} is not a directory" if directory else "no CRDs found"
+        return [f"unknown fields not checked: {where} (pass --crds DIR, the metallb.io CRDs of deploy/crds)"]
+    return crd_fields.unknown_field_warnings(manifests.objects(documents), crd_fields.load_schemas(directory))
+
+
 def load_plan(
     paths: Iterable[str],
     lb_class: str | None,
     cluster_families: tuple[str, ...] = DEFAULT_CLUSTER_FAMILIES,
     namespace: str = DEFAULT_NAMESPACE,
+    crds: str | None = None,
 ) -> Plan:
     documents, read_errors = load_documents(paths)
     if read_errors:
         return Plan(valid=False, errors=read_errors)
-    return build_plan(documents, lb_class, cluster_families, namespace)
+    plan = build_plan(documents, lb_class, cluster_families, namespace)
+    plan.warnings.extend(field_warnings(documents, crds))
+    return plan
 
 
 def plan_document(plan: Plan, explanations: Mapping[str, Explanation]) -> dict[str, Any]:
@@ -189,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"metallb-fast plan: {err}\n")
         return EXIT_INVALID
-    plan = load_plan(args.files, args.lb_class, families, args.namespace)
+    plan = load_plan(args.files, args.lb_class, families, args.namespace, args.crds)
     for warning in plan.warnings:
         sys.stderr.write(f"metallb-fast plan: warning: {warning}\n")
     dead = frozenset(args.dead)

@@ -14,6 +14,7 @@ from metallb_fast.membership.settings import add_membership_arguments
 from metallb_fast.speaker.exclusions import DEFAULT_PATH as DEFAULT_EXCLUDE_L2_FILE
 
 HELP = "run the speaker: elect announcers, answer ARP/NDP for owned addresses, report status"
+JSON_ERRORS = True  # a bad flag is logged as the program logs (cli.py)
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,10 @@ def xdp_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from metallb_fast.commands.common import run_in_worker, setup_logging
     from metallb_fast.commands.fastpath_options import flood_limit_from_args
+    from metallb_fast.commands.startup import StartupError, connect, fail
     from metallb_fast.dataplane.backends import open_responder
     from metallb_fast.dataplane.base import ResponderError
     from metallb_fast.dataplane.floodlimit import FloodLimitError
-    from metallb_fast.k8s.client import KubeClient
     from metallb_fast.membership.settings import SettingsError, membership_settings
     from metallb_fast.obs import http
     from metallb_fast.obs.health import Health
@@ -84,24 +85,23 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     if not args.node_name:
-        log.error("no node name: pass --node-name or set METALLB_NODE_NAME", extra={"op": "startup"})
+        fail("no node name: pass --node-name or set METALLB_NODE_NAME")
         return 2
     try:
         membership = membership_settings(args, args.node_name, args.namespace)
-    except SettingsError as error:
-        log.error("%s", error, extra={"op": "startup"})
-        return 2
-    try:
         flood_limit = flood_limit_from_args(args)
-    except FloodLimitError as error:
-        log.error("%s", error, extra={"op": "startup"})
+    except (SettingsError, FloodLimitError) as error:
+        fail(str(error))
         return 2
+    try:  # before the fast path is loaded: nothing to undo when the API server is not there
+        client = connect(args.kubeconfig, args.api_wait)
+    except StartupError as error:
+        return fail(error)
     try:
         responder = open_responder(args.backend, flood_limit=flood_limit, **xdp_options(args))
     except ResponderError as error:
-        log.error("cannot start the %s backend: %s", args.backend, error, extra={"op": "startup"})
-        return 1
-    client = KubeClient.from_kubeconfig(args.kubeconfig)
+        client.close()
+        return fail(f"cannot start the {args.backend} backend: {error}")
     options = SpeakerOptions(
         node_name=args.node_name,
         namespace=args.namespace,
@@ -118,11 +118,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         speaker = Speaker(client, responder, options, health=health)
     except ExclusionError as error:
-        log.error("%s", error, extra={"op": "startup"})
+        fail(str(error))
         responder.close()
+        client.close()
         return 2
     if args.metrics_port:
-        http.serve(args.metrics_port, args.metrics_host, health)
+        try:
+            http.serve(args.metrics_port, args.metrics_host, health)
+        except OSError as error:
+            responder.close()
+            client.close()
+            return fail(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {error.strerror or error}")
     log.info(
         "speaker starting",
         extra={

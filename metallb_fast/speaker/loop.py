@@ -12,7 +12,6 @@ stops answering on its own.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -41,12 +40,17 @@ from metallb_fast.speaker.cluster_view import Assessment, ClusterView
 from metallb_fast.speaker.exclusions import ExclusionFile
 from metallb_fast.speaker.links import read_links
 from metallb_fast.speaker.planbook import PlanBook, PlanChange
-from metallb_fast.vocabulary import CORE_V1_PATH, DEFAULT_NAMESPACE, DISCOVERY_GROUP_PATH, class_matches
+from metallb_fast.vocabulary import (
+    ANNOTATION_IP_ALLOCATED_FROM_POOL,
+    CORE_V1_PATH,
+    DEFAULT_NAMESPACE,
+    DISCOVERY_GROUP_PATH,
+    class_matches,
+)
 
 log = logging.getLogger(__name__)
 
 WAKE = "wake"
-METRICS_EVERY_S = 1.0  # responder counters are read into metrics at most this often (a BPF map walk each time)
 
 
 @dataclass
@@ -128,16 +132,19 @@ class Speaker:
         self._l2_desired: dict[tuple[str, str], Json] = {}
         self._status_dirty = True
         self._status_serving: bool | None = None
-        self._metrics_at = -1e9
         self._gratuitous = announce.GratuitousState()
         self._gratuitous_wake: float | None = None
         self._links: tuple[layer2.LinkInfo, ...] = ()
         self._links_read_at = -1e9
         self.reconciles = 0
         self._dirty = False
-        self._metric_ips: set[str] = set()
+        # What the metrics collector reads at scrape time (obs/metrics.py), both under self._lock: the frames
+        # sent per owned address, and the addresses of every Service this node announces.
+        self._gratuitous_sent: dict[str, int] = {}
+        self._announced: dict[str, tuple[metrics.Announced, ...]] = {}
         self.view: ClusterView | None = None
         self._recheck_at: float | None = None
+        metrics.watch_speaker(self.metric_figures)
 
     def _start_membership(self) -> None:
         settings = self.options.membership
@@ -247,6 +254,7 @@ class Speaker:
         restart; peers keep us a candidate while our heartbeats are answered)."""
         handover = self._hands_over()
         log.info("stopping", extra={"op": "shutdown", "handover": handover})
+        metrics.unwatch_speaker(self.metric_figures)
         if self.view is not None:
             self.view.stop(leave=handover)
         if handover or not self.owned:
@@ -309,9 +317,6 @@ class Speaker:
                     except queue.Empty:
                         break
                 self._safe_reconcile()
-            if time.monotonic() - self._metrics_at >= METRICS_EVERY_S:
-                self._metrics_at = time.monotonic()
-                self._safely(self._update_metrics, "reading the responder's counters")
 
     def _safe_reconcile(self) -> None:
         """A failed reconcile (a link that vanished under the fast path, a bug) is logged and retried on the
@@ -327,7 +332,7 @@ class Speaker:
             self._dirty = False
 
     def _safely(self, action: Callable[[], None], what: str) -> None:
-        """The timer paths (the gratuitous schedule, the metrics): like a reconcile, a failure here is logged and
+        """The timer path (the gratuitous schedule): like a reconcile, a failure here is logged and
         never ends the loop (the next wake-up retries; the fast path keeps answering meanwhile)."""
         try:
             action()
@@ -425,6 +430,9 @@ class Speaker:
             self.responder.sync(plan_owned)
             self._log_moves(self.owned, plan_owned, member_change)
             self.owned = dict(plan_owned)
+            owned_ips = {str(ip) for ip, _ in self.owned}
+            with self._lock:  # an address no longer answered loses its gratuitous series, as its other series
+                self._gratuitous_sent = {ip: n for ip, n in self._gratuitous_sent.items() if ip in owned_ips}
         self._send_gratuitous()
         self._report(changes, assessment.serving)
 
@@ -470,10 +478,16 @@ class Speaker:
         result = announce.schedule(self._gratuitous, self.owned, time.monotonic(), self.options.gratuitous)
         self._gratuitous = result.state
         self._gratuitous_wake = result.wake_at
-        for (address, interface), error in announce.announce_due(self.responder, result.due):
+        failed = announce.announce_due(self.responder, result.due)
+        for (address, interface), error in failed:
             log.warning("gratuitous %s on %s failed: %s", address, interface, error, extra={"op": "gratuitous"})
-        for address, _ in result.due:
-            metrics.layer2_gratuitous.labels(ip=str(address)).inc()
+        if result.due:
+            refused = {key for key, _ in failed}
+            with self._lock:  # only frames the kernel took count as sent, as MetalLB counts after a send
+                for address, interface in result.due:
+                    if (address, interface) not in refused:
+                        ip = str(address)
+                        self._gratuitous_sent[ip] = self._gratuitous_sent.get(ip, 0) + 1
 
     def _report(self, changes: list[PlanChange], serving: bool) -> None:
         """Events and ServiceL2Status for the Services whose plan changed: nodeAssigned when this node starts
@@ -488,6 +502,7 @@ class Speaker:
                     self._record(event)
             if change.announcement_changed:
                 self._status_dirty = True
+                self._announcement_moved(change)
                 namespace, _, name = change.key.partition("/")
                 if after is not None and after.announcement is not None:
                     announcement = after.announcement
@@ -502,24 +517,40 @@ class Speaker:
             self._status_dirty = False
             self._status_serving = serving
 
+    def _announcement_moved(self, change: PlanChange) -> None:
+        """MetalLB's serviceAnnounced / serviceWithdrawn lines (its speaker/main.go words: event, msg, ips, pool,
+        protocol, reason) once per start and end of an announcement, not on every reconcile as MetalLB, and the
+        Service's metallb_speaker_announced series."""
+        before = change.before.announcement if change.before else None
+        after = change.after.announcement if change.after else None
+        moved = before is not None and after is not None and before.addresses != after.addresses
+        if before is not None and (after is None or moved):
+            reason = "loadBalancerIPChanged" if moved else (change.after.reason if change.after else "serviceDeleted")
+            log.info(
+                "withdrawing service announcement",
+                extra={"event": "serviceWithdrawn", "service": change.key, "ip": [str(a) for a in before.addresses],
+                       "reason": reason, "protocol": "layer2"},
+            )
+        if after is not None and (before is None or moved):
+            log.info(
+                "service has IP, announcing",
+                extra={"event": "serviceAnnounced", "service": change.key, "ips": [str(a) for a in after.addresses],
+                       "pool": after.service.annotation_map.get(ANNOTATION_IP_ALLOCATED_FROM_POOL),
+                       "protocol": "layer2"},
+            )
+        with self._lock:
+            if after is None:
+                self._announced.pop(change.key, None)
+            else:
+                self._announced[change.key] = tuple(metrics.Announced(change.key, str(a)) for a in after.addresses)
+
     def _record(self, event: status.ServiceEvent) -> None:
         ref = ObjectRef("Service", event.namespace, event.service_name, event.service_uid)
         self.recorder.record(ref, event.type, event.reason, event.message)
 
-    def _update_metrics(self) -> None:
-        """MetalLB's per-IP series (summed over interfaces); an address no longer owned loses its series."""
-        stats = self.responder.stats()
-        per_ip: dict[str, tuple[int, int]] = {}
-        for (address, _), counters in stats.per_address.items():
-            requests, replies = per_ip.get(str(address), (0, 0))
-            per_ip[str(address)] = (requests + counters.requests, replies + counters.replies)
-        for ip, (requests, replies) in per_ip.items():
-            metrics.layer2_requests.labels(ip=ip).set(requests)
-            metrics.layer2_responses.labels(ip=ip).set(replies)
-        for gone in self._metric_ips - per_ip.keys():
-            for series in (metrics.layer2_requests, metrics.layer2_responses, metrics.layer2_gratuitous):
-                with contextlib.suppress(KeyError):
-                    series.remove(gone)
-        self._metric_ips = set(per_ip)
-        for verdict, count in stats.declined.items():
-            metrics.layer2_declined.labels(reason=verdict.value).set(count)
+    def metric_figures(self) -> metrics.SpeakerFigures:
+        """For the scrape (any thread): the responder's stats() is called by the collector, then."""
+        with self._lock:
+            gratuitous = dict(self._gratuitous_sent)
+            announced = [a for items in self._announced.values() for a in items] if self._status_serving else []
+        return metrics.SpeakerFigures(self.options.node_name, self.responder.stats, gratuitous, tuple(announced))

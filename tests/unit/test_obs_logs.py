@@ -1,0 +1,72 @@
+"""Log lines in MetalLB's shape (go-kit's JSON logger): sorted keys, caller, warn, RFC 3339 ts; and start-up
+failures of the programs as one such line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from metallb_fast.obs.logs import JsonFormatter
+
+
+def formatted(level: int, message: str, **extra: object) -> tuple[str, dict[str, object]]:
+    record = logging.LogRecord("metallb_fast.speaker.loop", level, str(Path("/x/metallb_fast/speaker/loop.py")), 42,
+                               message, None, None)
+    record.__dict__.update(extra)
+    line = JsonFormatter().format(record)
+    return line, orjson.loads(line)
+
+
+def test_a_line_has_metallb_s_keys_and_levels() -> None:
+    line, entry = formatted(logging.WARNING, "withdrawing", op="deleteBalancer", ips=["192.0.2.10"])
+    assert entry["level"] == "warn" and entry["caller"] == "speaker/loop.py:42"
+    assert entry["op"] == "deleteBalancer" and entry["msg"] == "withdrawing"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(entry["ts"]))
+    assert list(entry) == sorted(entry)  # go-kit writes keys in order
+    assert "\n" not in line
+    assert formatted(logging.CRITICAL, "x")[1]["level"] == "error"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metallb_fast.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def one_json_line(stderr: str) -> dict[str, object]:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return dict(orjson.loads(lines[0]))
+
+
+def test_no_kubeconfig_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = run("controller", "--metrics-port", "0", env=env)
+    entry = one_json_line(done.stderr)
+    assert done.returncode == 1 and entry["op"] == "startup" and entry["level"] == "error"
+    assert "no kubeconfig" in str(entry["msg"]) and "--kubeconfig" in str(entry["msg"])
+
+
+def test_an_unreachable_api_server_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\n'
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n")
+    for program in (["controller"], ["speaker", "--node-name", "n1"]):  # the speaker: before it loads XDP
+        done = run(*program, "--kubeconfig", str(kubeconfig), "--api-wait", "0.5", "--metrics-port", "0")
+        entry = one_json_line(done.stderr)
+        assert done.returncode == 1 and "unreachable" in str(entry["msg"]) and "Connection refused" in str(entry["msg"])
+
+
+def test_a_bad_flag_of_a_program_is_one_json_line_and_exit_2() -> None:
+    done = run("speaker", "--metrics-port", "lots")
+    entry = one_json_line(done.stderr)
+    assert done.returncode == 2 and "--metrics-port" in str(entry["msg"]) and entry["op"] == "startup"
+    # an operator tool keeps argparse's usage text
+    assert run("plan", "--output", "yaml").stderr.startswith("usage:")
