@@ -70,12 +70,14 @@ cdef enum:
     V_MALFORMED_HEARTBEAT
     V_RATE_LIMITED
     V_OTHER_ETH_DST
+    V_BAD_CHECKSUM
+    V_BAD_SOURCE
     N_VERDICTS
 
 VERDICTS = (
     "answered", "not_arp_or_ndp", "malformed", "not_request", "gratuitous", "bad_hop_limit",
     "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired", "heartbeat", "malformed_heartbeat",
-    "rate_limited", "other_eth_dst",
+    "rate_limited", "other_eth_dst", "bad_checksum", "bad_source",
 )
 
 cdef enum:
@@ -83,6 +85,7 @@ cdef enum:
     FRAME_MAX = 9216  # jumbo frames; a longer frame is judged on its first FRAME_MAX bytes
     NA_LEN = 86
     MAX_OPTIONS = 8
+    MAX_NS_LEN = 1240  # packets.MAX_NS_LEN: the longest NS whose checksum is verified
     KEY_LEN = 17  # family byte (4 or 6) + 16 address bytes (IPv4 in the first 4, the rest zero)
     ETH_P_ALL = 0x0003
     POLL_TIMEOUT_MS = 100  # how quickly stop() is noticed when no frame arrives
@@ -151,6 +154,11 @@ cdef inline Entry *_lookup(Table *table, uint8_t family, const uint8_t *addr, in
 
 cdef inline uint16_t _be16(const uint8_t *p) noexcept nogil:
     return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline bint _is_group(const uint8_t *mac) noexcept nogil:
+    """The I/G bit: a group (multicast or broadcast) address, never a station's source."""
+    return mac[0] & 1
 
 
 cdef inline bint _is_broadcast(const uint8_t *mac) noexcept nogil:
@@ -246,6 +254,8 @@ cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, const Moment *m, 
         return V_NOT_REQUEST
     if memcmp(f + 28, f + 38, 4) == 0:
         return V_GRATUITOUS
+    if _is_group(f + 6) or memcmp(f + 28, b"\xff\xff\xff\xff", 4) == 0:  # sender 0.0.0.0 (a probe) is answered
+        return V_BAD_SOURCE
     v = _owned_tail(table, 4, f + 38, 4, f, _is_broadcast(f), f + 28, m, &e)
     if v != V_ANSWERED:
         return v
@@ -412,12 +422,18 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, const Moment *m, u
         return V_BAD_HOP_LIMIT
     if f[62] == 0xFF:
         return V_MALFORMED
+    if _is_group(f + 6) or f[22] == 0xFF or (_all_zero(f + 22, 15) and f[37] == 1):  # multicast or ::1
+        return V_BAD_SOURCE
     if _all_zero(f + 22, 16):
         return V_GRATUITOUS
     v = _scan_options(f, 78, end)
     if v != V_ANSWERED:
         return v
-    v = _owned_tail(table, 6, f + 62, 16, f, f[0] & 1, f + 22, m, &e)
+    if payload_len > MAX_NS_LEN:
+        return V_MALFORMED
+    if _icmpv6_checksum(f + 22, f + 38, f + 54, payload_len) != 0:  # over the message as received: 0 verifies
+        return V_BAD_CHECKSUM
+    v = _owned_tail(table, 6, f + 62, 16, f, _is_group(f), f + 22, m, &e)
     if v != V_ANSWERED:
         return v
     memcpy(out, f + 6, 6)

@@ -21,7 +21,7 @@
 
 #if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED) || \
     !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT) || !defined(VERDICT_RATE_LIMITED) || \
-    !defined(VERDICT_OTHER_ETH_DST)
+    !defined(VERDICT_OTHER_ETH_DST) || !defined(VERDICT_BAD_CHECKSUM) || !defined(VERDICT_BAD_SOURCE)
 #error "the loader must define VERDICT_* (the order of base.Verdict) and VERDICT_COUNT"
 #endif
 #ifndef MAX_VIPS
@@ -37,6 +37,7 @@
 #define NS_LEN 24             /* ICMPv6 header + reserved + target */
 #define NA_FRAME_LEN 86       /* Ethernet + IPv6 + NA (24) + target link-layer option (8) */
 #define MAX_ND_OPTIONS 8
+#define MAX_NS_LEN 1240       /* packets.MAX_NS_LEN: the longest NS whose checksum is verified (a bounded loop) */
 #ifndef MAX_HEARTBEAT_IFACES
 #define MAX_HEARTBEAT_IFACES 256
 #endif
@@ -179,6 +180,12 @@ static __always_inline int over_flood_limit(const __u8 *eth_src, __u8 family, co
     return 0;
 }
 
+/* The I/G bit: a group (multicast or broadcast) address, never a station's source. */
+static __always_inline int is_group(const __u8 *mac)
+{
+    return mac[0] & 1;
+}
+
 static __always_inline int is_broadcast(const __u8 *mac)
 {
     return (mac[0] & mac[1] & mac[2] & mac[3] & mac[4] & mac[5]) == 0xff;
@@ -214,6 +221,8 @@ static __always_inline int handle_arp(struct xdp_md *ctx, __u8 *data, __u8 *data
     __builtin_memcpy(&target, tpa, 4);
     if (sender == target)
         return decline(VERDICT_GRATUITOUS);
+    if (is_group(data + 6) || sender == 0xffffffff) /* sender IP 0.0.0.0 (an RFC 5227 probe) is answered */
+        return decline(VERDICT_BAD_SOURCE);
 
     struct vip4_key key = {.addr = target, .ifindex = ctx->ingress_ifindex};
     struct vip_value *vip = vips_v4.lookup(&key);
@@ -424,6 +433,37 @@ static __always_inline int handle_heartbeat_v6(struct xdp_md *ctx, __u8 *data, _
 
 /* ------------------------------------------------------------------------------------------------- ARP/NDP */
 
+static __always_inline int is_loopback(const struct in6_addr *addr)
+{
+    return (addr->s6_addr32[0] | addr->s6_addr32[1] | addr->s6_addr32[2]) == 0 && addr->s6_addr32[3] == bpf_htonl(1);
+}
+
+/* RFC 4443 2.3 over the received message, checksum field included: verifies when the folded sum is 0xffff.
+ * payload_len bytes of it are in the frame (checked by the caller); the loop's fixed bound is for the verifier, and
+ * each read is checked against data_end again because the verifier does not carry the caller's proof. */
+static __always_inline int ns_checksum_ok(__u8 *data, __u8 *data_end, __u32 payload_len)
+{
+    if (payload_len > MAX_NS_LEN)
+        return 0; /* the caller declined it already: this keeps the offsets below bounded for the verifier */
+    struct in6_addr *ip6 = (struct in6_addr *)(data + ETH_LEN + 8);
+    __u32 sum = sum_in6(&ip6[0]) + sum_in6(&ip6[1]) + payload_len + 58; /* the pseudo-header */
+    for (__u32 off = 0; off < MAX_NS_LEN; off += 2) {
+        if (off + 2 > payload_len)
+            break;
+        __u8 *word = data + IP6_FRAME_LEN + off;
+        if (word + 2 > data_end)
+            return 0;
+        sum += be16(word);
+    }
+    if (payload_len & 1) {
+        __u8 *last = data + IP6_FRAME_LEN + payload_len - 1;
+        if (last + 1 > data_end)
+            return 0;
+        sum += (__u32)last[0] << 8;
+    }
+    return fold(sum) == 0xffff;
+}
+
 static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *data_end)
 {
     if (data + IP6_FRAME_LEN > data_end)
@@ -454,6 +494,8 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     __builtin_memcpy(&source, ip6 + 8, 16);
     if (target.s6_addr[0] == 0xff)
         return decline(VERDICT_MALFORMED);
+    if (is_group(data + 6) || source.s6_addr[0] == 0xff || is_loopback(&source))
+        return decline(VERDICT_BAD_SOURCE);
     if ((source.s6_addr32[0] | source.s6_addr32[1] | source.s6_addr32[2] | source.s6_addr32[3]) == 0)
         return decline(VERDICT_GRATUITOUS);
 
@@ -483,6 +525,10 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     }
     if (!has_source_lladdr)
         return decline(VERDICT_NO_SOURCE_LLADDR);
+    if (payload_len > MAX_NS_LEN)
+        return decline(VERDICT_MALFORMED);
+    if (!ns_checksum_ok(data, data_end, payload_len))
+        return decline(VERDICT_BAD_CHECKSUM);
 
     struct vip6_key key = {};
     key.addr = target;

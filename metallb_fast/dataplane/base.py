@@ -38,6 +38,11 @@ class Verdict(str, Enum):
     # Sent to another host's Ethernet address (a bridge flooding unknown unicast, a promiscuous NIC): an owned
     # target unicast to a MAC other than the one it is answered with, or a heartbeat not sent to the interface's MAC.
     OTHER_ETH_DST = "other_eth_dst"
+    # Frames the RFCs say to ignore (docs/fastpath.md, Decision order): an NS whose ICMPv6 checksum does not verify
+    # (RFC 4861 7.1.1); a request whose sender cannot be answered: a multicast Ethernet source (the reply would go
+    # to a group), an ARP sender IP of 255.255.255.255, an IPv6 source that is multicast or ::1 (RFC 4291 2.5.3, 2.7).
+    BAD_CHECKSUM = "bad_checksum"
+    BAD_SOURCE = "bad_source"
 
 
 # Verdicts that are not declines: stats() reports ANSWERED per address and HEARTBEAT as a total.

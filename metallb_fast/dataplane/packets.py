@@ -33,6 +33,11 @@ ICMP6_OFF = ETH_HLEN + IPV6_HLEN  # 54
 NS_LEN = 24  # ICMPv6 type, code, checksum, reserved, target
 NA_FRAME_LEN = ICMP6_OFF + 32  # 86: NA header + one target link-layer option
 MAX_OPTIONS = 8  # bounded scan: the XDP verifier needs a fixed bound, and every backend must agree
+# The longest NS whose checksum is verified (bounded for the same reasons): what a link of IPv6's minimum MTU (1280)
+# carries. NDP messages are never fragmented (RFC 6980), and no NS comes near it (SEND's are under 700 bytes).
+MAX_NS_LEN = 1280 - IPV6_HLEN
+BROADCAST_V4 = b"\xff" * 4
+LOOPBACK_V6 = IPv6Address("::1").packed
 
 ICMP6_NS = 135
 ICMP6_NA = 136
@@ -121,6 +126,8 @@ def _answer_arp(
         return Answer(Verdict.NOT_REQUEST, target=target)
     if frame[28:32] == frame[38:42]:
         return Answer(Verdict.GRATUITOUS, target=target)
+    if _multicast_mac(frame[6]) or frame[28:32] == BROADCAST_V4:  # sender IP 0.0.0.0 (RFC 5227 probe) is answered
+        return Answer(Verdict.BAD_SOURCE, target=target)
     eth_dst = frame[0:6]
     verdict, mac = _lookup(target, eth_dst, eth_dst == BROADCAST_MAC, owned_here, owned_elsewhere, alive)
     if mac is None:
@@ -161,17 +168,28 @@ def _answer_ns(
         return Answer(Verdict.BAD_HOP_LIMIT, target=target)
     if frame[62] == 0xFF:
         return Answer(Verdict.MALFORMED, target=target)
+    if _multicast_mac(frame[6]) or frame[22] == 0xFF or frame[22:38] == LOOPBACK_V6:
+        return Answer(Verdict.BAD_SOURCE, target=target)
     if frame[22:38] == bytes(16):
         return Answer(Verdict.GRATUITOUS, target=target)
     options = _scan_options(frame, ICMP6_OFF + NS_LEN, end)
     if options is not Verdict.ANSWERED:
         return Answer(options, target=target)
+    if payload_len > MAX_NS_LEN:
+        return Answer(Verdict.MALFORMED, target=target)
+    if icmpv6_checksum(frame[22:38], frame[38:54], frame[ICMP6_OFF:end]) != 0:  # 0: the sum with it is 0xffff
+        return Answer(Verdict.BAD_CHECKSUM, target=target)
     eth_dst = frame[0:6]
-    verdict, mac = _lookup(target, eth_dst, bool(frame[0] & 1), owned_here, owned_elsewhere, alive)
+    verdict, mac = _lookup(target, eth_dst, _multicast_mac(frame[0]), owned_here, owned_elsewhere, alive)
     if mac is None:
         return Answer(verdict, target=target)
     reply = _neighbor_advertisement(frame[6:12], mac, frame[62:78], frame[22:38], NA_FLAGS_SOLICITED)
     return Answer(Verdict.ANSWERED, reply, target)
+
+
+def _multicast_mac(first_octet: int) -> bool:
+    """The I/G bit: a group (multicast or broadcast) address, never a station's source."""
+    return bool(first_octet & 1)
 
 
 def _scan_options(frame: bytes, offset: int, end: int) -> Verdict:
@@ -307,7 +325,8 @@ def _ones_sum(data: bytes) -> int:
 
 
 def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
-    """RFC 4443 2.3: one's complement sum over the pseudo-header and the message (checksum field 0)."""
+    """RFC 4443 2.3: one's complement sum over the pseudo-header and the message (checksum field 0). Over a
+    received message as it is, checksum field included: 0 when its checksum verifies."""
     data = src + dst + struct.pack("!IxxxB", len(message), NEXT_HEADER_ICMP6) + message
     return ~_ones_sum(data) & 0xFFFF  # no 0 -> 0xffff substitution (that is UDP's rule), same as the XDP fold
 

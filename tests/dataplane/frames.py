@@ -2,8 +2,8 @@
 
 Deliberately not packets.py's own builders: the oracle and the backends are checked against an independent
 reading of the wire format. Every field a test may want wrong is a parameter; the defaults are a valid request
-from CLIENT for VIP, which the tests own with OWNED_MAC. Incoming ICMPv6 checksums are not verified by any backend
-(docs/fastpath.md), so NS frames carry a zero checksum; tests that check checksums compute their own.
+from CLIENT for VIP, which the tests own with OWNED_MAC. NS frames carry the checksum a receiver verifies (over the
+message as its payload length delimits it) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def arp(
     op: int = 1,
     spa: IPv4Address = CLIENT4,
     eth_dst: bytes = BCAST,
+    eth_src: bytes = CLIENT_MAC,
     sha: bytes = CLIENT_MAC,
     htype: int = 1,
     ptype: int = 0x0800,
@@ -36,8 +37,8 @@ def arp(
     plen: int = 4,
     pad: bytes = ARP_PAD,
 ) -> bytes:
-    """An ARP frame from CLIENT_MAC asking for `tpa`: 42 bytes, then `pad` (b"" for the bare 42)."""
-    eth = eth_dst + CLIENT_MAC + b"\x08\x06"
+    """An ARP frame from `eth_src` asking for `tpa`: 42 bytes, then `pad` (b"" for the bare 42)."""
+    eth = eth_dst + eth_src + b"\x08\x06"
     body = struct.pack("!HHBBH", htype, ptype, hlen, plen, op)
     body += sha + spa.packed + b"\x00" * 6 + tpa.packed
     return eth + body + pad
@@ -66,9 +67,12 @@ def ns(
     version: int = 6,
     payload_len: int | None = None,
     trailer: bytes = b"",
+    checksum: int | None = None,
+    eth_src: bytes = CLIENT_MAC,
 ) -> bytes:
-    """An NS from CLIENT_MAC for `target` to its solicited-node group (payload length from the options unless
-    `payload_len` says otherwise); `options` defaults to one source link-layer option."""
+    """An NS from `eth_src` for `target` to its solicited-node group (payload length from the options unless
+    `payload_len` says otherwise); `options` defaults to one source link-layer option. `checksum` None: the one that
+    verifies over the first `payload_len` bytes of the message and the trailer (RFC 4443 2.3)."""
     group = b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + target.packed[13:]
     if eth_dst is None:
         eth_dst = b"\x33\x33" + group[12:]
@@ -76,8 +80,12 @@ def ns(
         options = sllao()
     icmp = struct.pack("!BBHI", icmp_type, code, 0, 0) + target.packed + options
     length = len(icmp) if payload_len is None else payload_len
+    if checksum is None:
+        pseudo = src.packed + group + struct.pack("!IxxxB", length, 58)
+        checksum = ~ones_sum(pseudo + (icmp + trailer)[:length]) & 0xFFFF
+    icmp = icmp[:2] + checksum.to_bytes(2, "big") + icmp[4:]
     ip6 = struct.pack("!IHBB", version << 28, length, next_header, hop_limit) + src.packed + group
-    return eth_dst + CLIENT_MAC + b"\x86\xdd" + ip6 + icmp + trailer
+    return eth_dst + eth_src + b"\x86\xdd" + ip6 + icmp + trailer
 
 
 def vlan_tagged(frame: bytes, vid: int = 5) -> bytes:

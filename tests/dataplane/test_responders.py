@@ -198,6 +198,11 @@ def _corpus(
         ns + bytes(10),  # padded past the payload
         ns[:60],
         ns[:12] + b"\x81\x00\x00\x05" + ns[12:],
+        # Frames the RFCs say to ignore (a multicast Ethernet source would not cross the lab's bridge)
+        edit(ns, 56, bytes([ns[56] ^ 0x80])),  # bad checksum
+        packets.neighbor_solicitation(src, IPv6Address("ff02::1"), v6),  # multicast source
+        packets.neighbor_solicitation(src, IPv6Address("::1"), v6),  # loopback source
+        packets.arp_request(src, IPv4Address("255.255.255.255"), v4),  # broadcast sender IP
     ]
     hb4 = functools.partial(heartbeat4, eth_dst=owned_mac, src=CLIENT_IP4, dst=node[0])
     hb6 = functools.partial(heartbeat6, eth_dst=owned_mac, src=CLIENT_IP6, dst=node[1])

@@ -81,6 +81,8 @@ def corpus() -> list[bytes]:
         arp(pad=bytes(22)),
         arp(pad=bytes(258)),
         arp(VIP4, spa=IPv4Address("0.0.0.0")),
+        arp(spa=IPv4Address("255.255.255.255")),
+        arp(eth_src=bytes.fromhex("01005e000001")),
         arp(eth_dst=OWNED_MAC),
         arp(eth_dst=STRANGER_MAC),
         arp(op=2),
@@ -104,6 +106,14 @@ def corpus() -> list[bytes]:
         ns(ELSEWHERE6),
         ns(STRANGER6),
         ns(src=IPv6Address("::")),
+        ns(src=IPv6Address("ff02::1")),
+        ns(src=IPv6Address("::1")),
+        ns(eth_src=bytes.fromhex("333300000001")),
+        ns(checksum=0x1234),
+        ns(options=sllao() + b"\x0e\x01" + bytes(6))[:-1] + b"\x01",
+        ns(options=sllao() + b"\x0e\x01" + bytes(1205)),  # 1239 bytes of ICMPv6: odd
+        ns(options=sllao() + b"\x0e\x01" + bytes(1206)),  # 1240: the longest verified (packets.MAX_NS_LEN)
+        ns(options=sllao() + b"\x0e\x01" + bytes(1207)),  # 1241: longer than verified
         ns(IPv6Address("ff01:db8::10")),
         ns(version=4),
         ns(payload_len=200),

@@ -44,6 +44,7 @@ from tests.dataplane.xdp_testing import INGRESS_IFINDEX, OTHER_IFINDEX, loaded_p
 MAC_A = bytes.fromhex("02005e00000a")
 MAC_B = bytes.fromhex("02005e00000b")
 OTHER_MAC = bytes.fromhex("02005e0001ff")
+GROUP_MAC = bytes.fromhex("01005e000001")  # an IPv4 multicast MAC: never a station's source
 
 V4_HERE, V4_BOTH, V4_ELSEWHERE, V4_NOBODY = (IPv4Address(a) for a in
                                              ("192.0.2.10", "192.0.2.11", "198.51.100.20", "203.0.113.5"))
@@ -76,6 +77,10 @@ def corpus() -> Iterator[tuple[str, bytes]]:
     yield "arp second address", arp(V4_BOTH)
     yield "arp second address unicast", arp(V4_BOTH, eth_dst=MAC_B)
     yield "arp probe from 0.0.0.0", arp(spa=IPv4Address("0.0.0.0"))
+    yield "arp from 255.255.255.255", arp(spa=IPv4Address("255.255.255.255"))
+    yield "arp from a multicast ethernet source", arp(eth_src=GROUP_MAC)
+    yield "arp from the broadcast ethernet source", arp(eth_src=BCAST)
+    yield "arp from 255.255.255.255 for itself", arp(IPv4Address("255.255.255.255"), spa=IPv4Address("255.255.255.255"))
     yield "arp sha differs from eth src", arp(sha=OTHER_MAC)
     yield "gratuitous arp request", packets.gratuitous_arp(V4_HERE, CLIENT_MAC)[0]
     yield "gratuitous arp reply", packets.gratuitous_arp(V4_HERE, CLIENT_MAC)[1]
@@ -95,6 +100,19 @@ def corpus() -> Iterator[tuple[str, bytes]]:
 
     yield "ns valid", ns()
     yield "ns link-local source", ns(src=IPv6Address("fe80::1"))
+    yield "ns bad checksum", ns(checksum=0x1234)
+    yield "ns zero checksum", ns(checksum=0)
+    yield "ns checksum off by one", ns(checksum=int.from_bytes(ns()[56:58], "big") ^ 1)
+    yield "ns damaged past the scanned option", ns(options=sllao() + option(14, 1))[:-1] + b"\x00"
+    yield "ns bad checksum and hop limit 64", ns(checksum=0x1234, hop_limit=64)
+    yield "ns longest verified", ns(options=sllao() + option(14, 151))
+    yield "ns longest verified, odd length", ns(options=sllao() + option(14, 150) + bytes(7))
+    yield "ns longest verified, damaged at the end", ns(options=sllao() + option(14, 151))[:-1] + b"\x00"
+    yield "ns longer than verified", ns(options=sllao() + option(14, 152))
+    yield "ns from a multicast source", ns(src=IPv6Address("ff02::1"))
+    yield "ns from ::1", ns(src=IPv6Address("::1"))
+    yield "ns from ::2", ns(src=IPv6Address("::2"))
+    yield "ns from a multicast ethernet source", ns(eth_src=GROUP_MAC)
     yield "ns second address", ns(V6_HERE_B)
     yield "ns unicast to our mac", ns(eth_dst=MAC_A)
     yield "ns unicast to another mac", ns(eth_dst=OTHER_MAC)
@@ -230,8 +248,11 @@ def test_reply_bytes_are_what_a_client_expects(program: XdpProgram) -> None:
 
 # -------------------------------------------------------------------------------------------------- hypothesis
 
-V4_CHOICES = [V4_HERE, V4_BOTH, V4_ELSEWHERE, V4_NOBODY, CLIENT4, IPv4Address("0.0.0.0")]
-V6_CHOICES = [V6_HERE, V6_HERE_B, V6_ELSEWHERE, V6_NOBODY, CLIENT6, IPv6Address("::"), IPv6Address("ff02::1")]
+V4_CHOICES = [V4_HERE, V4_BOTH, V4_ELSEWHERE, V4_NOBODY, CLIENT4, IPv4Address("0.0.0.0"),
+              IPv4Address("255.255.255.255")]
+V6_CHOICES = [V6_HERE, V6_HERE_B, V6_ELSEWHERE, V6_NOBODY, CLIENT6, IPv6Address("::"), IPv6Address("ff02::1"),
+              IPv6Address("::1")]
+SOURCE_MACS = [CLIENT_MAC, CLIENT_MAC, CLIENT_MAC, GROUP_MAC, BCAST]
 MAC_CHOICES = [BCAST, MAC_A, MAC_B, OTHER_MAC, b"\x33\x33\xff\x00\x00\x10", b"\x01" + bytes(5)]
 VALID = [f for _, f in CORPUS if oracle(f).verdict in ANSWERING]
 
@@ -241,6 +262,7 @@ arp_frames = st.builds(
     op=st.sampled_from([1, 1, 2, 3]),
     spa=st.sampled_from(V4_CHOICES),
     eth_dst=st.sampled_from(MAC_CHOICES),
+    eth_src=st.sampled_from(SOURCE_MACS),
     htype=st.sampled_from([1, 1, 1, 1, 0]),
     plen=st.sampled_from([4, 4, 4, 4, 5]),
     pad=st.integers(0, 54).map(bytes),
@@ -261,6 +283,8 @@ ns_frames = st.builds(
     code=st.sampled_from([0, 0, 0, 1]),
     payload_len=st.one_of(st.none(), st.none(), st.integers(0, 200)),
     trailer=st.binary(max_size=40),
+    checksum=st.one_of(st.none(), st.none(), st.none(), st.integers(0, 0xFFFF)),
+    eth_src=st.sampled_from(SOURCE_MACS),
 )
 
 

@@ -36,7 +36,9 @@ from tests.dataplane.frames import (
     heartbeat6,
     heartbeat_payload,
     ns,
+    option,
     pseudo_header_sum,
+    sllao,
     udp_checksum_ok,
     vlan_tagged,
     with_udp_checksum,
@@ -221,7 +223,47 @@ NS_DECLINES: dict[str, tuple[bytes, Verdict]] = {
 }
 
 
-DECLINES = {**ARP_DECLINES, **NS_DECLINES}
+# Frames the RFCs say to ignore (defect M): declined, each under its reason, before anything is looked up.
+GROUP_MAC = bytes.fromhex("01005e000001")
+IGNORED: dict[str, tuple[bytes, Verdict]] = {
+    "ns-bad-checksum": (ns(checksum=0x1234), Verdict.BAD_CHECKSUM),
+    "ns-zero-checksum": (ns(checksum=0), Verdict.BAD_CHECKSUM),
+    "ns-damaged-past-the-scanned-option": (ns(options=sllao() + option(14, 1))[:-1] + b"\x00", Verdict.BAD_CHECKSUM),
+    "ns-multicast-source": (ns(src=IPv6Address("ff02::1")), Verdict.BAD_SOURCE),
+    "ns-loopback-source": (ns(src=IPv6Address("::1")), Verdict.BAD_SOURCE),
+    "ns-group-eth-source": (ns(eth_src=GROUP_MAC), Verdict.BAD_SOURCE),
+    "ns-longer-than-verified": (ns(options=sllao() + option(14, 152)), Verdict.MALFORMED),
+    "arp-broadcast-sender-ip": (arp(spa=IPv4Address("255.255.255.255")), Verdict.BAD_SOURCE),
+    "arp-multicast-eth-source": (arp(eth_src=GROUP_MAC), Verdict.BAD_SOURCE),
+    "arp-broadcast-eth-source": (arp(eth_src=BCAST), Verdict.BAD_SOURCE),
+}
+
+DECLINES = {**ARP_DECLINES, **NS_DECLINES, **IGNORED}
+
+
+@pytest.mark.parametrize(("frame", "verdict"), IGNORED.values(), ids=IGNORED.keys())
+def test_frames_the_rfcs_say_to_ignore_are_declined_before_the_lookup(frame: bytes, verdict: Verdict) -> None:
+    assert decide(frame) == Answer(verdict, target=VIP6 if frame[12:14] == b"\x86\xdd" else VIP4)
+
+
+def test_ns_checksum_is_verified_over_the_whole_message_up_to_the_bound() -> None:
+    longest = ns(options=sllao() + option(14, 151))  # 1240 bytes of ICMPv6: packets.MAX_NS_LEN
+    assert (longest[18:20], len(longest)) == (packets.MAX_NS_LEN.to_bytes(2, "big"), 54 + packets.MAX_NS_LEN)
+    odd = ns(options=sllao() + option(14, 150) + bytes(7))  # 1239: the last byte counts as its word's high half
+    for frame in (longest, odd, ns(trailer=b"\xa5" * 9)):  # the trailer is not part of the message
+        assert decide(frame).verdict is Verdict.ANSWERED
+        assert decide(frame[:56] + bytes([frame[56] ^ 1]) + frame[57:]).verdict is Verdict.BAD_CHECKSUM
+    assert decide(ns(checksum=0x1234, hop_limit=64)).verdict is Verdict.BAD_HOP_LIMIT, "cheap checks come first"
+    assert decide(ns(checksum=0x1234, options=b"")).verdict is Verdict.NO_SOURCE_LLADDR
+
+
+def test_only_the_sources_named_are_refused() -> None:
+    for frame in (arp(spa=IPv4Address("0.0.0.0")), arp(spa=IPv4Address("192.0.2.255")), ns(src=IPv6Address("::2")),
+                  ns(src=IPv6Address("fe80::1")), arp(eth_src=bytes.fromhex("02005e000001"))):
+        assert decide(frame).verdict is Verdict.ANSWERED, frame.hex()
+    assert decide(arp(spa=IPv4Address("255.255.255.255"), tpa=IPv4Address("255.255.255.255"))).verdict is (
+        Verdict.GRATUITOUS
+    )
 
 
 @pytest.mark.parametrize(("frame", "verdict"), DECLINES.values(), ids=DECLINES.keys())
@@ -482,10 +524,15 @@ def test_one_byte_mutations_of_valid_requests_never_raise(index: int, value: int
     assert (result.reply is not None) == (result.verdict is Verdict.ANSWERED)
 
 
+# A station's address (the I/G bit clear): a group address as the source is declined (BAD_SOURCE), as is an ARP
+# sender IP of 255.255.255.255.
+station_macs = st.binary(min_size=6, max_size=6).map(lambda mac: bytes([mac[0] & 0xFE]) + mac[1:])
+
+
 @given(
-    client_mac=st.binary(min_size=6, max_size=6),
+    client_mac=station_macs,
     owned_mac=st.binary(min_size=6, max_size=6),
-    client=st.integers(1, 2**32 - 1),
+    client=st.integers(1, 2**32 - 2),
     target=st.integers(1, 2**32 - 1),
     pad=st.integers(0, 40),
 )
@@ -504,7 +551,7 @@ def test_built_arp_reply_parses_back(client_mac: bytes, owned_mac: bytes, client
 
 
 @given(
-    client_mac=st.binary(min_size=6, max_size=6),
+    client_mac=station_macs,
     owned_mac=st.binary(min_size=6, max_size=6),
     client=st.integers(1, 2**64 - 1),
     target=st.integers(1, 2**64 - 1),
