@@ -1,16 +1,28 @@
-"""Build hook: the Cython AF_PACKET responder (ext/ring.pyx) and the XDP program shipped as package data."""
+"""Build hook: the Cython AF_PACKET responder (ext/ring.pyx), with the fast-path wire contract generated for it.
 
-import shutil
+The XDP program (metallb_fast/dataplane/xdp_responder.c) is package data beside its loader (pyproject.toml): bcc
+compiles it at run time, with the same contract passed as -D flags.
+"""
+
+import sys
 from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # the package's own definitions (standard library only: metallb_fast/dataplane/wire.py)
 
-# The bcc C source lives in ext/ (one file, reviewed as C); it is copied next to its loader so that
-# an installed (non-editable) package finds it too.
-shutil.copyfile(HERE / "ext" / "xdp_responder.c", HERE / "metallb_fast" / "dataplane" / "xdp_responder.c")
+from metallb_fast.dataplane import wire  # noqa: E402
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Rewritten only when the contract changed, so that an unchanged one does not force Cython to recompile."""
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
+write_if_changed(HERE / "ext" / "wire_contract.pxd", wire.pxd())
 
 extensions = [
     Extension(
@@ -27,7 +39,7 @@ extensions = [
 ]
 
 setup(
-    # include_path: ext/packet_socket.pxd, the C declarations both extensions cimport.
+    # include_path: ext/packet_socket.pxd (the C declarations both extensions cimport) and ext/wire_contract.pxd.
     ext_modules=cythonize(
         extensions, language_level=3, compiler_directives={"boundscheck": False}, include_path=[str(HERE / "ext")]
     ),

@@ -9,8 +9,10 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
 
+from wire_contract cimport FLOOD_KEY_LEN  # floodlimit.KEY_LEN: mac[6], family, 0, address[16]
+
+
 cdef enum:
-    FLOOD_KEY_LEN = 24  # floodlimit.KEY_LEN: mac[6], family, 0, address[16]
     FLOOD_NONE = -1
 
 

@@ -21,6 +21,8 @@ from posix.unistd cimport close as c_close
 from flood_buckets cimport (
     FLOOD_KEY_LEN, FLOOD_NONE, FloodTable, flood_allow, flood_key, flood_table_free, flood_table_init,
 )
+from wire_contract cimport *
+
 from packet_socket cimport (
     AF_PACKET, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, PACKET_RX_RING, PACKET_STATISTICS,
     PACKET_VERSION, POLLERR, POLLIN, SO_ATTACH_FILTER, SO_ERROR, SOCK_RAW, SOL_PACKET, SOL_SOCKET, TP_STATUS_KERNEL,
@@ -54,51 +56,18 @@ cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)
 
 
-# Verdict codes; VERDICTS below names them in the same order (values of base.Verdict).
-cdef enum:
-    V_ANSWERED = 0
-    V_NOT_ARP_OR_NDP
-    V_MALFORMED
-    V_NOT_REQUEST
-    V_GRATUITOUS
-    V_BAD_HOP_LIMIT
-    V_NO_SOURCE_LLADDR
-    V_NOT_OWNED
-    V_WRONG_INTERFACE
-    V_LIVENESS_EXPIRED
-    V_HEARTBEAT
-    V_MALFORMED_HEARTBEAT
-    V_RATE_LIMITED
-    V_OTHER_ETH_DST
-    V_BAD_CHECKSUM
-    V_BAD_SOURCE
-    N_VERDICTS
-
-VERDICTS = (
-    "answered", "not_arp_or_ndp", "malformed", "not_request", "gratuitous", "bad_hop_limit",
-    "no_source_lladdr", "not_owned", "wrong_interface", "liveness_expired", "heartbeat", "malformed_heartbeat",
-    "rate_limited", "other_eth_dst", "bad_checksum", "bad_source",
-)
+# The wire contract (verdict codes, frame lengths, heartbeat layout): generated from metallb_fast/dataplane/wire.py
+VERDICTS = verdict_names()  # base.Verdict values in counter order: ring.py maps the counters back by them
+WIRE_CONTRACT = compiled_contract()  # what this module was compiled with (tests compare it with wire.constants())
 
 cdef enum:
     BATCH = 64
     FRAME_MAX = 9216  # jumbo frames; a longer frame is judged on its first FRAME_MAX bytes
-    NA_LEN = 86
-    MAX_OPTIONS = 8
-    MAX_NS_LEN = 1240  # packets.MAX_NS_LEN: the longest NS whose checksum is verified
     KEY_LEN = 17  # family byte (4 or 6) + 16 address bytes (IPv4 in the first 4, the rest zero)
     ETH_P_ALL = 0x0003
     POLL_TIMEOUT_MS = 100  # how quickly stop() is noticed when no frame arrives
     RING_FRAME_SIZE = 2048
     SKF_AD_VLAN_TAG_PRESENT = -0x1000 + 48  # ancillary load: SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
-    # Heartbeats (heartbeat.py's layout; docs/fastpath.md, Heartbeats)
-    HB_UDP_LEN = 32  # UDP header + 24-byte payload
-    HB4_FRAME_LEN = 66
-    HB6_FRAME_LEN = 86
-    HB_KIND_OFFSET = 13  # in the UDP datagram
-    HB_VERSION = 1
-    HB_REQUEST = 1
-    HB_REPLY = 2
     FILTER_LEN = 24
     FILTER_NO_PORT = 0x10000  # a 16-bit load never equals it: the heartbeat branches accept nothing
 
@@ -191,39 +160,39 @@ cdef int _owned_tail(Table *table, uint8_t family, const uint8_t *target, int ad
     cdef Entry *e = _lookup(table, family, target, addr_len)
     cdef uint8_t key[FLOOD_KEY_LEN]
     if e == NULL:
-        return V_NOT_OWNED
+        return VERDICT_NOT_OWNED
     if not e.here:
-        return V_WRONG_INTERFACE
+        return VERDICT_WRONG_INTERFACE
     e.requests += 1
     if not dst_ok_without_mac and memcmp(frame, e.mac, 6) != 0:
-        return V_OTHER_ETH_DST
+        return VERDICT_OTHER_ETH_DST
     if not m.alive:
-        return V_LIVENESS_EXPIRED
+        return VERDICT_LIVENESS_EXPIRED
     if m.flood.interval_ns:
         flood_key(key, frame, family, sender, addr_len)
         if not flood_allow(m.flood, key, m.now_ns):
-            return V_RATE_LIMITED
+            return VERDICT_RATE_LIMITED
     e.replies += 1
     hit[0] = e
-    return V_ANSWERED
+    return VERDICT_ANSWERED
 
 
 cdef int _scan_options(const uint8_t *frame, size_t offset, size_t end) noexcept nogil:
-    """packets._scan_options: stop at the first source link-layer option, at end, or after MAX_OPTIONS."""
+    """packets._scan_options: stop at the first source link-layer option, at end, or after MAX_ND_OPTIONS."""
     cdef int i
     cdef size_t opt_len
-    for i in range(MAX_OPTIONS):
+    for i in range(MAX_ND_OPTIONS):
         if offset >= end:
             break
         if offset + 2 > end:
-            return V_MALFORMED
+            return VERDICT_MALFORMED
         opt_len = frame[offset + 1]
         if opt_len == 0 or offset + opt_len * 8 > end:
-            return V_MALFORMED
+            return VERDICT_MALFORMED
         if frame[offset] == 1 and opt_len == 1:
-            return V_ANSWERED
+            return VERDICT_ANSWERED
         offset += opt_len * 8
-    return V_NO_SOURCE_LLADDR
+    return VERDICT_NO_SOURCE_LLADDR
 
 
 cdef uint16_t _icmpv6_checksum(const uint8_t *src, const uint8_t *dst, const uint8_t *msg,
@@ -246,18 +215,18 @@ cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, const Moment *m, 
                      size_t *out_len) noexcept nogil:
     cdef Entry *e = NULL
     cdef int v
-    if n < 42:
-        return V_MALFORMED
+    if n < ARP_FRAME_LEN:
+        return VERDICT_MALFORMED
     if _be16(f + 14) != 1 or _be16(f + 16) != 0x0800 or f[18] != 6 or f[19] != 4:
-        return V_MALFORMED
+        return VERDICT_MALFORMED
     if _be16(f + 20) != 1:
-        return V_NOT_REQUEST
+        return VERDICT_NOT_REQUEST
     if memcmp(f + 28, f + 38, 4) == 0:
-        return V_GRATUITOUS
+        return VERDICT_GRATUITOUS
     if _is_group(f + 6) or memcmp(f + 28, b"\xff\xff\xff\xff", 4) == 0:  # sender 0.0.0.0 (a probe) is answered
-        return V_BAD_SOURCE
+        return VERDICT_BAD_SOURCE
     v = _owned_tail(table, 4, f + 38, 4, f, _is_broadcast(f), f + 28, m, &e)
-    if v != V_ANSWERED:
+    if v != VERDICT_ANSWERED:
         return v
     memcpy(out, f, n)  # same length: trailing padding carried over unchanged
     memcpy(out, f + 6, 6)
@@ -269,7 +238,7 @@ cdef int _decide_arp(const uint8_t *f, size_t n, Table *table, const Moment *m, 
     memcpy(out + 32, f + 22, 6)
     memcpy(out + 38, f + 28, 4)
     out_len[0] = n
-    return V_ANSWERED
+    return VERDICT_ANSWERED
 
 
 cdef inline void _swap(uint8_t *p, size_t a, size_t b, size_t size) noexcept nogil:
@@ -315,17 +284,17 @@ cdef int _reflect(const uint8_t *f, size_t n, size_t udp, const Reflector *hb, b
     cdef uint32_t total
     cdef uint16_t csum
     if _be16(f + udp + 4) != HB_UDP_LEN:
-        return V_MALFORMED_HEARTBEAT
+        return VERDICT_MALFORMED_HEARTBEAT
     if memcmp(payload, b"MLBF", 4) != 0 or payload[4] != HB_VERSION:
-        return V_MALFORMED_HEARTBEAT
+        return VERDICT_MALFORMED_HEARTBEAT
     if payload[5] == HB_REPLY:
-        return V_NOT_REQUEST  # a reflection on its way back to a sender on this node
+        return VERDICT_NOT_REQUEST  # a reflection on its way back to a sender on this node
     if payload[5] != HB_REQUEST:
-        return V_MALFORMED_HEARTBEAT
+        return VERDICT_MALFORMED_HEARTBEAT
     if memcmp(f, hb.mac, 6) != 0:
-        return V_OTHER_ETH_DST  # for another host: flooded to us, or we are promiscuous
+        return VERDICT_OTHER_ETH_DST  # for another host: flooded to us, or we are promiscuous
     if not alive:
-        return V_LIVENESS_EXPIRED
+        return VERDICT_LIVENESS_EXPIRED
     memcpy(out, f, n)
     _swap(out, 0, 6, 6)
     if ipv4:
@@ -351,7 +320,7 @@ cdef int _reflect(const uint8_t *f, size_t n, size_t udp, const Reflector *hb, b
         out[udp + 6] = csum >> 8
         out[udp + 7] = csum & 0xFF
     out_len[0] = n
-    return V_HEARTBEAT
+    return VERDICT_HEARTBEAT
 
 
 cdef inline bint _to_port(const uint8_t *f, size_t n, size_t udp, uint16_t port) noexcept nogil:
@@ -363,17 +332,17 @@ cdef int _decide_heartbeat_v4(const uint8_t *f, size_t n, const Reflector *hb, b
     """packets._answer_heartbeat_v4."""
     cdef size_t ihl, udp
     cdef uint16_t fragment
-    if n < 34:
-        return V_NOT_ARP_OR_NDP
+    if n < IP4_FRAME_LEN:
+        return VERDICT_NOT_ARP_OR_NDP
     ihl = f[14] & 0x0F
-    if (f[14] >> 4) != 4 or ihl < 5 or f[23] != 17:
-        return V_NOT_ARP_OR_NDP
+    if (f[14] >> 4) != 4 or ihl < 5 or f[23] != IPPROTO_UDP_:
+        return VERDICT_NOT_ARP_OR_NDP
     fragment = _be16(f + 20)
-    udp = 14 + ihl * 4
-    if fragment & 0x1FFF or not _to_port(f, n, udp, hb.port):
-        return V_NOT_ARP_OR_NDP
-    if ihl != 5 or fragment & 0x2000 or _be16(f + 16) != 20 + HB_UDP_LEN or n < HB4_FRAME_LEN:
-        return V_MALFORMED_HEARTBEAT
+    udp = ETH_LEN + ihl * 4
+    if fragment & IP4_FRAG_OFFSET or not _to_port(f, n, udp, hb.port):
+        return VERDICT_NOT_ARP_OR_NDP
+    if ihl != 5 or fragment & IP4_MF or _be16(f + 16) != IP4_FRAME_LEN - ETH_LEN + HB_UDP_LEN or n < HB4_FRAME_LEN:
+        return VERDICT_MALFORMED_HEARTBEAT
     return _reflect(f, n, udp, hb, True, alive, out, out_len)
 
 
@@ -391,10 +360,10 @@ cdef int _decide_heartbeat_v6(const uint8_t *f, size_t n, const Reflector *hb, b
         next_header = f[54]
         udp = 62
         behind_extension = True
-    if next_header != 17 or not _to_port(f, n, udp, hb.port):
-        return V_NOT_ARP_OR_NDP
+    if next_header != IPPROTO_UDP_ or not _to_port(f, n, udp, hb.port):
+        return VERDICT_NOT_ARP_OR_NDP
     if behind_extension or _be16(f + 18) != HB_UDP_LEN or n < HB6_FRAME_LEN:
-        return V_MALFORMED_HEARTBEAT
+        return VERDICT_MALFORMED_HEARTBEAT
     return _reflect(f, n, udp, hb, False, alive, out, out_len)
 
 
@@ -404,37 +373,37 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, const Moment *m, u
     cdef int v
     cdef size_t payload_len, end
     cdef uint16_t csum
-    if n < 54 or (f[14] >> 4) != 6:
-        return V_MALFORMED
-    if f[20] != 58:
-        return V_NOT_ARP_OR_NDP
+    if n < IP6_FRAME_LEN or (f[14] >> 4) != 6:
+        return VERDICT_MALFORMED
+    if f[20] != NEXT_HEADER_ICMP6:
+        return VERDICT_NOT_ARP_OR_NDP
     payload_len = _be16(f + 18)
-    end = 54 + payload_len
-    if payload_len < 24 or end > n:
-        return V_MALFORMED
-    if f[54] == 136:
-        return V_NOT_REQUEST
-    if f[54] != 135:
-        return V_NOT_ARP_OR_NDP
+    end = IP6_FRAME_LEN + payload_len
+    if payload_len < NS_LEN or end > n:
+        return VERDICT_MALFORMED
+    if f[54] == ICMP6_NA:
+        return VERDICT_NOT_REQUEST
+    if f[54] != ICMP6_NS:
+        return VERDICT_NOT_ARP_OR_NDP
     if f[55] != 0:
-        return V_MALFORMED
+        return VERDICT_MALFORMED
     if f[21] != 255:
-        return V_BAD_HOP_LIMIT
+        return VERDICT_BAD_HOP_LIMIT
     if f[62] == 0xFF:
-        return V_MALFORMED
+        return VERDICT_MALFORMED
     if _is_group(f + 6) or f[22] == 0xFF or (_all_zero(f + 22, 15) and f[37] == 1):  # multicast or ::1
-        return V_BAD_SOURCE
+        return VERDICT_BAD_SOURCE
     if _all_zero(f + 22, 16):
-        return V_GRATUITOUS
-    v = _scan_options(f, 78, end)
-    if v != V_ANSWERED:
+        return VERDICT_GRATUITOUS
+    v = _scan_options(f, IP6_FRAME_LEN + NS_LEN, end)
+    if v != VERDICT_ANSWERED:
         return v
     if payload_len > MAX_NS_LEN:
-        return V_MALFORMED
+        return VERDICT_MALFORMED
     if _icmpv6_checksum(f + 22, f + 38, f + 54, payload_len) != 0:  # over the message as received: 0 verifies
-        return V_BAD_CHECKSUM
+        return VERDICT_BAD_CHECKSUM
     v = _owned_tail(table, 6, f + 62, 16, f, _is_group(f), f + 22, m, &e)
-    if v != V_ANSWERED:
+    if v != VERDICT_ANSWERED:
         return v
     memcpy(out, f + 6, 6)
     memcpy(out + 6, e.mac, 6)
@@ -465,27 +434,27 @@ cdef int _decide_ns(const uint8_t *f, size_t n, Table *table, const Moment *m, u
     csum = _icmpv6_checksum(out + 22, out + 38, out + 54, 32)
     out[56] = csum >> 8
     out[57] = csum & 0xFF
-    out_len[0] = NA_LEN
-    return V_ANSWERED
+    out_len[0] = NA_FRAME_LEN
+    return VERDICT_ANSWERED
 
 
 cdef int _decide(const uint8_t *f, size_t n, Table *table, const Reflector *hb, const Moment *m, uint8_t *out,
                  size_t *out_len) noexcept nogil:
     """packets.answer() for one frame (hb.port 0: heartbeats=None), then floodlimit.limit_answer() with m.flood;
-    out must hold max(n, NA_LEN) bytes."""
+    out must hold max(n, NA_FRAME_LEN) bytes."""
     cdef uint16_t ethertype
-    if n < 14:
-        return V_MALFORMED
+    if n < ETH_LEN:
+        return VERDICT_MALFORMED
     ethertype = _be16(f + 12)
     if ethertype == 0x0806:
         return _decide_arp(f, n, table, m, out, out_len)
     if ethertype == 0x86DD:
-        if hb.port and n >= 54 and (f[14] >> 4) == 6 and f[20] != 58:  # where _decide_ns says NOT_ARP_OR_NDP
+        if hb.port and n >= IP6_FRAME_LEN and (f[14] >> 4) == 6 and f[20] != NEXT_HEADER_ICMP6:  # _decide_ns: NOT_ARP_OR_NDP
             return _decide_heartbeat_v6(f, n, hb, m.alive, out, out_len)
         return _decide_ns(f, n, table, m, out, out_len)
     if ethertype == 0x0800 and hb.port:
         return _decide_heartbeat_v4(f, n, hb, m.alive, out, out_len)
-    return V_NOT_ARP_OR_NDP
+    return VERDICT_NOT_ARP_OR_NDP
 
 
 cdef Table *_table_new(list entries) except NULL:
@@ -677,7 +646,7 @@ cdef class RingLoop:
     cdef Table *table
     cdef int64_t deadline_ns  # < 0: no deadline
     cdef Reflector heartbeats  # port 0: none
-    cdef uint64_t verdicts[N_VERDICTS]
+    cdef uint64_t verdicts[VERDICT_COUNT]
     cdef uint64_t send_failures
     cdef uint64_t ring_drops  # frames the kernel accepted but found no room for in the ring
     cdef int stopping  # read after every syscall, so the compiler cannot cache it
@@ -795,7 +764,7 @@ cdef class RingLoop:
                 verdict = _decide(<uint8_t *>hdr + hdr.tp_mac, n, self.table, &self.heartbeats, &m,
                                   self.tx + used, &out_len)
                 self.verdicts[verdict] += 1
-                if verdict == V_ANSWERED or verdict == V_HEARTBEAT:
+                if verdict == VERDICT_ANSWERED or verdict == VERDICT_HEARTBEAT:
                     self.siov[nout].iov_len = out_len
                     used += (out_len + 63) & ~(<size_t>63)
                     nout += 1
@@ -849,7 +818,7 @@ cdef class RingLoop:
         pthread_mutex_lock(&self.lock)
         try:
             per_address = _table_counters(self.table)
-            verdicts = [self.verdicts[i] for i in range(N_VERDICTS)]
+            verdicts = [self.verdicts[i] for i in range(VERDICT_COUNT)]
             failures = self.send_failures
             # The kernel resets its counters on every read: add them up here.
             if self.fd >= 0 and getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &ring_stats, &stats_len) == 0:
@@ -920,7 +889,7 @@ def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, byt
     cdef FloodBuckets buckets = flood if flood is not None else FloodBuckets(1)
     cdef Moment m
     cdef Table *table = _table_new(entries)
-    cdef uint8_t *out = <uint8_t *>calloc(1, max(<size_t>len(frame), <size_t>NA_LEN))
+    cdef uint8_t *out = <uint8_t *>calloc(1, max(<size_t>len(frame), <size_t>NA_FRAME_LEN))
     cdef size_t out_len = 0
     cdef int verdict
     cdef Reflector hb
@@ -937,7 +906,7 @@ def decide(bytes frame, list entries, bint alive=True, int heartbeat_port=0, byt
         m.now_ns = now_ns
         m.flood = &buckets.table
         verdict = _decide(<const uint8_t *>PyBytes_AS_STRING(frame), len(frame), table, &hb, &m, out, &out_len)
-        answered = verdict == V_ANSWERED or verdict == V_HEARTBEAT
+        answered = verdict == VERDICT_ANSWERED or verdict == VERDICT_HEARTBEAT
         reply = PyBytes_FromStringAndSize(<char *>out, out_len) if answered else None
         return VERDICTS[verdict], reply
     finally:

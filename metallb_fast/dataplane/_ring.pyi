@@ -3,6 +3,7 @@ Entry = tuple[int, bytes, bytes | None]  # (family 4 | 6, packed address, MAC or
 Counted = tuple[int, bytes, int, int]  # (family, packed address, requests, replies)
 
 VERDICTS: tuple[str, ...]
+WIRE_CONTRACT: dict[str, int]  # wire.constants() as this module was compiled with
 BATCH_SIZE: int
 DEFAULT_BLOCK_SIZE: int
 DEFAULT_RING_BYTES: int

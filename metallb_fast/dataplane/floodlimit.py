@@ -125,8 +125,18 @@ def source_key(frame: bytes) -> bytes:
     source MAC | family | 0 | sender address (ARP spa, padded with zeros / IPv6 source)."""
     mac = frame[6:12]
     if frame[12:14] == packets.ETHERTYPE_ARP.to_bytes(2, "big"):
-        return mac + bytes((FAMILY_V4, 0)) + frame[28:32] + bytes(12)
-    return mac + bytes((FAMILY_V6, 0)) + frame[22:38]
+        return key_bytes(mac, FAMILY_V4, frame[28:32])
+    return key_bytes(mac, FAMILY_V6, frame[22:38])
+
+
+def key_bytes(mac: bytes, family: int, address: bytes) -> bytes:
+    """A bucket key as struct flood_key lays it out: mac[6], family, 0, address[16] (IPv4 padded with zeros)."""
+    return mac + bytes((family, 0)) + address.ljust(16, b"\x00")
+
+
+def key_fields(key: bytes) -> tuple[bytes, int, bytes]:
+    """(mac, family, address[16]) of a bucket key: key_bytes() taken apart, for a map key set by field."""
+    return key[:6], key[6], key[8:KEY_LEN]
 
 
 class TokenBuckets:

@@ -4,7 +4,7 @@ A peer sends a request in a UDP datagram to a node's address, port DEFAULT_PORT 
 node's fast path (the same program, loop or thread that answers ARP/NDP, under the same liveness gate) reflects it
 in place: addresses and ports swapped, kind set to REPLY, nothing else changed. A reply therefore proves that the
 node's kernel path answers, not merely that some process on it is scheduled. The frame-level decision and the
-reply bytes are packets.answer()'s (docs/fastpath.md, Heartbeats); ext/xdp_responder.c and ext/ring.pyx follow them.
+reply bytes are packets.answer()'s (docs/fastpath.md, Heartbeats); xdp_responder.c and ext/ring.pyx follow them.
 
 Payload, exactly PAYLOAD_LEN (24) bytes, big-endian:
 

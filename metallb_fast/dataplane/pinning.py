@@ -1,7 +1,7 @@
 """Pinned BPF maps: a directory on a bpf filesystem that outlives the process, so a restarted responder adopts the
 maps (and the addresses they answer) of the run before it.
 
-The directory holds one file per pinned map (bcc pins them, BPF_TABLE_PINNED in ext/xdp_responder.c) and a layout
+The directory holds one file per pinned map (bcc pins them, BPF_TABLE_PINNED in xdp_responder.c) and a layout
 stamp: a one-entry array map holding the sha256 of the pinned tables' declarations (map type, key and value
 structs as bcc describes them, capacity). A program whose tables describe to the same digest can use the maps as
 they are; any other digest means the structs changed (an upgrade) and the maps must be made afresh.

@@ -1,4 +1,4 @@
-"""The XDP responder: ext/xdp_responder.c compiled with bcc, its maps kept equal to the owned table.
+"""The XDP responder: xdp_responder.c (beside this module) compiled with bcc, its maps kept equal to the owned table.
 
 Three layers, each usable alone:
 - `map_entries` / `diff_entries`: pure; what the address maps must hold and how to get there from what they hold.
@@ -23,14 +23,13 @@ import logging
 import os
 import re
 import socket
-import sys
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, floodlimit, kheaders, ownership, pinning
+from metallb_fast.dataplane import bpfsys, floodlimit, kheaders, ownership, pinning, wire
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -61,17 +60,11 @@ ENOTSUPP = 524  # the kernel's internal "not supported", as some drivers return 
 _MODE_NAMES = {XDP_FLAGS_SKB_MODE: "generic", XDP_FLAGS_DRV_MODE: "native", XDP_FLAGS_HW_MODE: "offload"}
 
 MapKey = tuple[IPAddress, int]  # (address, ifindex); ifindex 0 = "owned on some interface" marker
-CONFIG_HEARTBEAT_PORT = 1  # config[0] is the liveness deadline (ext/xdp_responder.c)
 SOMEWHERE = 0
 _MARKER_VALUE = bytes(6)
 
 
 # ---------------------------------------------------------------------------------------------- pure decisions
-
-
-def verdict_cflags() -> list[str]:
-    """The counter index of each Verdict, for the C side: base.Verdict's order is the only definition."""
-    return [f"-DVERDICT_{v.name}={i}" for i, v in enumerate(Verdict)] + [f"-DVERDICT_COUNT={len(Verdict)}"]
 
 
 def map_entries(desired: Mapping[MapKey, bytes]) -> dict[MapKey, bytes]:
@@ -116,10 +109,8 @@ def attach_order(mode: str, link_kind: str | None) -> list[int]:
 
 
 def source_path() -> Path:
-    """ext/xdp_responder.c in a source tree (edits take effect at once), else the copy setup.py installs."""
-    here = Path(__file__).resolve().parent
-    in_tree = here.parents[1] / "ext" / SOURCE_NAME
-    return in_tree if in_tree.is_file() else here / SOURCE_NAME
+    """The program's C source, package data beside this module (a source tree and an installed wheel alike)."""
+    return Path(__file__).resolve().with_name(SOURCE_NAME)
 
 
 def _import_bcc() -> Any:
@@ -138,16 +129,26 @@ def _check_kernel_headers() -> None:
 
 
 def _pack_key(table: Any, address: IPAddress, ifindex: int) -> Any:
-    """The C key struct {address bytes (network order); __u32 ifindex}, built from bytes for both families."""
+    """The C key struct (vip4_key / vip6_key), set field by field."""
     key = table.Key()
-    raw = address.packed + ifindex.to_bytes(4, sys.byteorder)
-    ctypes.memmove(ctypes.addressof(key), raw, len(raw))
+    key.ifindex = ifindex
+    if address.version == 4:
+        key.addr = ctypes.c_uint32.from_buffer_copy(address.packed).value  # __be32: the bytes in network order
+    else:
+        key.addr.in6_u.u6_addr8[:] = address.packed
     return key
+
+
+def _key_fields(key: Any) -> MapKey:
+    """(address, ifindex) of a vip4_key / vip6_key, read field by field."""
+    if isinstance(key.addr, int):
+        return ipaddress.IPv4Address(bytes(ctypes.c_uint32(key.addr))), int(key.ifindex)
+    return ipaddress.IPv6Address(bytes(key.addr.in6_u.u6_addr8)), int(key.ifindex)
 
 
 def _pack_mac(table: Any, mac: bytes) -> Any:
     leaf = table.Leaf()
-    ctypes.memmove(ctypes.addressof(leaf), mac, 6)
+    leaf.mac[:] = mac
     return leaf
 
 
@@ -173,7 +174,7 @@ def _compile(bcc: Any, path: Path, cflags: list[str]) -> Any:
 
 
 class XdpProgram:
-    """ext/xdp_responder.c compiled and loaded (not attached): its fd and its maps, keyed by ifindex.
+    """xdp_responder.c compiled and loaded (not attached): its fd and its maps, keyed by ifindex.
 
     With `pin_dir` the maps are pinned there; maps already pinned there by an earlier run are used as they are
     (`adopted`, entries and counters included) when their layout stamp matches this program's tables, and
@@ -189,7 +190,7 @@ class XdpProgram:
         path = source or source_path()
         if not path.is_file():
             raise ResponderError(f"xdp: program source {path} is missing (reinstall metallb-fast)")
-        cflags = [*verdict_cflags(), f"-DMAX_VIPS={max_vips}", f"-DFLOOD_SOURCES={flood_sources}"]
+        cflags = [*wire.cflags(), f"-DMAX_VIPS={max_vips}", f"-DFLOOD_SOURCES={flood_sources}"]
         self.pins: pinning.PinDirectory | None = None
         self.adopted = False
         if pin_dir is None:
@@ -244,14 +245,9 @@ class XdpProgram:
     def _read_entries(self) -> dict[MapKey, bytes]:
         """What the (adopted) address maps hold, markers included."""
         entries: dict[MapKey, bytes] = {}
-        for version, table in self._tables.items():
-            size = 4 if version == 4 else 16
+        for table in self._tables.values():
             for key, leaf in table.items():
-                raw = ctypes.string_at(ctypes.addressof(key), size + 4)
-                address = ipaddress.ip_address(raw[:size])
-                entries[(address, int.from_bytes(raw[size:], sys.byteorder))] = ctypes.string_at(
-                    ctypes.addressof(leaf), 6
-                )
+                entries[_key_fields(key)] = bytes(leaf.mac)
         return entries
 
     @property
@@ -302,7 +298,7 @@ class XdpProgram:
     def set_deadline(self, deadline_ns: int | None) -> None:
         # 0 means "no deadline" to the program; an explicit deadline at 0 is simply in the past.
         value = 0 if deadline_ns is None else max(int(deadline_ns), 1)
-        self._config[ctypes.c_int(0)] = ctypes.c_uint64(value)
+        self._config[ctypes.c_int(wire.CONFIG_DEADLINE)] = ctypes.c_uint64(value)
 
     def set_heartbeats(self, port: int, interfaces: Mapping[int, bytes]) -> None:
         """Reflect heartbeat requests to UDP `port` (0 = off) arriving on these ifindexes, each sent to its MAC."""
@@ -310,7 +306,7 @@ class XdpProgram:
         wanted = {ifindex: bytes(mac) for ifindex, mac in interfaces.items()} if port else {}
         current = self.heartbeats()[1]
         if not wanted:  # off first, then empty the table
-            self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(0)
+            self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(0)
         for ifindex in current.keys() - wanted.keys():
             with contextlib.suppress(KeyError):
                 del table[table.Key(ifindex)]
@@ -318,13 +314,13 @@ class XdpProgram:
             if current.get(ifindex) != mac:
                 table[table.Key(ifindex)] = _pack_mac(table, mac)
         if wanted:
-            self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(port)
+            self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(port)
 
     def heartbeats(self) -> tuple[int, dict[int, bytes]]:
         """(port, {ifindex: MAC}) as the maps hold them (an adopted program's: what the earlier run set)."""
-        port = int(self._config[ctypes.c_int(CONFIG_HEARTBEAT_PORT)].value)
+        port = int(self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)].value)
         interfaces = {
-            int(key.value): ctypes.string_at(ctypes.addressof(leaf), 6) for key, leaf in self._heartbeat_ifaces.items()
+            int(key.value): bytes(leaf.mac) for key, leaf in self._heartbeat_ifaces.items()
         }
         return port, interfaces
 
@@ -341,7 +337,7 @@ class XdpProgram:
     def flood_buckets(self) -> dict[bytes, int]:
         """source key (floodlimit.source_key) -> its bucket's theoretical arrival time (bpf_ktime_get_ns)."""
         return {
-            ctypes.string_at(ctypes.addressof(key), floodlimit.KEY_LEN): int(leaf.value)
+            floodlimit.key_bytes(bytes(key.mac), key.family, bytes(key.addr)): int(leaf.value)
             for key, leaf in self._flood_buckets.items()
         }
 
@@ -353,8 +349,11 @@ class XdpProgram:
             raise ValueError(f"flood bucket key of {len(key)} bytes: must be {floodlimit.KEY_LEN}")
         if not 0 <= tat_ns < 1 << 64:
             raise ValueError(f"flood bucket time {tat_ns}: must be a CLOCK_MONOTONIC time in ns (0 <= t < 2**64)")
+        mac, family, address = floodlimit.key_fields(key)
         packed = table.Key()
-        ctypes.memmove(ctypes.addressof(packed), key, len(key))
+        packed.mac[:] = mac
+        packed.family = family
+        packed.addr[:] = address
         table[packed] = ctypes.c_uint64(tat_ns)
 
     def close(self, keep_pins: bool = False) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from metallb_fast.dataplane import bpfsys, packets
+from metallb_fast.dataplane import bpfsys, packets, wire
 from metallb_fast.dataplane.base import ResponderError, Verdict
 from metallb_fast.dataplane.xdp import (
     FUNCTION_NAME,
@@ -35,7 +35,6 @@ from metallb_fast.dataplane.xdp import (
     diff_entries,
     map_entries,
     program_holders,
-    verdict_cflags,
 )
 from metallb_fast.lab import Lab, in_netns
 from tests.conftest import require, require_root
@@ -334,7 +333,7 @@ def test_attach_order(mode: str, kind: str | None, expected: list[str]) -> None:
 
 
 def test_verdict_indices_follow_base_verdict_order() -> None:
-    flags = verdict_cflags()
+    flags = [flag for flag in wire.cflags() if flag.startswith("-DVERDICT_")]
     assert flags[0] == "-DVERDICT_ANSWERED=0"
     assert flags[-1] == f"-DVERDICT_COUNT={len(Verdict)}"
     assert [f.split("=")[0].removeprefix("-DVERDICT_") for f in flags[:-1]] == [v.name for v in Verdict]

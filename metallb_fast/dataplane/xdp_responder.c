@@ -9,7 +9,10 @@
  * against (with floodlimit.py for the flood limit).
  *
  * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
- *   VERDICT_<NAME>=<index>  for every member of base.Verdict, and VERDICT_COUNT -- the order lives only there;
+ *   the wire contract       wire.cflags(), metallb_fast/dataplane/wire.py: VERDICT_<NAME>=<index> for every member
+ *                           of base.Verdict and VERDICT_COUNT, the frame lengths and offsets (ETH_LEN, NS_LEN,
+ *                           MAX_NS_LEN, ...), the heartbeat layout (HB_*), the config slots (CONFIG_*). They are
+ *                           defined there only, shared with packets.py and ext/ring.pyx; none of them is defined here;
  *   MAX_VIPS                the capacity of the address maps;
  *   FLOOD_SOURCES           the capacity of the flood limit's per-source buckets (floodlimit.DEFAULT_SOURCES);
  *   PIN_DIR (optional)      a directory on a bpf filesystem: the maps declared with MLBF_PINNED are pinned there
@@ -19,10 +22,8 @@
 #include <linux/if_ether.h>
 #include <linux/in6.h>
 
-#if !defined(VERDICT_COUNT) || !defined(VERDICT_ANSWERED) || !defined(VERDICT_LIVENESS_EXPIRED) || \
-    !defined(VERDICT_HEARTBEAT) || !defined(VERDICT_MALFORMED_HEARTBEAT) || !defined(VERDICT_RATE_LIMITED) || \
-    !defined(VERDICT_OTHER_ETH_DST) || !defined(VERDICT_BAD_CHECKSUM) || !defined(VERDICT_BAD_SOURCE)
-#error "the loader must define VERDICT_* (the order of base.Verdict) and VERDICT_COUNT"
+#if !defined(VERDICT_COUNT) || !defined(NA_FRAME_LEN) || !defined(HB_UDP_LEN) || !defined(CONFIG_SIZE)
+#error "the loader must pass the wire contract (metallb_fast/dataplane/wire.py: wire.cflags())"
 #endif
 #ifndef MAX_VIPS
 #define MAX_VIPS 4096
@@ -30,30 +31,9 @@
 #ifndef FLOOD_SOURCES
 #define FLOOD_SOURCES 16384
 #endif
-
-#define ETH_LEN 14
-#define ARP_FRAME_LEN 42      /* Ethernet + ARP for IPv4 over Ethernet */
-#define IP6_FRAME_LEN 54      /* Ethernet + IPv6 header */
-#define NS_LEN 24             /* ICMPv6 header + reserved + target */
-#define NA_FRAME_LEN 86       /* Ethernet + IPv6 + NA (24) + target link-layer option (8) */
-#define MAX_ND_OPTIONS 8
-#define MAX_NS_LEN 1240       /* packets.MAX_NS_LEN: the longest NS whose checksum is verified (a bounded loop) */
 #ifndef MAX_HEARTBEAT_IFACES
 #define MAX_HEARTBEAT_IFACES 256
 #endif
-
-/* Heartbeats (docs/fastpath.md, Heartbeats; the payload layout is heartbeat.py's). */
-#define IP4_FRAME_LEN 34      /* Ethernet + IPv4 header without options */
-#define HB_UDP_LEN 32         /* UDP header (8) + payload (24): the UDP length of every heartbeat */
-#define HB4_FRAME_LEN (IP4_FRAME_LEN + HB_UDP_LEN)  /* 66 */
-#define HB6_FRAME_LEN (IP6_FRAME_LEN + HB_UDP_LEN)  /* 86 */
-#define HB_KIND_OFFSET 13     /* in the UDP datagram: 8 (header) + magic (4) + version (1) */
-#define HB_VERSION 1
-#define HB_REQUEST 1
-#define HB_REPLY 2
-#define IPPROTO_UDP_ 17
-#define IP4_MF 0x2000
-#define IP4_FRAG_OFFSET 0x1fff
 
 /* Key ifindex 0 marks "owned on some interface of this node": a miss on the ingress ifindex that hits the
  * marker is WRONG_INTERFACE rather than NOT_OWNED. */
@@ -92,9 +72,6 @@ MLBF_PINNED("percpu_hash", struct vip6_key, struct vip_counters, counters_v6, MA
 MLBF_PINNED("percpu_array", int, __u64, verdicts, VERDICT_COUNT);
 /* config[CONFIG_DEADLINE]: liveness deadline, CLOCK_MONOTONIC ns (bpf_ktime_get_ns); 0 = no deadline.
  * config[CONFIG_HEARTBEAT_PORT]: UDP port heartbeats are reflected on; 0 = off. */
-#define CONFIG_DEADLINE 0
-#define CONFIG_HEARTBEAT_PORT 1
-#define CONFIG_SIZE 2
 MLBF_PINNED("array", int, __u64, config, CONFIG_SIZE);
 
 /* The interfaces that reflect heartbeats (by ingress ifindex), with the Ethernet address a request must be sent to:
@@ -446,7 +423,7 @@ static __always_inline int ns_checksum_ok(__u8 *data, __u8 *data_end, __u32 payl
     if (payload_len > MAX_NS_LEN)
         return 0; /* the caller declined it already: this keeps the offsets below bounded for the verifier */
     struct in6_addr *ip6 = (struct in6_addr *)(data + ETH_LEN + 8);
-    __u32 sum = sum_in6(&ip6[0]) + sum_in6(&ip6[1]) + payload_len + 58; /* the pseudo-header */
+    __u32 sum = sum_in6(&ip6[0]) + sum_in6(&ip6[1]) + payload_len + NEXT_HEADER_ICMP6; /* the pseudo-header */
     for (__u32 off = 0; off < MAX_NS_LEN; off += 2) {
         if (off + 2 > payload_len)
             break;
@@ -471,7 +448,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     __u8 *ip6 = data + ETH_LEN;
     if ((ip6[0] >> 4) != 6)
         return decline(VERDICT_MALFORMED);
-    if (ip6[6] != 58) /* next header: ICMPv6 */
+    if (ip6[6] != NEXT_HEADER_ICMP6)
         return handle_heartbeat_v6(ctx, data, data_end);
     __u32 payload_len = ((__u32)ip6[4] << 8) | ip6[5];
     __u32 frame_len = data_end - data;
@@ -481,9 +458,9 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     if (data + IP6_FRAME_LEN + NS_LEN > data_end)
         return decline(VERDICT_MALFORMED);
     __u8 *icmp = data + IP6_FRAME_LEN;
-    if (icmp[0] == 136)
+    if (icmp[0] == ICMP6_NA)
         return decline(VERDICT_NOT_REQUEST);
-    if (icmp[0] != 135)
+    if (icmp[0] != ICMP6_NS)
         return decline(VERDICT_NOT_ARP_OR_NDP);
     if (icmp[1] != 0)
         return decline(VERDICT_MALFORMED);
@@ -541,7 +518,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     struct vip_counters *counters = counters_v6.lookup(&key);
     if (counters)
         counters->requests += 1;
-    if (!(data[0] & 1) && !same_mac(data, vip->mac))
+    if (!is_group(data) && !same_mac(data, vip->mac))
         return decline(VERDICT_OTHER_ETH_DST);
     if (!alive())
         return decline(VERDICT_LIVENESS_EXPIRED);
@@ -567,12 +544,12 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     ip6 = data + ETH_LEN;
     ip6[0] = 0x60; ip6[1] = 0; ip6[2] = 0; ip6[3] = 0;
     ip6[4] = 0; ip6[5] = 32;    /* payload length */
-    ip6[6] = 58;
+    ip6[6] = NEXT_HEADER_ICMP6;
     ip6[7] = 255;
     __builtin_memcpy(ip6 + 8, &target, 16);
     __builtin_memcpy(ip6 + 24, &source, 16);
     icmp = data + IP6_FRAME_LEN;
-    icmp[0] = 136; icmp[1] = 0;
+    icmp[0] = ICMP6_NA; icmp[1] = 0;
     icmp[2] = 0; icmp[3] = 0;   /* checksum, below */
     icmp[4] = 0x60; icmp[5] = 0; icmp[6] = 0; icmp[7] = 0; /* S=1 O=1 R=0 */
     __builtin_memcpy(icmp + 8, &target, 16);
@@ -580,8 +557,8 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
     copy_mac(icmp + 26, mac);
 
     /* RFC 4443 checksum: pseudo-header (src, dst, length 32, next header 58) + the 32-byte message. */
-    __u32 sum = 2 * sum_in6(&target) + sum_in6(&source) + 32 + 58;
-    sum += (136 << 8) + 0x6000 + ((2 << 8) | 1);
+    __u32 sum = 2 * sum_in6(&target) + sum_in6(&source) + 32 + NEXT_HEADER_ICMP6;
+    sum += (ICMP6_NA << 8) + 0x6000 + ((2 << 8) | 1);
     sum += ((__u32)mac[0] << 8 | mac[1]) + ((__u32)mac[2] << 8 | mac[3]) + ((__u32)mac[4] << 8 | mac[5]);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
