@@ -75,7 +75,35 @@ class ResponderError(Exception):
     """A responder cannot load or run here; the message says why (used by the auto selector to fall back)."""
 
 
+class KernelRefused(ResponderError):
+    """A system call a responder made failed (socket, bind, send, netlink): every OSError a Responder method meets
+    leaves it as this, with the call's errno (None when there was none)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    @classmethod
+    def wrapping(cls, what: str, exc: OSError) -> KernelRefused:
+        """'<what>: <the OSError>', keeping its errno; raise it `from exc`."""
+        return cls(f"{what}: {exc}", exc.errno)
+
+
 class Responder(Protocol):
+    """What every backend (xdp.XdpResponder, ring.RingResponder, pyloop.PythonResponder) promises.
+
+    Errors: every failure a method reports is a ResponderError: a system call that failed (an OSError) is a
+    KernelRefused carrying its errno, interfaces that could not be served an ownership.InterfacesUnavailable
+    naming each (the rest is applied), a bad table or port an ownership.OwnedTableError (also a ValueError,
+    raised before anything changes). sync(), serve_heartbeats() and announce() after close() raise ResponderError.
+
+    Threads: every method may be called from any thread. sync(), serve_heartbeats() and close() are serialised
+    against each other; stats() and announce() see the owned table before or after a concurrent sync(), never a mix.
+
+    Counters: stats().per_address holds exactly the keys owned now (zeros until asked): a withdrawn key leaves it
+    (its metric series go with it) and a key owned again starts from zero. declined and heartbeats are totals over
+    the responder's life and never go back."""
+
     backend: str
 
     def sync(self, owned: Owned) -> None:
@@ -84,7 +112,8 @@ class Responder(Protocol):
         Interface names resolve in the network namespace the responder was created in, whichever thread (in
         whichever namespace) calls; a bad key or MAC raises before anything changes."""
 
-    def stats(self) -> ResponderStats: ...
+    def stats(self) -> ResponderStats:
+        """The counters (see the class): a consistent snapshot, cheap enough for every metrics scrape."""
 
     def announce(self, address: IPAddress, interface: str) -> None:
         """Send the gratuitous burst (ARP) or unsolicited NA (IPv6) for an owned address, once. Every failure

@@ -23,6 +23,7 @@ from metallb_fast.dataplane import floodlimit, ownership, packets
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
+    KernelRefused,
     Owned,
     OwnedKey,
     ResponderError,
@@ -121,10 +122,11 @@ class PythonResponder:
             self._adopt(self._owned)
 
     def stats(self) -> ResponderStats:
+        owned = self._owned  # read once: counts reported for this table only, whatever a concurrent sync() does
         with self._counters_lock:
-            per_address = dict(self._per_address)
+            per_address = {key: counts for key, counts in self._per_address.items() if key in owned}
             declined = Counter(self._declined)
-        return ownership.stats(self.backend, self._owned, per_address, declined)
+        return ownership.stats(self.backend, owned, per_address, declined)
 
     def announce(self, address: IPAddress, interface: str) -> None:
         with self._lock:
@@ -136,7 +138,7 @@ class PythonResponder:
                 for frame in frames:
                     sock.send(frame)
             except OSError as exc:
-                raise ResponderError(f"python backend: announcing {address} on {interface}: {exc}") from exc
+                raise KernelRefused.wrapping(f"python backend: announcing {address} on {interface}", exc) from exc
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._deadline_ns = -1 if deadline_ns is None else max(0, int(deadline_ns))
@@ -193,8 +195,15 @@ class PythonResponder:
         self._owned = served
         by_fd = {sock.fileno(): name for name, sock in sockets.items()}
         self._snapshot = _Snapshot(sockets, indexes, tables, by_fd)
+        self._forget_withdrawn(served)
         self._wake()
         ownership.check_served(self.backend, failures)
+
+    def _forget_withdrawn(self, served: Owned) -> None:
+        """As in the other backends, a withdrawn address leaves stats() (its metric series with it) and one owned
+        again starts from zero; a frame still decided with the previous table counts only for what is owned now."""
+        with self._counters_lock:
+            self._per_address = {key: counts for key, counts in self._per_address.items() if key in served}
 
     def _open(self, name: str) -> tuple[socket.socket, int]:
         with in_netns_fd(self._netns, "the responder's namespace"):
@@ -202,7 +211,7 @@ class PythonResponder:
             try:
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             except OSError as exc:
-                raise ResponderError(f"python backend: cannot open an AF_PACKET socket: {exc}") from exc
+                raise KernelRefused.wrapping("python backend: cannot open an AF_PACKET socket", exc) from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # to see VLAN tags the kernel moved out of the frame
@@ -210,7 +219,7 @@ class PythonResponder:
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
-            raise ResponderError(f"python backend: cannot bind an AF_PACKET socket to {name}: {exc}") from exc
+            raise KernelRefused.wrapping(f"python backend: cannot bind an AF_PACKET socket to {name}", exc) from exc
         return sock, ifindex
 
     def _reflector(self, name: str, port: int) -> Reflector:
@@ -274,14 +283,15 @@ class PythonResponder:
                     sock.send(result.reply)
                 except OSError as exc:
                     log.warning("python responder: replying on %s for %s: %s", name, result.target, exc)
-            self._count(name, table, result)
+            self._count(name, result)
 
-    def _count(self, name: str, table: Table, result: packets.Answer) -> None:
+    def _count(self, name: str, result: packets.Answer) -> None:
         with self._counters_lock:
             if result.verdict is not Verdict.ANSWERED:
                 self._declined[result.verdict] += 1
             target = result.target  # None for heartbeats: they count in _declined (HEARTBEAT included), not here
-            if result.verdict in _COUNTED and target is not None and target in table.here:
+            # _COUNTED verdicts come after a hit in this interface's table: the key was owned here when decided
+            if result.verdict in _COUNTED and target is not None and (target, name) in self._owned:
                 key = (target, name)
                 seen = self._per_address.get(key, AddressCounters())
                 answered = int(result.verdict is Verdict.ANSWERED)

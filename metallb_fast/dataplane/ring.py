@@ -24,6 +24,7 @@ from metallb_fast.dataplane import ownership
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
+    KernelRefused,
     Owned,
     OwnedKey,
     ResponderError,
@@ -160,7 +161,7 @@ class RingResponder:
         try:
             interface.loop.set_heartbeats(port, mac)
         except OSError as exc:
-            raise ResponderError(f"ring backend: cannot serve heartbeats on {name}: {exc}") from exc
+            raise KernelRefused.wrapping(f"ring backend: cannot serve heartbeats on {name}", exc) from exc
 
     def stats(self) -> ResponderStats:
         with self._lock:
@@ -183,7 +184,7 @@ class RingResponder:
             try:
                 running.loop.send(frame)
             except OSError as exc:
-                raise ResponderError(f"ring backend: announcing {address} on {interface}: {exc}") from exc
+                raise KernelRefused.wrapping(f"ring backend: announcing {address} on {interface}", exc) from exc
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         with self._lock:
@@ -227,7 +228,7 @@ class RingResponder:
             try:
                 loop = self._ring.RingLoop(ifindex, self._receive_buffer)
             except OSError as exc:
-                raise ResponderError(f"ring backend: cannot open an AF_PACKET socket on {name}: {exc}") from exc
+                raise KernelRefused.wrapping(f"ring backend: cannot open an AF_PACKET socket on {name}", exc) from exc
         loop.set_deadline(self._deadline_ns)
         self._limit(loop)
         thread = threading.Thread(target=_serve, args=(name, loop), name=f"ring-{name}", daemon=True)

@@ -33,6 +33,7 @@ from metallb_fast.dataplane import bpfsys, floodlimit, kheaders, ownership, pinn
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
+    KernelRefused,
     Owned,
     OwnedKey,
     ResponderError,
@@ -525,7 +526,7 @@ def replace(ipr: Any, link: Link, fd: int, prog_id: int, flag: int, old_id: int,
     try:
         expected = bpfsys.prog_fd_by_id(old_id)
     except OSError as exc:
-        raise ResponderError(f"xdp: program {old_id} on {link.name} vanished while being adopted ({exc})") from exc
+        raise KernelRefused.wrapping(f"xdp: program {old_id} on {link.name} vanished while being adopted", exc) from exc
     try:
         attrs = [("IFLA_XDP_FD", fd), ("IFLA_XDP_EXPECTED_FD", expected), ("IFLA_XDP_FLAGS", flag | XDP_FLAGS_REPLACE)]
         try:
@@ -745,7 +746,7 @@ class XdpResponder:
             attachment = attach(self._ipr, link, self._program.fd, self._program.prog_id, FUNCTION_NAME, self._mode,
                                 adopt=self._adopt)
         except NetlinkError as exc:  # deleted between the link dump and now
-            raise ResponderError(f"xdp: cannot attach to interface {name}: {os.strerror(exc.code)}") from exc
+            raise KernelRefused(f"xdp: cannot attach to interface {name}: {os.strerror(exc.code)}", exc.code) from exc
         if current is not None:  # the name now belongs to a new link; the old one may still exist, renamed
             detach(self._ipr, current)
         self._attached[name] = attachment
@@ -763,7 +764,7 @@ class XdpResponder:
             try:
                 self._packet_socket.sendto(frame, (interface, 0))
             except OSError as exc:
-                raise ResponderError(f"xdp: announcing {address} on {interface}: {exc}") from exc
+                raise KernelRefused.wrapping(f"xdp: announcing {address} on {interface}", exc) from exc
 
     def set_liveness_deadline(self, deadline_ns: int | None) -> None:
         self._program.set_deadline(deadline_ns)

@@ -13,7 +13,7 @@ import sys
 import time
 import types
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
 
@@ -21,7 +21,14 @@ import pytest
 
 from metallb_fast.dataplane import backends, heartbeat, ownership, packets
 from metallb_fast.dataplane.backends import open_responder
-from metallb_fast.dataplane.base import IPAddress, Responder, ResponderError, Verdict
+from metallb_fast.dataplane.base import (
+    AddressCounters,
+    IPAddress,
+    KernelRefused,
+    Responder,
+    ResponderError,
+    Verdict,
+)
 from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.lab import Lab, in_netns
 from metallb_fast.speaker.announce import announce_due
@@ -227,27 +234,38 @@ def _index_of(frame: bytes) -> int:
     return int.from_bytes(frame[10:12], "big")  # see _source_mac
 
 
-def _send_and_collect(
-    netns: str, frames: Iterable[bytes], to: Collection[bytes], interface: str = "eth0"
+def _capture(
+    netns: str,
+    during: Callable[[socket.socket], object],
+    keep: Callable[[bytes], bool],
+    interface: str = "eth0",
+    quiet_s: float = 3.0,
 ) -> list[bytes]:
-    """Send every frame from `interface` in `netns`; collect the frames that arrive for an Ethernet address in `to`."""
+    """The frames `keep` accepts that arrive on `interface` in `netns` while `during(the capturing socket)` runs
+    and for `quiet_s` after (a bound on the wait, not an assertion: late frames still count)."""
     received: list[bytes] = []
     with in_netns(netns):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     with sock:
         sock.bind((interface, 0x0003))
-        for frame in frames:
-            sock.send(frame)
+        during(sock)
         sock.settimeout(0.2)
-        deadline = time.monotonic() + 3.0  # quiet period bound, not an assertion: late replies would count
+        deadline = time.monotonic() + quiet_s
         while time.monotonic() < deadline:
             try:
                 data, address = sock.recvfrom(65535)
             except TimeoutError:
                 continue
-            if address[2] != 4 and data[0:6] in to:  # 4: PACKET_OUTGOING (our own sends)
+            if address[2] != 4 and keep(data):  # 4: PACKET_OUTGOING (our own sends)
                 received.append(data)
     return received
+
+
+def _send_and_collect(
+    netns: str, frames: Iterable[bytes], to: Collection[bytes], interface: str = "eth0"
+) -> list[bytes]:
+    """Send every frame from `interface` in `netns`; collect the frames that arrive for an Ethernet address in `to`."""
+    return _capture(netns, lambda sock: [sock.send(frame) for frame in frames], lambda data: data[0:6] in to, interface)
 
 
 def _exchange(netns: str, frames: dict[int, bytes], interface: str = "eth0") -> dict[int, bytes]:
@@ -346,11 +364,44 @@ def test_a_failed_announcement_is_reported_not_raised_by_announce_due(
     v4, v4_eth1 = lab2.vip_v4(0), lab2.vip_v4(0, lan=1)
     node_responder.sync({(v4, "eth0"): MAC_A, (v4_eth1, "eth1"): MAC_A})
     lab2.run(lab2.nodes[0].netns, ["ip", "link", "del", "eth1"])
-    with pytest.raises(ResponderError, match="eth1"):
+    with pytest.raises(ResponderError, match="eth1") as refused:
         node_responder.announce(v4_eth1, "eth1")
+    assert isinstance(refused.value, KernelRefused) and refused.value.errno, "the send's OSError, wrapped"
     failures = announce_due(node_responder, [(v4_eth1, "eth1"), (v4, "eth0"), (lab2.vip_v4(3), "eth0")])
     assert [key for key, _ in failures] == [(v4_eth1, "eth1"), (lab2.vip_v4(3), "eth0")]
     assert all(isinstance(error, ResponderError) for _, error in failures)
+
+
+@pytest.mark.root
+def test_announce_and_stats_after_a_withdrawal(backend: str, lab2: Lab, node_responder: Responder) -> None:
+    """The Responder contract (base.py) in every backend: announce() sends MetalLB's gratuitous frames; a withdrawn
+    address leaves stats() (issue 12, B: its metric series go with it) while what is declined for it is still
+    counted, and an address owned again starts from zero."""
+    client = lab2.clients[0].netns
+    v4, v6 = lab2.vip_v4(0), lab2.vip_v6(0)
+    owned = {(v4, "eth0"): MAC_A, (v6, "eth0"): MAC_A}
+    node_responder.sync(owned)
+
+    def announce_both() -> None:
+        node_responder.announce(v4, "eth0")
+        node_responder.announce(v6, "eth0")
+
+    sent = _capture(client, lambda _: announce_both(), lambda data: data[6:12] == MAC_A, quiet_s=1.0)
+    assert sent == [*packets.gratuitous_arp(v4, MAC_A), packets.unsolicited_na(v6, MAC_A)]
+    assert arping(lab2, client, v4, count=1) == [MAC_A]
+    assert node_responder.stats().per_address[(v4, "eth0")].replies == 1
+
+    node_responder.sync({(v6, "eth0"): MAC_A})
+    before = node_responder.stats().declined[Verdict.NOT_OWNED]
+    assert arping(lab2, client, v4, count=1, wait_s=2) == []
+    withdrawn = node_responder.stats()
+    assert (v4, "eth0") not in withdrawn.per_address
+    assert withdrawn.declined[Verdict.NOT_OWNED] > before, "the interface still listens: the request is counted"
+    with pytest.raises(ResponderError, match="not owned"):
+        node_responder.announce(v4, "eth0")
+
+    node_responder.sync(owned)
+    assert node_responder.stats().per_address[(v4, "eth0")] == AddressCounters()
 
 
 # ---------------------------------------------------------------------------------------------------------------
