@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from metallb_fast.dataplane import floodlimit, ownership, packets
@@ -33,6 +33,7 @@ from metallb_fast.dataplane.base import (
 from metallb_fast.dataplane.floodlimit import FloodLimit, TokenBuckets
 from metallb_fast.dataplane.heartbeat import Reflector
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
+from metallb_fast.dataplane.syncing import SyncingResponder
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +74,28 @@ class _Snapshot:
     by_fd: Mapping[int, str] = field(default_factory=dict)
 
 
-class PythonResponder:
+class PythonResponder(SyncingResponder):
     """Answers ARP/NDP from a Python thread; for reference and for machines without XDP or the Cython loop."""
 
     backend = "python"
+    who = "python backend"
 
     def __init__(self, interfaces: Iterable[str] = (), *, flood_limit: FloodLimit | None = None) -> None:
-        self._fixed = tuple(dict.fromkeys(interfaces))
+        super().__init__(interfaces)  # its lock also serialises announce() against them
         # Only the loop thread charges the buckets; set_flood_limit swaps the limit they apply.
         self._buckets = TokenBuckets(flood_limit or FloodLimit.off())
-        self._lock = threading.Lock()  # sync/close/announce against each other
         self._counters_lock = threading.Lock()
         self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
-        self._owned: dict[OwnedKey, bytes] = {}
         self._per_address: dict[OwnedKey, AddressCounters] = {}
         self._declined: Counter[Verdict] = Counter()
         self._deadline_ns = -1
-        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
-        self._closed = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._snapshot = _Snapshot({}, {}, {})
         self._retired: list[socket.socket] = []  # closed by the loop thread once it stops polling them
         self._retired_lock = threading.Lock()
         try:
-            self._adopt({})
+            ownership.check_served(self.backend, self._apply({}))
         except BaseException:
             self._release()
             raise
@@ -105,21 +103,6 @@ class PythonResponder:
         self._thread.start()
 
     # --- Responder protocol -------------------------------------------------------------------------------
-
-    def sync(self, owned: Owned) -> None:
-        ownership.validate(owned, self.backend)
-        with self._lock:
-            if self._closed:
-                raise ResponderError("python backend: sync() after close()")
-            self._adopt(owned)
-
-    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
-        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
-        with self._lock:
-            if self._closed:
-                raise ResponderError("python backend: serve_heartbeats() after close()")
-            self._heartbeat = setting
-            self._adopt(self._owned)
 
     def stats(self) -> ResponderStats:
         owned = self._owned  # read once: counts reported for this table only, whatever a concurrent sync() does
@@ -173,10 +156,10 @@ class PythonResponder:
 
     # --- internals ----------------------------------------------------------------------------------------
 
-    def _adopt(self, owned: Owned) -> None:
-        """Build and publish the snapshot for `owned` on every interface that opens; then name those that did not."""
+    def _apply(self, owned: Owned) -> dict[str, str]:
+        """Build and publish the snapshot for `owned` on every interface that opens; {name: why} of the others."""
         port, beating = self._heartbeat  # served whether or not they own an address
-        wanted = ownership.interfaces(owned, (*self._fixed, *beating))
+        wanted = self._wanted(owned)
         current = self._snapshot
         with in_netns_fd(self._netns, "the responder's namespace"):
             moved = ownership.moved(current.indexes)
@@ -197,7 +180,7 @@ class PythonResponder:
         self._snapshot = _Snapshot(sockets, indexes, tables, by_fd)
         self._forget_withdrawn(served)
         self._wake()
-        ownership.check_served(self.backend, failures)
+        return failures
 
     def _forget_withdrawn(self, served: Owned) -> None:
         """As in the other backends, a withdrawn address leaves stats() (its metric series with it) and one owned

@@ -33,6 +33,7 @@ from metallb_fast.dataplane.base import (
 )
 from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.dataplane.netns import current_netns_fd, in_netns_fd
+from metallb_fast.dataplane.syncing import SyncingResponder
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,11 @@ def table_for(interface: str, owned: Owned) -> list[Entry]:
     return entries
 
 
-class RingResponder:
+class RingResponder(SyncingResponder):
     """Answers ARP/NDP from userspace with the Cython loop; for machines where XDP cannot run."""
 
     backend = "ring"
+    who = "ring backend"
 
     def __init__(
         self,
@@ -85,21 +87,17 @@ class RingResponder:
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         flood_limit: FloodLimit | None = None,
     ) -> None:
+        super().__init__(interfaces)
         self._ring = load_extension()
         self._receive_buffer = receive_buffer
         # Each loop keeps its own buckets: a source is limited per interface it sends on (the python backend and
         # the XDP map keep one table for all interfaces; a source floods one LAN).
         self._flood_limit = flood_limit or FloodLimit.off()
         self._netns = current_netns_fd()  # interface names resolve here whichever thread calls later
-        self._lock = threading.Lock()  # serialises sync/close/stats against each other
-        self._fixed = tuple(dict.fromkeys(interfaces))
         self._interfaces: dict[str, _Interface] = {}
-        self._owned: dict[OwnedKey, bytes] = {}
         self._deadline_ns = -1
-        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._folded: dict[OwnedKey, AddressCounters] = {}
         self._folded_verdicts: Counter[Verdict] = Counter()
-        self._closed = False
         try:
             for name in self._fixed:
                 self._open(name)
@@ -109,28 +107,11 @@ class RingResponder:
 
     # --- Responder protocol -------------------------------------------------------------------------------
 
-    def sync(self, owned: Owned) -> None:
-        ownership.validate(owned, self.backend)
-        with self._lock:
-            if self._closed:
-                raise ResponderError("ring backend: sync() after close()")
-            failures = self._apply(owned)
-        ownership.check_served(self.backend, failures)
-
-    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
-        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
-        with self._lock:
-            if self._closed:
-                raise ResponderError("ring backend: serve_heartbeats() after close()")
-            self._heartbeat = setting
-            failures = self._apply(self._owned)
-        ownership.check_served(self.backend, failures)
-
     def _apply(self, owned: Owned) -> dict[str, str]:
         """Loops on exactly the interfaces wanted, each with its table and heartbeat setting; {name: why} of those
         that could not be opened (everything else is applied)."""
         port, beating = self._heartbeat  # served whether or not they own an address
-        wanted = ownership.interfaces(owned, (*self._fixed, *beating))
+        wanted = self._wanted(owned)
         with in_netns_fd(self._netns, "the responder's namespace"):
             moved = ownership.moved({name: i.ifindex for name, i in self._interfaces.items()})
         for name in moved:

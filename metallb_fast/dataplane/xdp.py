@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import socket
-import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from metallb_fast.dataplane.base import (
 )
 from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.dataplane.netns import in_netns
+from metallb_fast.dataplane.syncing import SyncingResponder
 
 log = logging.getLogger(__name__)
 
@@ -616,7 +616,7 @@ def _open_ipr(netns: str | None = None) -> Any:
 # -------------------------------------------------------------------------------------------------- responder
 
 
-class XdpResponder:
+class XdpResponder(SyncingResponder):
     """Answers ARP/NDP in XDP on the interfaces that appear in `owned` (and those given here).
 
     Lives in the network namespace of the thread that creates it: its netlink and packet sockets are opened
@@ -628,20 +628,17 @@ class XdpResponder:
     """
 
     backend = "xdp"
+    who = "xdp"
 
     def __init__(
         self, interfaces: Iterable[str] = (), *, mode: str = "auto", max_vips: int = DEFAULT_MAX_VIPS,
         pin_dir: str | os.PathLike[str] | None = None, flood_limit: FloodLimit | None = None,
     ) -> None:
         attach_order(mode, None)  # validates the mode before the 1 s compile
+        super().__init__(interfaces)
         self._mode = mode
-        self._lock = threading.Lock()
-        self._closed = False
-        self._fixed = tuple(dict.fromkeys(interfaces))
         self._attached: dict[str, Attachment] = {}
-        self._owned: dict[OwnedKey, bytes] = {}
         self._adopt: frozenset[int] = frozenset()  # the earlier run's program ids, replaced in place
-        self._heartbeat: tuple[int, tuple[str, ...]] = (0, ())  # serve_heartbeats(port, interfaces), checked
         self._program = XdpProgram(max_vips=max_vips, pin_dir=pin_dir)
         self._program.set_flood_limit(flood_limit)  # before the program is attached anywhere
         try:
@@ -661,7 +658,7 @@ class XdpResponder:
             remove_stale(self._ipr, links.values(), FUNCTION_NAME, keep_prog_id=self._program.prog_id,
                          adopt=self._adopt)
             try:
-                self._reconcile(owned)
+                ownership.check_served(self.backend, self._apply(owned))
             except ownership.InterfacesUnavailable as exc:
                 if set(exc.failures) & set(self._fixed):
                     raise
@@ -672,7 +669,7 @@ class XdpResponder:
             raise
 
     def _adopt_earlier_run(self, links: Mapping[str, Link]) -> dict[OwnedKey, bytes]:
-        """Take over the earlier run's attachments (replaced by ours at the first _reconcile) and return the
+        """Take over the earlier run's attachments (replaced by ours at the first _apply) and return the
         owned table its maps hold, for the interfaces that still exist."""
         found = using_maps(attached_named(self._ipr, links.values(), FUNCTION_NAME), self._program.pinned_map_ids)
         holders = program_holders() if found else {}
@@ -700,24 +697,9 @@ class XdpResponder:
     def attachments(self) -> dict[str, Attachment]:
         return dict(self._attached)
 
-    def serve_heartbeats(self, port: int, interfaces: Collection[str]) -> None:
-        setting = ownership.heartbeat_interfaces(port, interfaces, self.backend)
-        with self._lock:
-            if self._closed:
-                raise ResponderError("xdp: serve_heartbeats() after close()")
-            self._heartbeat = setting
-            self._reconcile(self._owned)
-
-    def sync(self, owned: Owned) -> None:
-        with self._lock:
-            if self._closed:
-                raise ResponderError("xdp: sync() after close()")
-            self._reconcile(owned)
-
-    def _reconcile(self, owned: Owned) -> None:
-        ownership.validate(owned, self.backend)
+    def _apply(self, owned: Owned) -> dict[str, str]:
         port, beating = self._heartbeat  # served whether or not they own an address
-        names = sorted(ownership.interfaces(owned, (*self._fixed, *beating)))
+        names = sorted(self._wanted(owned))
         links = _links(self._ipr)
         # Attach first, then program the maps, then detach: an address that stays is answered throughout.
         # An interface that is gone or refuses us holds back only its own entries (ownership.servable).
@@ -730,7 +712,7 @@ class XdpResponder:
         self._program.set_heartbeats(port, {i: macs[i] for i in reflecting if i in macs})
         for name in sorted(self._attached.keys() - {n for n in names if n not in failures}):
             detach(self._ipr, self._attached.pop(name))
-        ownership.check_served(self.backend, failures)
+        return failures
 
     def _attach(self, name: str, links: Mapping[str, Link]) -> Attachment:
         """Our program on interface `name` (already there, or attached now), or ResponderError naming it."""
