@@ -449,7 +449,8 @@ cdef int _decide(const uint8_t *f, size_t n, Table *table, const Reflector *hb, 
     if ethertype == 0x0806:
         return _decide_arp(f, n, table, m, out, out_len)
     if ethertype == 0x86DD:
-        if hb.port and n >= IP6_FRAME_LEN and (f[14] >> 4) == 6 and f[20] != NEXT_HEADER_ICMP6:  # _decide_ns: NOT_ARP_OR_NDP
+        # where _decide_ns would say NOT_ARP_OR_NDP
+        if hb.port and n >= IP6_FRAME_LEN and (f[14] >> 4) == 6 and f[20] != NEXT_HEADER_ICMP6:
             return _decide_heartbeat_v6(f, n, hb, m.alive, out, out_len)
         return _decide_ns(f, n, table, m, out, out_len)
     if ethertype == 0x0800 and hb.port:
