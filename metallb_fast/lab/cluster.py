@@ -171,7 +171,7 @@ class ClusterLab:
         for proc in self.processes.values():
             proc.send_signal(signal.SIGTERM)
         for name, proc in self.processes.items():
-            self.returncodes[name] = proc.stop(timeout=STOP_TIMEOUT_S)
+            self.returncodes[name] = proc.wait_or_kill(STOP_TIMEOUT_S)
         self.processes.clear()
         return dict(self.returncodes)
 

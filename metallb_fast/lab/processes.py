@@ -96,8 +96,13 @@ class ManagedProcess:
         if kill:
             return self.kill()
         self.send_signal(signal.SIGTERM)
+        return self.wait_or_kill(timeout)
+
+    def wait_or_kill(self, timeout: float) -> int | None:
+        """Wait for an exit already asked for (one SIGTERM only: a second one may cut a graceful shutdown short);
+        SIGKILL after `timeout`, then KILLED."""
         try:
-            return self._proc.wait(timeout)
+            return self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return KILLED
