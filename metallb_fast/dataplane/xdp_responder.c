@@ -178,6 +178,26 @@ static __always_inline void copy_mac(__u8 *dst, const __u8 *src)
     __builtin_memcpy(dst, src, 6);
 }
 
+#define ANSWER -1 /* decline_owned(): not declined (every XDP action is >= 0) */
+
+/* The shared end of both decisions once the target matched on the ingress interface (packets._lookup, then the
+ * flood limit): a request of the address; addressed to us (the owned MAC, or dst_ok: broadcast / multicast)? alive?
+ * within its source's limit? ANSWER, or the action for the frame with its verdict counted. */
+static __always_inline int decline_owned(const __u8 *data, const struct vip_value *vip, struct vip_counters *counters,
+                                         int dst_ok, __u8 family, const void *sender, int sender_len)
+{
+    if (counters)
+        counters->requests += 1;
+    if (!dst_ok && !same_mac(data, vip->mac))
+        return decline(VERDICT_OTHER_ETH_DST);
+    if (!alive())
+        return decline(VERDICT_LIVENESS_EXPIRED);
+    int limited = over_flood_limit(data + 6, family, sender, sender_len);
+    if (limited)
+        return finish(VERDICT_RATE_LIMITED, limited);
+    return ANSWER;
+}
+
 static __always_inline int handle_arp(struct xdp_md *ctx, __u8 *data, __u8 *data_end)
 {
     if (data + ARP_FRAME_LEN > data_end)
@@ -208,15 +228,9 @@ static __always_inline int handle_arp(struct xdp_md *ctx, __u8 *data, __u8 *data
         return decline(vips_v4.lookup(&key) ? VERDICT_WRONG_INTERFACE : VERDICT_NOT_OWNED);
     }
     struct vip_counters *counters = counters_v4.lookup(&key);
-    if (counters)
-        counters->requests += 1;
-    if (!is_broadcast(data) && !same_mac(data, vip->mac))
-        return decline(VERDICT_OTHER_ETH_DST);
-    if (!alive())
-        return decline(VERDICT_LIVENESS_EXPIRED);
-    int limited = over_flood_limit(data + 6, 4, &sender, 4);
-    if (limited)
-        return finish(VERDICT_RATE_LIMITED, limited);
+    int declined = decline_owned(data, vip, counters, is_broadcast(data), 4, &sender, 4);
+    if (declined != ANSWER)
+        return declined;
 
     /* Rewrite in place; the frame keeps its length (and any trailing padding). */
     __u8 mac[6];
@@ -516,15 +530,9 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, __u8 *data, __u8 *dat
         return decline(vips_v6.lookup(&key) ? VERDICT_WRONG_INTERFACE : VERDICT_NOT_OWNED);
     }
     struct vip_counters *counters = counters_v6.lookup(&key);
-    if (counters)
-        counters->requests += 1;
-    if (!is_group(data) && !same_mac(data, vip->mac))
-        return decline(VERDICT_OTHER_ETH_DST);
-    if (!alive())
-        return decline(VERDICT_LIVENESS_EXPIRED);
-    int limited = over_flood_limit(data + 6, 6, &source, 16);
-    if (limited)
-        return finish(VERDICT_RATE_LIMITED, limited);
+    int declined = decline_owned(data, vip, counters, is_group(data), 6, &source, 16);
+    if (declined != ANSWER)
+        return declined;
 
     __u8 mac[6], peer_mac[6];
     copy_mac(mac, vip->mac);
