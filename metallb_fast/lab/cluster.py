@@ -175,6 +175,20 @@ class ClusterLab:
         self.processes.clear()
         return dict(self.returncodes)
 
+    def stop_and_verify(self, services_namespaces: Sequence[str] = ()) -> None:
+        """The end of a test's run: SIGTERM every program, delete the Services of `services_namespaces` and every
+        pool and L2Advertisement, then check that every program exited 0 and that each speaker detached its XDP
+        program (AssertionError with the logs of the programs that did not)."""
+        codes = self.stop_programs()
+        for namespace in services_namespaces:
+            self.kube.kubectl("delete", "services", "--all", "-n", namespace, check=False)
+        self.kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
+        failed = {name: (code, self.tail(name)) for name, code in codes.items() if code != 0}
+        if failed:
+            raise AssertionError(f"programs did not exit cleanly on SIGTERM: {failed}")
+        if self.xdp_attached():
+            raise AssertionError(f"an XDP program outlived its speaker on {self.xdp_attached()}")
+
     def _delete_nodes(self) -> None:
         self.kube.kubectl("delete", "nodes", *[h.name for h in self.lab.nodes], "--wait=false", check=False)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from metallb_fast.lab.cluster import METALLB_NAMESPACE, ClusterLab
+from metallb_fast.lab.cluster import ClusterLab
 from metallb_fast.lab.tools import arping
 from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
@@ -36,11 +36,7 @@ def ml_cluster(kube_controller_manager: KubeEnv, kube_namespace: str, tmp_path: 
         try:
             yield lab
         finally:
-            codes = lab.stop_programs()
-            kube.kubectl("delete", "services", "--all", "-n", kube_namespace, check=False)
-            kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
-            assert all(code == 0 for code in codes.values()), {n: (c, lab.tail(n)) for n, c in codes.items()}
-            assert lab.xdp_attached() == [], "an XDP program outlived its speaker"
+            lab.stop_and_verify([kube_namespace])
 
 
 def answering(cluster: ClusterLab, address: str) -> set[str]:

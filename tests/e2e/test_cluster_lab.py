@@ -58,12 +58,7 @@ def cluster(kube_controller_manager: KubeEnv, kube_namespace: str, tmp_path: Pat
         try:
             yield lab
         finally:
-            codes = lab.stop_programs()
-            kube.kubectl("delete", "services", "--all", "-n", kube_namespace, check=False)
-            kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
-            # SIGTERM: every program exited cleanly, and each speaker detached its XDP program first.
-            assert all(code == 0 for code in codes.values()), {n: (c, lab.tail(n)) for n, c in codes.items()}
-            assert lab.xdp_attached() == [], "an XDP program outlived its speaker"
+            lab.stop_and_verify([kube_namespace])
 
 
 def test_service_answers_from_the_planned_node_and_survives_an_apiserver_outage(
@@ -137,7 +132,4 @@ def test_the_excludel2_file_keeps_an_interface_silent_until_an_edit_allows_it(
             mac = wait_for(lambda: lab.resolve(address), timeout=30, what="an answer once eth0 is allowed")
             assert mac == lab.node_mac(lab.lab.nodes[0].name)
         finally:
-            codes = lab.stop_programs()
-            kube.kubectl("delete", "services", "--all", "-n", ns, check=False)
-            kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
-            assert all(code == 0 for code in codes.values()), codes
+            lab.stop_and_verify([ns])
