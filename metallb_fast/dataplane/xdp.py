@@ -596,9 +596,12 @@ def detach(ipr: Any, attachment: Attachment) -> None:
         present = attached_programs(ipr, attachment.ifindex)
         if (attachment.mode_flag, attachment.prog_id) in present:
             _set_xdp(ipr, attachment.ifindex, -1, attachment.mode_flag)
-    except NetlinkError as exc:
+    except NetlinkError as exc:  # not an OSError, but the kernel refusing all the same
         if exc.code != errno.ENODEV:
-            raise
+            raise KernelRefused(
+                f"xdp: cannot detach from {attachment.interface} (ifindex {attachment.ifindex}): "
+                f"{os.strerror(exc.code)}", exc.code
+            ) from exc
 
 
 def _open_ipr(netns: str | None = None) -> Any:
