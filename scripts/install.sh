@@ -20,6 +20,8 @@ DEB_PACKAGES=(
     # The Go memberlist peer of the interop tests (tests/interop/mlnode): Go and Debian's memberlist 0.2.2,
     # whose -dev package pulls its build dependencies (go-msgpack, go-sockaddr, miekg-dns, go-metrics, ...).
     golang-go golang-github-hashicorp-memberlist-dev
+    # bench/arp_flood.py's MetalLB-like Go responder (../shared/anchors/goarp, bench/goarp.py): mdlayher/arp.
+    golang-github-mdlayher-arp-dev
 )
 
 install_debian_packages() {
@@ -97,12 +99,14 @@ build_mlnode() {
 
 pip_install() {
     local want have
-    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/ext/"* | sha256sum | cut -d' ' -f1)"
+    # This script too: a change of the extras installed (below) must reach venvs made before it.
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/ext/"* "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
     have="$(cat "$VENV/.metallb-fast-installed" 2>/dev/null || true)"
     if [[ "$want" != "$have" ]] || ! "$VENV/bin/python" -c 'import metallb_fast.dataplane._ring' 2>/dev/null; then
-        log "pip install -e .[test]"
+        # bench: the benchmarks' plots (matplotlib), so that every benchmark in bench/ runs as documented.
+        log "pip install -e .[test,bench]"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[test,bench]"
         echo "$want" >"$VENV/.metallb-fast-installed"
     fi
 }
