@@ -34,4 +34,5 @@ bench: install
 	$(PY) bench/control_plane.py
 
 clean:
-	rm -rf build *.egg-info metallb_fast/dataplane/_ring*.so ext/ring.c
+	rm -rf build *.egg-info metallb_fast/dataplane/_ring*.so metallb_fast/testing/_flood*.so ext/ring.c ext/flood.c \
+		ext/wire_contract.pxd

@@ -1,7 +1,7 @@
 """The wheel carries what the speaker loads at run time: built, installed into a fresh venv, XDP loaded from there.
 
-The editable install of a checkout finds ext/xdp_responder.c in the source tree, so only a real install shows
-whether the package data is in the wheel (it once was not: every installed speaker fell back to the ring).
+The editable install of a checkout finds metallb_fast/dataplane/xdp_responder.c in the source tree, so only a real
+install shows whether the package data is in the wheel (it once was not: every installed speaker fell back to the ring).
 """
 
 from __future__ import annotations
