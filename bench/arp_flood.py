@@ -11,6 +11,8 @@ Parts, per scenario (bench/flood_scenarios.py plans them):
   addresses nobody owns), each with the responder core's busy time per reply (/proc/stat), the ceiling that cost
   implies, and the responder process's CPU (/proc/PID/stat);
 - overload: ARP offered at 25/50/100/200 % of the responder's measured capacity (--rate of the sender);
+- peak: the userspace responders (ring, python, go) paced at fixed rates: their best replies/s, which receive
+  livelock hides from the full-rate capacity run;
 - legit: a legitimate client's ARP round trips (flood_probe.py) while an attacker floods from 1 and from 1,000
   MACs, without and (xdp, ring, python) with the per-source flood limit.
 The sender is pinned to one core and the responder to the other; each veth's receive path runs in a threaded-NAPI
@@ -515,6 +517,7 @@ Cell = Callable[[Run, Sequence[Run]], str]
 KEYS: dict[str, list[tuple[str, Cell]]] = {
     "capacity": [("scenario", lambda r, _: r.responder), ("kind", lambda r, _: r.kind)],
     "overload": [("scenario", lambda r, _: r.responder), ("load", lambda r, _: f"{100 * (r.load_fraction or 0):.0f}%")],
+    "peak": [("scenario", lambda r, _: r.responder)],
     "legit": [
         ("scenario", lambda r, _: r.responder),
         ("limit", lambda r, _: r.protection),
@@ -522,6 +525,16 @@ KEYS: dict[str, list[tuple[str, Cell]]] = {
     ],
 }
 PROC_CPU: tuple[str, Cell] = ("proc CPU", lambda r, _: _fmt(r.process_cpu, ".1f", 100) + "%")
+# Paced floods (the overload curve at shares of capacity, the peak search at fixed rates).
+PACED: list[tuple[str, Cell]] = [
+    ("asked/s", lambda r, _: f"{r.rate_pps:,.0f}"),
+    ("offered/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
+    ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
+    ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
+    ("answered", lambda r, _: f"{100 * r.answered:.1f}%"),
+    ("of peak", _of_peak),
+    PROC_CPU,
+]
 FIGURES: dict[str, list[tuple[str, Cell]]] = {
     "capacity": [
         ("offered/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
@@ -537,15 +550,8 @@ FIGURES: dict[str, list[tuple[str, Cell]]] = {
         ("x kernel", lambda r, runs: _times(r, plan.find(runs, "kernel", "capacity", kind=r.kind))),
         ("x go", lambda r, runs: _times(r, plan.find(runs, "go", "capacity", kind=r.kind))),
     ],
-    "overload": [
-        ("asked/s", lambda r, _: f"{r.rate_pps:,.0f}"),
-        ("offered/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
-        ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
-        ("replies/s", lambda r, _: f"{r.replies_per_s:,.0f}"),
-        ("answered", lambda r, _: f"{100 * r.answered:.1f}%"),
-        ("of peak", _of_peak),
-        PROC_CPU,
-    ],
+    "overload": PACED,
+    "peak": PACED,
     "legit": [
         ("flood/s", lambda r, _: f"{r.offered_per_s:,.0f}"),
         ("lost", lambda r, _: f"{100 * r.lost:.1f}%"),
@@ -705,6 +711,7 @@ def drive(args: argparse.Namespace) -> int:
     titles = {
         "capacity": "capacity (full-rate floods)",
         "overload": "overload curve (ARP)",
+        "peak": "peak search (paced ARP floods, userspace responders)",
         "legit": "legitimate client during an ARP flood",
     }
     for part, title in titles.items():

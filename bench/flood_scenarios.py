@@ -18,6 +18,12 @@ V6_SOURCE_BASE = 0x1000  # IPv6 senders 2001:db8::1000 + i: clear of ::10+, ::10
 MIXED_UNOWNED = 9  # of every 10 requests in the mixed flood, for addresses nobody here owns (a busy LAN)
 UNOWNED_BASE = 30  # those addresses: lab.vip_v4(30 + j), which the bench never gives anyone
 OVERLOAD_FRACTIONS = (0.25, 0.5, 1.0, 2.0)  # offered load, as a share of the responder's measured capacity
+# The peak search of the userspace responders: paced ARP floods at these rates. A responder that falls into
+# receive livelock under the full-rate flood answers far less there than it can (the Go responder: 0.1 % of a
+# 1.1 M/s flood answered, where paced it answers ~100k/s), so its capacity figure is not its peak: comparing
+# responders by peak is comparing what each can do.
+PEAK_RATES = (25_000.0, 50_000.0, 100_000.0, 200_000.0, 400_000.0)
+PEAK_SEARCHED = frozenset({"ring", "python", "go"})
 NO_FLOOD_RESPONDERS = frozenset({"sender-only"})  # what answers nothing: no replies, no targets
 
 
@@ -143,7 +149,8 @@ class Run:
     """One flood against one responder, as measured from the client (sender, counters) and /proc."""
 
     responder: str
-    part: str  # "capacity" (full rate, every kind), "overload" (a share of capacity), "legit" (with the prober)
+    part: str  # "capacity" (full rate, every kind), "overload" (a share of capacity), "peak" (paced at PEAK_RATES),
+    # "legit" (with the prober)
     kind: str
     sources: int
     protection: str  # "off", or what the per-source flood limit does over the limit ("pass" / "drop")
@@ -246,11 +253,15 @@ def capacity(runs: Sequence[Run], responder: str) -> float | None:
 
 
 def peak(runs: Sequence[Run], responder: str) -> float | None:
-    """The best replies/s a responder gave to an unprotected ARP flood from FLOOD_SOURCES senders."""
+    """The best replies/s a responder gave to an unprotected ARP flood from FLOOD_SOURCES senders, full-rate or
+    paced."""
     seen = [
         r.replies_per_s
         for r in runs
-        if r.responder == responder and r.error is None and r.kind == "arp" and r.part in ("capacity", "overload")
+        if r.responder == responder
+        and r.error is None
+        and r.kind == "arp"
+        and r.part in ("capacity", "overload", "peak")
     ]
     return max(seen) if seen else None
 
@@ -293,11 +304,11 @@ def evaluate_targets(runs: Sequence[Run], xdp: str = "xdp-native") -> list[Targe
     """Issue 11's targets, each with the figure this run measured."""
     targets = [
         _ratio_target(
-            "ring >= 2x Go replies/s",
-            capacity(runs, "ring"),
-            capacity(runs, "go"),
+            "ring >= 2x Go replies/s (peak vs peak)",
+            peak(runs, "ring"),
+            peak(runs, "go"),
             2.0,
-            f"{_count(capacity(runs, 'ring'))} vs {_count(capacity(runs, 'go'))} replies/s",
+            f"{_count(peak(runs, 'ring'))} vs {_count(peak(runs, 'go'))} replies/s",
         ),
     ]
     at_capacity = find(runs, "ring", "overload", load_fraction=1.0)
@@ -386,7 +397,7 @@ PROTECTABLE = frozenset({"xdp-native", "xdp-generic", "ring", "python"})  # take
 # (ring, python) read copies of what the kernel receives anyway, so for them both actions mean "not answered".
 ACTION_MATTERS = frozenset({"xdp-native", "xdp-generic"})
 ARP_ONLY = frozenset({"go"})  # goarp is MetalLB's ARP path only (its NDP responder is another program)
-PARTS = ("capacity", "overload", "legit")
+PARTS = ("capacity", "overload", "peak", "legit")
 
 
 def protections(responder: str, parts: Sequence[str], actions: Sequence[str]) -> list[str]:
@@ -407,6 +418,8 @@ def planned_runs(responder: str, parts: Sequence[str], protection: str) -> list[
     runs = [Run(responder, "capacity", kind, FLOOD_SOURCES, "off", None, 0.0) for kind in kinds]
     if answers and "overload" in parts:
         runs += [Run(responder, "overload", "arp", FLOOD_SOURCES, "off", f, 0.0) for f in OVERLOAD_FRACTIONS]
+    if responder in PEAK_SEARCHED and "peak" in parts:
+        runs += [Run(responder, "peak", "arp", FLOOD_SOURCES, "off", None, rate) for rate in PEAK_RATES]
     if answers and "legit" in parts:
         runs += [Run(responder, "legit", "arp", n, "off", None, 0.0) for n in ATTACKER_SOURCES]
     return runs
