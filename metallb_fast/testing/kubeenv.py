@@ -18,11 +18,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -474,3 +475,72 @@ class KubeEnv:
         """The namespace, ServiceAccounts, roles and bindings of deploy/: the controller and speaker run with the
         tokens of those accounts (kubeconfig_path("controller"/"speaker")), so a missing verb fails a test."""
         self.kubectl("apply", "-f", str(deploy_dir / "namespace.yaml"), "-f", str(deploy_dir / "rbac.yaml"))
+
+
+# ---- progress of the control plane's build ------------------------------------------------------------------------
+# scripts/install-kube.sh builds kube-apiserver, kube-controller-manager and kubectl from source (~5 minutes on two
+# cores) with its output in a log file: without a line now and then, `make demo` looks hung. The watcher prints the
+# elapsed time and the build's current step (the last "+++" line kube's hack/ scripts write, else the last line).
+
+BUILD_PROGRESS_EVERY_S = 30.0
+
+
+def build_step(log_text: str) -> str:
+    """The build's current step, from its log: the last `+++ [MMDD hh:mm:ss] what` line's `what`."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    marked = [line for line in lines if line.startswith("+++")]
+    step = (marked or lines or ["starting"])[-1].lstrip("+ ")
+    if step.startswith("[") and "]" in step:  # kube's timestamp: the elapsed time says it better
+        step = step.split("]", 1)[1].strip()
+    return step if len(step) <= 100 else step[:97] + "..."
+
+
+def build_progress_line(elapsed_s: float, log_text: str) -> str:
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    return f"[install-kube] still building, {minutes}m{seconds:02d}s elapsed (usually ~5 min): {build_step(log_text)}"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return _pid_alive(pid)
+    return state != "Z"
+
+
+def watch_build(log: Path, pid: int, every_s: float = BUILD_PROGRESS_EVERY_S,
+                write: Callable[[str], object] | None = None) -> None:
+    """Print a progress line every `every_s` seconds until process `pid` (the build) has exited."""
+    emit = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    while True:
+        deadline = time.monotonic() + every_s
+        while time.monotonic() < deadline:
+            if not _running(pid):
+                return
+            time.sleep(min(0.5, every_s))
+        try:
+            text = log.read_text(errors="replace")[-20_000:]
+        except OSError:
+            text = ""
+        emit(build_progress_line(time.monotonic() - started, text))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m metallb_fast.testing.kubeenv watch-build LOG --pid PID [--every S]` (for install-kube.sh)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m metallb_fast.testing.kubeenv")
+    sub = parser.add_subparsers(dest="command", required=True)
+    watch = sub.add_parser("watch-build", help="print the build's progress until PID exits")
+    watch.add_argument("log", type=Path)
+    watch.add_argument("--pid", type=int, required=True)
+    watch.add_argument("--every", type=float, default=BUILD_PROGRESS_EVERY_S)
+    args = parser.parse_args(argv)
+    watch_build(args.log, args.pid, args.every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
