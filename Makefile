@@ -3,7 +3,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install kube demo test test-unit lint bench clean
+.PHONY: install kube image demo test test-unit lint bench clean
 
 install:
 	bash scripts/install.sh
@@ -12,6 +12,11 @@ install:
 # ~/.cache/metallb-fast so only the first run pays for the build.
 kube:
 	bash scripts/install-kube.sh
+
+# The OCI image (deploy/Dockerfile) from Debian's mirror: mmdebstrap base, podman import, buildah build; cached under
+# ~/.cache/metallb-fast/image and rebuilt only when its inputs change (docs/image.md).
+image: install
+	bash scripts/image.sh
 
 demo: install kube
 	$(VENV)/bin/metallb-fast demo

@@ -22,6 +22,9 @@ DEB_PACKAGES=(
     golang-go golang-github-hashicorp-memberlist-dev
     # bench/arp_flood.py's MetalLB-like Go responder (../shared/anchors/goarp, bench/goarp.py): mdlayher/arp.
     golang-github-mdlayher-arp-dev
+    # The OCI image (scripts/image.sh, tests/image): a Debian base without a registry, built with buildah, run with
+    # podman on runc (crun cannot run here).
+    mmdebstrap buildah podman runc uidmap fuse-overlayfs bc
 )
 
 install_debian_packages() {
