@@ -14,6 +14,8 @@ JOBS=2
 # Bump when the build recipe changes (a new source fix): cached binaries of an older recipe are rebuilt.
 RECIPE=3
 
+VENV_PYTHON="${VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv}/bin/python"
+
 log() { printf '[install-kube] %s\n' "$*" >&2; }
 
 have_binaries() {
@@ -133,9 +135,21 @@ EOF
         export GO111MODULE=off GOPROXY=off GOFLAGS="-p=$JOBS" CGO_ENABLED=0 GOTOOLCHAIN=local
         export KUBE_GIT_VERSION="$version" KUBE_GIT_TREE_STATE=clean KUBE_GIT_COMMIT=debian-source
         export KUBE_BUILD_PLATFORMS=linux/amd64 KUBE_VERBOSE=1
-        make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >"$work/build.log" 2>&1 \
-            || { tail -n 40 "$work/build.log" >&2; exit 1; }
-    )
+        make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >"$work/build.log" 2>&1
+    ) &
+    local build=$! watcher=""
+    # A progress line every 30 s (elapsed time and the build's current step) from the venv's Python, when there is
+    # one already (`make demo` installs it first); the build runs the same without.
+    if "$VENV_PYTHON" -c 'import metallb_fast.testing.kubeenv' 2>/dev/null; then
+        "$VENV_PYTHON" -m metallb_fast.testing.kubeenv watch-build "$work/build.log" --pid "$build" &
+        watcher=$!
+    fi
+    if ! wait "$build"; then
+        [[ -n "$watcher" ]] && wait "$watcher" 2>/dev/null
+        tail -n 40 "$work/build.log" >&2
+        exit 1
+    fi
+    [[ -n "$watcher" ]] && wait "$watcher" 2>/dev/null
     mkdir -p "$BIN_DIR"
     local b out="$work/kubernetes/_output/local/bin/linux/amd64"
     for b in "${BINARIES[@]}"; do

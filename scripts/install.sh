@@ -20,7 +20,7 @@ DEB_PACKAGES=(
     # The Go memberlist peer of the interop tests (tests/interop/mlnode): Go and Debian's memberlist 0.2.2,
     # whose -dev package pulls its build dependencies (go-msgpack, go-sockaddr, miekg-dns, go-metrics, ...).
     golang-go golang-github-hashicorp-memberlist-dev
-    # bench/arp_flood.py's MetalLB-like Go responder (../shared/anchors/goarp, bench/goarp.py): mdlayher/arp.
+    # bench/arp_flood.py's MetalLB-like Go responder (bench/goarp.py builds it): mdlayher/arp.
     golang-github-mdlayher-arp-dev
     # The OCI image (scripts/image.sh, tests/image): a Debian base without a registry, built with buildah, run with
     # podman on runc (crun cannot run here).
