@@ -171,8 +171,14 @@ def _file_or_data(
 
 def _through_kubernetes_package(path: Path) -> Connection:
     """exec plugins and auth providers: the kubernetes package runs them and refreshes their credentials."""
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
+    try:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+    except ImportError as error:  # the image leaves it out: in-cluster Pods use their ServiceAccount token
+        raise KubeconfigError(
+            f"kubeconfig {path}: its user runs an exec plugin or an auth provider, which needs the `kubernetes` "
+            f"Python package ({error}); install it (pip install kubernetes) or use a token or client certificate"
+        ) from error
 
     configuration = k8s_client.Configuration()
     k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from metallb_fast.lab.cluster import METALLB_NAMESPACE
 from metallb_fast.lab.waiting import wait_for
 from metallb_fast.testing.kubeenv import KubeEnv
 from tests.conftest import require, require_root
@@ -83,11 +82,7 @@ def cluster(image: str, kube_controller_manager: KubeEnv, kube_namespace: str,
         try:
             yield lab
         finally:
-            codes = lab.stop_programs()
-            kube.kubectl("delete", "services", "--all", "-n", kube_namespace, check=False)
-            kube.kubectl("delete", "ipaddresspools,l2advertisements", "--all", "-n", METALLB_NAMESPACE, check=False)
-            assert all(code == 0 for code in codes.values()), {n: (c, lab.tail(n)) for n, c in codes.items()}
-            assert lab.xdp_attached() == [], "an XDP program outlived its speaker container"
+            lab.stop_and_verify([kube_namespace])  # SIGTERM to each container: exit 0, no XDP program left
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
