@@ -30,7 +30,6 @@ log() { printf '[kernel-headers] %s\n' "$*" >&2; }
 
 # The program's own C source: where it lives now (beside its loader) or where it used to (ext/).
 PROGRAM="$ROOT/metallb_fast/dataplane/xdp_responder.c"
-[[ -f "$ROOT/ext/xdp_responder.c" ]] && PROGRAM="$ROOT/ext/xdp_responder.c"
 
 # Debian's flavour and the kernel's architecture directory (bcc maps `uname -m` the same way).
 case "$(dpkg --print-architecture)" in

@@ -53,8 +53,11 @@ def _quiet_retries() -> Iterator[None]:
         pool_log.setLevel(level)
 
 
-def _cause(error: ApiUnavailable) -> str:
-    """The socket's word ("[Errno 111] Connection refused"), not urllib3's nested retry wrappers."""
+def _cause(error: ApiError) -> str:
+    """The socket's word ("[Errno 111] Connection refused"), not urllib3's nested retry wrappers; for an answer
+    that was not a success, its status and message."""
+    if not isinstance(error, ApiUnavailable):
+        return f"HTTP {error.status}: {error.body.get('message') or error.reason}"
     cause = error.__cause__
     reason = getattr(cause, "reason", None) or cause or error
     return str(reason).rsplit(": ", 1)[-1]
@@ -84,15 +87,17 @@ def _reach(client: KubeClient, kubeconfig: str | None, reach_timeout_s: float,
         try:
             client.request("GET", "/api", timeout=5.0)
             return client
-        except ApiUnavailable as error:
+        except ApiError as error:
+            # Unreachable, or up but not serving yet (a control-plane restart answers 5xx; 429 = throttled):
+            # wait for it. Any other answer (401, 403, ...) will not change by waiting.
+            if not (isinstance(error, ApiUnavailable) or error.status >= 500 or error.status == 429):
+                client.close()
+                hint = " (the credentials were refused: a wrong or expired token?)" if error.status == 401 else ""
+                raise StartupError(f"API server {server} refused GET /api with HTTP {error.status}{hint}: "
+                                   f"{error.body.get('message') or error.reason}") from None
             if time.monotonic() >= deadline:
                 client.close()
                 waited = f" for {reach_timeout_s:.0f} s" if reach_timeout_s > 0 else ""
                 raise StartupError(f"API server {server} unreachable{waited} ({_where(kubeconfig)}): "
                                    f"{_cause(error)}") from None
             sleep(1.0)
-        except ApiError as error:
-            client.close()
-            hint = " (the credentials were refused: a wrong or expired token?)" if error.status == 401 else ""
-            raise StartupError(f"API server {server} refused GET /api with HTTP {error.status}{hint}: "
-                               f"{error.body.get('message') or error.reason}") from None

@@ -164,13 +164,15 @@ class Controller:
             if CONFIG in pending:
                 pending.discard(CONFIG)
                 full_pass |= self._guarded(CONFIG, self._reload_config)
-            if full_pass:
-                self._sync_all()
-                pending.clear()  # every Service was processed by the pass
-            for item in sorted(pending):
+            # The pass processes every Service there is; a deleted one is forgotten first, or its addresses
+            # would stay taken. Without a pass, one is due after this batch if a decision in it freed addresses
+            # (once for the batch, as MetalLB queues one reload however many deletions asked for it).
+            for item in sorted(pending if not full_pass else (k for k in pending if self.services.get(k) is None)):
                 if self._stop.is_set():
                     return
-                self._guarded(item, functools.partial(self._sync_service, item))
+                full_pass |= self._guarded(item, functools.partial(self._sync_service, item))
+            if full_pass:
+                self._full_pass()
 
     def _guarded(self, key: str, action: Callable[[], bool | None]) -> bool:
         """Run one unit of work; a failure (the API server gone, or a bug) is logged and the key retried with
@@ -198,8 +200,11 @@ class Controller:
         )
 
     def _back_off(self, key: str) -> tuple[int, float]:
-        """Schedule `key` again, later each time in a row (jittered exponential backoff); (attempts, delay)."""
+        """Schedule `key` again, later each time in a row (jittered exponential backoff); (attempts, delay). A key
+        already scheduled keeps its time (one full pass is due however many asked for it)."""
         with self._retries_lock:
+            if any(retry.key == key for retry in self._retries):
+                return self._attempts.get(key, 0), 0.0
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
             delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
@@ -235,14 +240,13 @@ class Controller:
         self._update_pool_metrics()
         return True
 
-    def _sync_all(self) -> None:
+    def _full_pass(self) -> None:
         """One full pass (controller/reprocess.py); another one later, backing off, when it freed addresses."""
-        freed = False
-        by_key = sorted(self.services.snapshot(), key=lambda s: (s.namespace, s.name))
-        for service in full_pass_order(by_key):
-            if self._stop.is_set():
-                return
-            freed |= self._guarded(service.key, functools.partial(self._sync_service, service.key, in_pass=True))
+        try:
+            freed = self._sync_all()
+        except Exception as error:  # not a Service's failure (each is guarded): e.g. a bug in the ordering
+            self._retry_later(FULL_PASS, error)
+            return
         if freed:
             # Later, not at once: the statuses written by this pass must come back through the watch first, or
             # the next pass decides on the same stale ones.
@@ -251,9 +255,18 @@ class Controller:
             with self._retries_lock:
                 self._attempts.pop(FULL_PASS, None)
 
-    def _sync_service(self, key: str, in_pass: bool = False) -> bool:
-        """Decide one Service and submit its writes; whether it freed addresses (outside a pass, the full pass
-        that this makes due has run by then)."""
+    def _sync_all(self) -> bool:
+        """Every Service once, in full_pass_order; whether some decision freed addresses."""
+        freed = False
+        by_key = sorted(self.services.snapshot(), key=lambda s: (s.namespace, s.name))
+        for service in full_pass_order(by_key):
+            if self._stop.is_set():
+                return False
+            freed |= self._guarded(service.key, functools.partial(self._sync_service, service.key))
+        return freed
+
+    def _sync_service(self, key: str) -> bool:
+        """Decide one Service and submit its writes; whether it freed addresses (a full pass is then due)."""
         self.processed += 1
         metrics.updates.inc()
         service = self.services.get(key)
@@ -266,8 +279,6 @@ class Controller:
             if decision.changed:
                 self._update_pool_metrics()
             result = decision.result
-        if frees_addresses(result) and not in_pass:
-            self._sync_all()
         return frees_addresses(result)
 
     def _submit_write(self, service: Service, decision: Decision) -> None:

@@ -47,6 +47,13 @@ class HeaderSource:
         return f"{what}: {self.path}"
 
 
+def _kernel_arch() -> str:
+    """The kernel's name for this machine's architecture (bcc looks under arch/<it>/include): the shipped tree
+    holds the architectures scripts/kernel-headers.sh was run for; on another, the host's headers are used."""
+    machine = os.uname().machine
+    return {"x86_64": "x86", "i686": "x86", "aarch64": "arm64"}.get(machine, machine)
+
+
 def find(
     environ: MutableMapping[str, str] | None = None, *, shipped: Path = SHIPPED, modules: Path = MODULES,
     kheaders: Path = KHEADERS, release: str | None = None,
@@ -56,7 +63,7 @@ def find(
     environ = os.environ if environ is None else environ
     if environ.get(ENV):  # the shipped tree too, once arrange_for_bcc() has named it there
         return HeaderSource("shipped" if environ[ENV] == str(shipped) else "env", Path(environ[ENV]))
-    if (shipped / KCONFIG).is_file():
+    if (shipped / KCONFIG).is_file() and (shipped / "arch" / _kernel_arch() / "include").is_dir():
         return HeaderSource("shipped", shipped)
     moddir = modules / (release or os.uname().release)
     for sub in ("build", "source"):

@@ -641,6 +641,7 @@ class XdpResponder(SyncingResponder):
         super().__init__(interfaces)
         self._mode = mode
         self._attached: dict[str, Attachment] = {}
+        self._counted: dict[OwnedKey, int] = {}  # owned key -> ifindex, what stats() reads (see _apply)
         self._adopt: frozenset[int] = frozenset()  # the earlier run's program ids, replaced in place
         self._program = XdpProgram(max_vips=max_vips, pin_dir=pin_dir)
         self._program.set_flood_limit(flood_limit)  # before the program is attached anywhere
@@ -710,6 +711,8 @@ class XdpResponder(SyncingResponder):
         served = ownership.servable(owned, failures)
         self._program.apply({(address, links[name].index): mac for (address, name), mac in served.items()})
         self._owned = served
+        # What stats() reads, replaced whole (never edited): a scrape during a sync sees one table or the other.
+        self._counted = {(address, name): links[name].index for address, name in served}
         macs = _link_macs(self._ipr) if beating else {}
         reflecting = [links[name].index for name in beating if name not in failures]
         self._program.set_heartbeats(port, {i: macs[i] for i in reflecting if i in macs})
@@ -738,11 +741,9 @@ class XdpResponder(SyncingResponder):
         return attachment
 
     def stats(self) -> ResponderStats:
-        owned, attached = self._owned, self._attached
-        per_address = {
-            (address, name): self._program.counters(address, attached[name].ifindex) for address, name in owned
-        }
-        return ownership.stats(self.backend, owned, per_address, self._program.verdict_counts())
+        counted = self._counted  # read once (see _apply)
+        per_address = {key: self._program.counters(key[0], ifindex) for key, ifindex in counted.items()}
+        return ownership.stats(self.backend, counted, per_address, self._program.verdict_counts())
 
     def announce(self, address: IPAddress, interface: str) -> None:
         for frame in ownership.announcement(self._owned, address, interface, self.backend):

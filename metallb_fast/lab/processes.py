@@ -104,8 +104,7 @@ class ManagedProcess:
         try:
             return self.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            return KILLED
+            return self.kill()  # KILLED, or its own status if it ended just now
 
     def tail(self, lines: int = 30) -> str:
         try:

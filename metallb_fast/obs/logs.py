@@ -3,7 +3,7 @@ them, with `caller` (file:line), `level` (debug, info, warn, error), `ts` (RFC 3
 fields as given (`op`, `event`, ...: MetalLB's own keys, which operators grep for and ship).
 
 A record logged with `exc_info` carries the traceback in `error`; startup failures are logged without one (a
-person reads them: commands/common.py `fail`).
+person reads them: commands/startup.py).
 """
 
 from __future__ import annotations

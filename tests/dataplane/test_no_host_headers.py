@@ -107,10 +107,20 @@ print(hashlib.sha256(program.dump_func(xdp.FUNCTION_NAME.encode())).hexdigest())
 # ----------------------------------------------------------------------------------- which headers, in which order
 
 
-def tree(path: Path) -> Path:
+def tree(path: Path, arch: str | None = None) -> Path:
+    """A header tree as find() recognises it, for this machine's architecture unless `arch` says another."""
     (path / kheaders.KCONFIG).parent.mkdir(parents=True)
     (path / kheaders.KCONFIG).write_text("")
+    (path / "arch" / (arch or kheaders._kernel_arch()) / "include").mkdir(parents=True)
     return path
+
+
+def test_a_shipped_tree_of_another_architecture_is_passed_over_for_the_hosts(tmp_path: Path) -> None:
+    other = "arm64" if kheaders._kernel_arch() != "arm64" else "x86"
+    shipped, modules = tree(tmp_path / "shipped", arch=other), tmp_path / "modules"
+    host = tree(modules / "6.1.0" / "build")
+    found = kheaders.find({}, shipped=shipped, modules=modules, kheaders=tmp_path / "none", release="6.1.0")
+    assert found == kheaders.HeaderSource("host", host)
 
 
 def test_the_operators_choice_comes_first_then_the_shipped_tree(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from metallb_fast.dataplane.base import (
 )
 from metallb_fast.dataplane.floodlimit import FloodLimit
 from metallb_fast.lab import Lab, in_netns
+from metallb_fast.lab.waiting import wait_for
 from metallb_fast.speaker.announce import announce_due
 from tests.conftest import require
 from tests.dataplane.conftest import BACKENDS, arping, ndisc, require_backend_loads, respond
@@ -389,7 +390,8 @@ def test_announce_and_stats_after_a_withdrawal(backend: str, lab2: Lab, node_res
     sent = _capture(client, lambda _: announce_both(), lambda data: data[6:12] == MAC_A, quiet_s=1.0)
     assert sent == [*packets.gratuitous_arp(v4, MAC_A), packets.unsolicited_na(v6, MAC_A)]
     assert arping(lab2, client, v4, count=1) == [MAC_A]
-    assert node_responder.stats().per_address[(v4, "eth0")].replies == 1
+    # The python backend counts a reply after sending it: wait, do not race it.
+    wait_for(lambda: node_responder.stats().per_address[(v4, "eth0")].replies == 1, timeout=5, what="1 reply counted")
 
     node_responder.sync({(v6, "eth0"): MAC_A})
     before = node_responder.stats().declined[Verdict.NOT_OWNED]

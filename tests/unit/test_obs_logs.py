@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from metallb_fast.obs.logs import JsonFormatter
 
@@ -70,3 +71,39 @@ def test_a_bad_flag_of_a_program_is_one_json_line_and_exit_2() -> None:
     assert done.returncode == 2 and "--metrics-port" in str(entry["msg"]) and entry["op"] == "startup"
     # an operator tool keeps argparse's usage text
     assert run("plan", "--output", "yaml").stderr.startswith("usage:")
+
+
+class ScriptedClient:
+    """Answers GET /api with the given errors in turn, then succeeds."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.closed = False
+        self.connection = type("Connection", (), {"server": "https://192.0.2.1:6443"})()
+
+    def request(self, *_: object, **__: object) -> dict[str, object]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_startup_waits_for_a_server_that_is_up_but_not_serving_and_fails_at_once_when_refused() -> None:
+    from metallb_fast.commands.startup import StartupError, _reach
+    from metallb_fast.k8s.client import ApiError
+
+    slept: list[float] = []
+    busy = ScriptedClient(ApiError("GET", "/api", 503, {"message": "etcd not ready"}), ApiError("GET", "/api", 429, {}))
+    assert _reach(busy, None, 30.0, slept.append) is busy  # type: ignore[arg-type]
+    assert slept == [1.0, 1.0] and not busy.closed
+
+    forbidden = ScriptedClient(ApiError("GET", "/api", 403, {"message": "forbidden"}))
+    with pytest.raises(StartupError, match="refused GET /api with HTTP 403"):
+        _reach(forbidden, None, 30.0, slept.append)  # type: ignore[arg-type]
+    assert forbidden.closed and slept == [1.0, 1.0]
+
+    down_too_long = ScriptedClient(*[ApiError("GET", "/api", 503, {"message": "etcd not ready"})] * 3)
+    with pytest.raises(StartupError, match="HTTP 503: etcd not ready"):
+        _reach(down_too_long, None, 0.0, slept.append)  # type: ignore[arg-type]
