@@ -51,7 +51,8 @@ def configure_logging(level: str = "info", json_lines: bool = True) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper() if level.lower() != "all" else "DEBUG")
+    # MetalLB's levels: "all" = debug with the libraries' chatter, "none" = nothing at all.
+    root.setLevel({"all": logging.DEBUG, "none": logging.CRITICAL + 10}.get(level.lower(), level.upper()))
     # pyroute2 logs every netlink message at debug: only --log-level=all shows them (as MetalLB's "all" adds
     # its libraries' chatter to its own debug lines).
     logging.getLogger("pyroute2").setLevel("DEBUG" if level.lower() == "all" else "INFO")

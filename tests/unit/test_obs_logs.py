@@ -107,3 +107,18 @@ def test_startup_waits_for_a_server_that_is_up_but_not_serving_and_fails_at_once
     down_too_long = ScriptedClient(*[ApiError("GET", "/api", 503, {"message": "etcd not ready"})] * 3)
     with pytest.raises(StartupError, match="HTTP 503: etcd not ready"):
         _reach(down_too_long, None, 0.0, slept.append)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("level", "shown"), [("all", "DEBUG"), ("debug", "DEBUG"), ("info", "INFO"),
+                                              ("warn", "WARNING"), ("error", "ERROR"), ("none", None)])
+def test_every_log_level_flag_value_sets_a_level(level: str, shown: str | None) -> None:
+    from metallb_fast.obs.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.level, root.handlers[:])
+    try:
+        configure_logging(level)
+        assert logging.getLevelName(root.level) == shown if shown else root.level > logging.CRITICAL
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
