@@ -203,8 +203,9 @@ class Controller:
         """Schedule `key` again, later each time in a row (jittered exponential backoff); (attempts, delay). A key
         already scheduled keeps its time (one full pass is due however many asked for it)."""
         with self._retries_lock:
-            if any(retry.key == key for retry in self._retries):
-                return self._attempts.get(key, 0), 0.0
+            scheduled = next((retry for retry in self._retries if retry.key == key), None)
+            if scheduled is not None:
+                return self._attempts.get(key, 0), max(0.0, scheduled.due - time.monotonic())
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
             delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
