@@ -57,7 +57,7 @@ def _cause(error: ApiError) -> str:
     """The socket's word ("[Errno 111] Connection refused"), not urllib3's nested retry wrappers; for an answer
     that was not a success, its status and message."""
     if not isinstance(error, ApiUnavailable):
-        return f"HTTP {error.status}: {error.body.get('message') or error.reason}"
+        return f"HTTP {error.status}: {error.message}"
     cause = error.__cause__
     reason = getattr(cause, "reason", None) or cause or error
     return str(reason).rsplit(": ", 1)[-1]
@@ -94,7 +94,7 @@ def _reach(client: KubeClient, kubeconfig: str | None, reach_timeout_s: float,
                 client.close()
                 hint = " (the credentials were refused: a wrong or expired token?)" if error.status == 401 else ""
                 raise StartupError(f"API server {server} refused GET /api with HTTP {error.status}{hint}: "
-                                   f"{error.body.get('message') or error.reason}") from None
+                                   f"{error.message}") from None
             if time.monotonic() >= deadline:
                 client.close()
                 waited = f" for {reach_timeout_s:.0f} s" if reach_timeout_s > 0 else ""

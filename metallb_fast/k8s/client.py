@@ -30,12 +30,16 @@ class ApiError(Exception):
         self.path = path
         self.status = status
         self.body = body or {}
-        message = self.body.get("message") or self.body.get("reason") or ""
-        super().__init__(f"{method} {path}: HTTP {status} {message}".rstrip())
+        super().__init__(f"{method} {path}: HTTP {status} {self.message}".rstrip())
 
     @property
     def reason(self) -> str:
         return str(self.body.get("reason") or "")
+
+    @property
+    def message(self) -> str:
+        """The Status's message, else its reason ("" when the answer had no Status)."""
+        return str(self.body.get("message") or self.reason)
 
 
 class ApiUnavailable(ApiError):
