@@ -740,6 +740,10 @@ class Swim:
         elif member.addr != alive.addr or member.port != alive.port:
             reclaim = self._timing.dead_node_reclaim
             can_reclaim = reclaim > 0 and now - member.state_changed > reclaim
+            if not address_text(alive.addr):
+                # The same rule as for a new member: an address we could never probe is not taken over.
+                self.stats.alive_rejected += 1
+                return
             if member.state == NodeState.LEFT or (member.state == NodeState.DEAD and can_reclaim):
                 updates_address = True
             else:

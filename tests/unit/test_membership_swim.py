@@ -568,6 +568,19 @@ def test_conflicting_address_is_ignored() -> None:
     assert swim.stats.conflicting_addresses == 1
 
 
+def test_a_left_member_does_not_take_an_address_it_could_never_be_probed_at() -> None:
+    # Found by test_random_input_never_raises_and_never_loses_self: a left member may change its address (as in
+    # memberlist), but an empty one then made every probe of it a packet to host "".
+    swim = machine()
+    swim.push_pull_reply(host_of(1), PORT, PushPull(False, (peer_state("n2", 1, 1, NodeState.LEFT),)), False, 0.5)
+    swim.handle_packet(host_of(1), PORT, [Alive(2, "n2", b"", PORT)], 1.0)
+    assert swim.member("n2").addr == address_bytes(host_of(1)) and swim.member("n2").state == NodeState.LEFT
+    assert swim.stats.alive_rejected == 1
+    assert all(p.host for p in packets(drive(swim, 5.0, 1.0)))
+    swim.handle_packet(host_of(1), PORT, [Alive(2, "n2", address_bytes(host_of(4)), PORT)], 1.0)
+    assert swim.member("n2").addr == address_bytes(host_of(4))  # a real new address is still taken
+
+
 def test_alive_with_broken_protocol_versions_is_ignored() -> None:
     swim = machine()
     for vsn in (bytes([0, 5, 2, 0, 0, 0]), bytes([1, 0, 2, 0, 0, 0]), bytes([3, 2, 2, 0, 0, 0]), b"\x01\x05"):
