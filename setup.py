@@ -30,6 +30,12 @@ extensions = [
         sources=["ext/ring.pyx"],
         extra_compile_args=["-O2"],
     ),
+    # The layer-2 election's hash loop (metallb_fast/speaker/election.py falls back to hashlib without it).
+    Extension(
+        "metallb_fast.speaker._election",
+        sources=["ext/election.pyx"],
+        extra_compile_args=["-O2"],
+    ),
     # The benchmarks' C-speed ARP flood sender (bench/arp_flood.py); never imported by the speaker.
     Extension(
         "metallb_fast.testing._flood",

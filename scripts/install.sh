@@ -105,11 +105,11 @@ pip_install() {
     # What the build reads (the Cython sources and the Python definitions setup.py generates
     # ext/wire_contract.pxd from, not the files it generates) and this script (a change of the extras installed
     # below must reach venvs made before it).
-    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/ext/*.pyx \
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/ext/*.pyx "$ROOT"/ext/*.h \
         $(ls "$ROOT"/ext/*.pxd | grep -v '/wire_contract\.pxd$') "$ROOT"/metallb_fast/dataplane/*.py \
         "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
     have="$(cat "$VENV/.metallb-fast-installed" 2>/dev/null || true)"
-    if [[ "$want" != "$have" ]] || ! "$VENV/bin/python" -c 'import metallb_fast.dataplane._ring' 2>/dev/null; then
+    if [[ "$want" != "$have" ]] || ! "$VENV/bin/python" -c 'import metallb_fast.dataplane._ring, metallb_fast.speaker._election' 2>/dev/null; then
         # bench: the benchmarks' plots (matplotlib), so that every benchmark in bench/ runs as documented.
         log "pip install -e .[test,bench]"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -54,6 +54,7 @@ def test_an_installed_wheel_loads_the_xdp_program(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "metallb_fast/dataplane/xdp_responder.c" in names
     assert any(n.startswith("metallb_fast/dataplane/_ring") and n.endswith(".so") for n in names)
+    assert any(n.startswith("metallb_fast/speaker/_election") and n.endswith(".so") for n in names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metallb_fast.dataplane.base import OwnedKey, ResponderError
 from metallb_fast.speaker.announce import (
     GratuitousPolicy,
     GratuitousState,
     Schedule,
+    _advance,
+    _next_time,
+    _Pair,
     announce_due,
     schedule,
 )
@@ -120,3 +126,46 @@ def test_announce_due_sends_through_the_responder_and_survives_one_failure() -> 
     failures = announce_due(responder, (C, A))  # type: ignore[arg-type]
     assert responder.calls == [C, A]
     assert [key for key, _ in failures] == [C]
+
+
+# ---- the incremental schedule against a model that moves every pair at every call ----------------------------
+
+
+def schedule_every_pair(pairs: dict[OwnedKey, Any], owned: set[OwnedKey], now: float, policy: GratuitousPolicy
+                        ) -> tuple[dict[OwnedKey, Any], tuple[OwnedKey, ...], float | None]:
+    """What schedule() computed before it was incremental: _advance on every answered pair, every time."""
+    moved: dict[OwnedKey, Any] = {}
+    due = []
+    for key in sorted(owned, key=lambda k: (k[0].version, int(k[0]), k[1])):
+        pair, send = _advance(pairs.get(key) or _Pair(started=now, sent=0, next_refresh=None), now, policy)
+        moved[key] = pair
+        if send:
+            due.append(key)
+    times = [t for t in (_next_time(p, policy) for p in moved.values()) if t is not None]
+    return moved, tuple(due), min(times) if times else None
+
+
+POLICIES = (GratuitousPolicy(), GratuitousPolicy(refresh_every=7.0), GratuitousPolicy(interval=0.5, duration=1.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sets(st.sampled_from((A, B, C))), st.floats(0, 4, allow_nan=False),
+                          st.booleans(), st.sampled_from(POLICIES)), max_size=40))
+def test_incremental_schedule_equals_moving_every_pair(steps: list[tuple[set[OwnedKey], float, bool, Any]]) -> None:
+    """Any ownership changes, wake-ups early, on time or late, and a policy that changes between calls."""
+    state, model, now = GratuitousState(), {}, T0
+    for owned, advance, on_wake, policy in steps:
+        step = schedule(state, owned, now, policy)
+        model, due, wake_at = schedule_every_pair(model, owned, now, policy)
+        assert (step.due, step.wake_at) == (due, wake_at)
+        assert dict(step.state.pairs) == model
+        state = step.state
+        now = step.wake_at if on_wake and step.wake_at is not None else now + advance
+
+
+def test_a_reconcile_with_nothing_due_keeps_the_state() -> None:
+    """The common call (a reconcile that changed no ownership, between frames) returns the same state object."""
+    owned = {A: b"\x02" * 6, B: b"\x02" * 6}
+    first = schedule(GratuitousState(), owned, T0)
+    again = schedule(first.state, owned, T0 + 0.5)
+    assert again.state is first.state and again.due == () and again.wake_at == first.wake_at

@@ -1,0 +1,3 @@
+"""Type stub of the compiled module built from ext/election.pyx."""
+
+def lowest_hash(prefixes: list[bytes], key: bytes) -> int: ...
