@@ -1,5 +1,6 @@
-"""The few bpf(2) commands bcc does not wrap: test runs, program lookup by id, a two-instruction XDP_PASS, and the
-map and pin commands a restarted responder uses to find and check the maps it adopts.
+"""The bpf(2) commands the long-running process needs: test runs, program lookup by id, a two-instruction XDP_PASS,
+the map commands that read and write the responder's maps (bcc compiles and loads in a child process: this one
+holds only fds), and the pin commands a restarted responder uses to find and check the maps it adopts.
 
 Raw syscalls through ctypes; the attribute layouts are the kernel's `union bpf_attr` members (uapi/linux/bpf.h).
 """
@@ -10,6 +11,8 @@ import ctypes
 import errno
 import os
 import platform
+import struct
+import threading
 from dataclasses import dataclass
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
@@ -190,11 +193,18 @@ def load_xdp_pass(name: str) -> int:
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
+PER_CPU_MAP_TYPES = frozenset({BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH})
+POSSIBLE_CPUS = "/sys/devices/system/cpu/possible"
 
 
 class _MapCreateAttr(ctypes.Structure):
@@ -264,13 +274,18 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     key_buf = ctypes.create_string_buffer(key, len(key))
     value_buf = ctypes.create_string_buffer(value_size)
     attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf), value=ctypes.addressof(value_buf))
+    return value_buf.raw if _bpf_found(BPF_MAP_LOOKUP_ELEM, attr, f"MAP_LOOKUP_ELEM map fd {fd}") else None
+
+
+def _bpf_found(cmd: int, attr: ctypes.Structure, what: str) -> bool:
+    """_bpf() for the map commands whose ENOENT means "no such key": False then."""
     try:
-        _bpf(BPF_MAP_LOOKUP_ELEM, attr, f"MAP_LOOKUP_ELEM map fd {fd}")
+        _bpf(cmd, attr, what)
     except BpfSyscallError as exc:
         if exc.errno == errno.ENOENT:
-            return None
+            return False
         raise
-    return value_buf.raw
+    return True
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:
@@ -278,6 +293,55 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     value_buf = ctypes.create_string_buffer(value, len(value))
     attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf), value=ctypes.addressof(value_buf))
     _bpf(BPF_MAP_UPDATE_ELEM, attr, f"MAP_UPDATE_ELEM map fd {fd}")
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Remove `key`; False when it was not there."""
+    key_buf = ctypes.create_string_buffer(key, len(key))
+    attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf))
+    return _bpf_found(BPF_MAP_DELETE_ELEM, attr, f"MAP_DELETE_ELEM map fd {fd}")
+
+
+def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """The key after `key` (the first with None), or None past the last. A `key` deleted meanwhile restarts a hash
+    map's walk from its first key (the kernel's rule), so a walk that deletes as it goes sees every key."""
+    next_buf = ctypes.create_string_buffer(key_size)
+    attr = _MapElemAttr(map_fd=fd, value=ctypes.addressof(next_buf))  # `value` is the union's next_key
+    if key is not None:
+        key_buf = ctypes.create_string_buffer(key, len(key))
+        attr.key = ctypes.addressof(key_buf)
+    return next_buf.raw if _bpf_found(BPF_MAP_GET_NEXT_KEY, attr, f"MAP_GET_NEXT_KEY map fd {fd}") else None
+
+
+class MapSlot:
+    """One key of a map, written again and again with one syscall and no allocation: the buffers, the attribute
+    block and the value's packer are made once (the liveness deadline is written every second and on every
+    reconcile)."""
+
+    def __init__(self, fd: int, key: bytes, value: struct.Struct) -> None:
+        self._key = ctypes.create_string_buffer(key, len(key))
+        self._value = ctypes.create_string_buffer(value.size)
+        self._packer = value
+        self._attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(self._key), value=ctypes.addressof(self._value))
+        self._what = f"MAP_UPDATE_ELEM map fd {fd}"
+        # The kernel copies the buffer while the GIL is released: a second writer must not repack it meanwhile.
+        self._lock = threading.Lock()
+
+    def write(self, *fields: object) -> None:
+        with self._lock:
+            self._packer.pack_into(self._value, 0, *fields)
+            _bpf(BPF_MAP_UPDATE_ELEM, self._attr, self._what)
+
+
+def possible_cpus(path: str = POSSIBLE_CPUS) -> int:
+    """How many CPUs the kernel may ever bring up: a per-CPU map's value holds one slot for each of them."""
+    with open(path) as file:
+        text = file.read().strip()
+    count = 0
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def obj_pin(fd: int, path: str) -> None:

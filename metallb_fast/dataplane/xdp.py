@@ -1,4 +1,5 @@
-"""The XDP responder: xdp_responder.c (beside this module) compiled with bcc, its maps kept equal to the owned table.
+"""The XDP responder: xdp_responder.c (beside this module) compiled with bcc in a child process (xdp_loader.py), its
+maps kept equal to the owned table with bpf(2) from this one (xdp_maps.py packs their structs).
 
 Three layers, each usable alone:
 - `map_entries` / `diff_entries`: pure; what the address maps must hold and how to get there from what they hold.
@@ -15,10 +16,7 @@ in the pinned config bounds how long the kernel answers for a run that never com
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import errno
-import ipaddress
 import logging
 import os
 import re
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metallb_fast.dataplane import bpfsys, floodlimit, kheaders, ownership, pinning, wire
+from metallb_fast.dataplane import bpfsys, floodlimit, ownership, pinning, wire, xdp_loader, xdp_maps
 from metallb_fast.dataplane.base import (
     AddressCounters,
     IPAddress,
@@ -63,6 +61,7 @@ _MODE_NAMES = {XDP_FLAGS_SKB_MODE: "generic", XDP_FLAGS_DRV_MODE: "native", XDP_
 MapKey = tuple[IPAddress, int]  # (address, ifindex); ifindex 0 = "owned on some interface" marker
 SOMEWHERE = 0
 _MARKER_VALUE = bytes(6)
+_ZERO_COUNTERS = bytes(xdp_maps.VIP_COUNTERS.size)
 
 
 # ---------------------------------------------------------------------------------------------- pure decisions
@@ -114,68 +113,21 @@ def source_path() -> Path:
     return Path(__file__).resolve().with_name(SOURCE_NAME)
 
 
-def _import_bcc() -> Any:
-    try:
-        import bcc  # Debian's python3-bpfcc, linked into the venv by scripts/install.sh
-    except ImportError as exc:
-        raise ResponderError(
-            f"xdp: the bcc Python package is not importable ({exc}); install Debian's python3-bpfcc and link "
-            "/usr/lib/python3/dist-packages/bcc into the venv (make install)"
-        ) from None
-    return bcc
-
-
-def _check_kernel_headers() -> None:
-    kheaders.arrange_for_bcc()  # the shipped UAPI tree unless the operator set BCC_KERNEL_SOURCE
-
-
-def _pack_key(table: Any, address: IPAddress, ifindex: int) -> Any:
-    """The C key struct (vip4_key / vip6_key), set field by field."""
-    key = table.Key()
-    key.ifindex = ifindex
-    if address.version == 4:
-        key.addr = ctypes.c_uint32.from_buffer_copy(address.packed).value  # __be32: the bytes in network order
-    else:
-        key.addr.in6_u.u6_addr8[:] = address.packed
-    return key
-
-
-def _key_fields(key: Any) -> MapKey:
-    """(address, ifindex) of a vip4_key / vip6_key, read field by field."""
-    if isinstance(key.addr, int):
-        return ipaddress.IPv4Address(bytes(ctypes.c_uint32(key.addr))), int(key.ifindex)
-    return ipaddress.IPv6Address(bytes(key.addr.in6_u.u6_addr8)), int(key.ifindex)
-
-
-def _pack_mac(table: Any, mac: bytes) -> Any:
-    leaf = table.Leaf()
-    leaf.mac[:] = mac
-    return leaf
-
-
-def _table_declaration(bcc: Any, bpf: Any, name: str) -> str:
-    """One line saying what the compiled program declares under table `name` (for the pinned layout stamp)."""
-    raw = name.encode()
-    lib = bcc.libbcc.lib
-    if lib.bpf_table_fd(bpf.module, raw) < 0:
-        return f"{name}: not a table of this program"
-    module, map_id = bpf.module, lib.bpf_table_id(bpf.module, raw)
-    return (
-        f"{name}: type {lib.bpf_table_type_id(module, map_id)} key {lib.bpf_table_key_desc(module, raw)!r} "
-        f"leaf {lib.bpf_table_leaf_desc(module, raw)!r} max_entries {lib.bpf_table_max_entries_id(module, map_id)} "
-        f"flags {lib.bpf_table_flags_id(module, map_id)}"
+def loader_request(
+    *, max_vips: int = DEFAULT_MAX_VIPS, source: Path | None = None, pin_dir: Path | None = None,
+    flood_sources: int = floodlimit.DEFAULT_SOURCES,
+) -> xdp_loader.Request:
+    """What the loader child compiles and hands over for an XdpProgram of these options (pin_dir prepared)."""
+    return xdp_loader.Request(
+        source=str(source or source_path()),
+        cflags=[*wire.cflags(), f"-DMAX_VIPS={max_vips}", f"-DFLOOD_SOURCES={flood_sources}"],
+        function=FUNCTION_NAME, maps=list(xdp_maps.LAYOUTS), pin_dir=None if pin_dir is None else str(pin_dir),
     )
 
 
-def _compile(bcc: Any, path: Path, cflags: list[str]) -> Any:
-    try:
-        return bcc.BPF(src_file=str(path).encode(), cflags=cflags)
-    except Exception as exc:  # bcc raises bare Exception; the compiler's own message went to stderr
-        raise ResponderError(f"xdp: bcc could not compile {path}: {exc} (compiler output above)") from exc
-
-
 class XdpProgram:
-    """xdp_responder.c compiled and loaded (not attached): its fd and its maps, keyed by ifindex.
+    """xdp_responder.c compiled and loaded (not attached) by a child process (xdp_loader.py): its fd and its maps,
+    keyed by ifindex, driven with bpf(2) from this process, which never loads bcc.
 
     With `pin_dir` the maps are pinned there; maps already pinned there by an earlier run are used as they are
     (`adopted`, entries and counters included) when their layout stamp matches this program's tables, and
@@ -186,70 +138,51 @@ class XdpProgram:
         self, *, max_vips: int = DEFAULT_MAX_VIPS, source: Path | None = None,
         pin_dir: str | os.PathLike[str] | None = None, flood_sources: int = floodlimit.DEFAULT_SOURCES,
     ) -> None:
-        bcc = _import_bcc()
-        _check_kernel_headers()
-        path = source or source_path()
-        if not path.is_file():
-            raise ResponderError(f"xdp: program source {path} is missing (reinstall metallb-fast)")
-        cflags = [*wire.cflags(), f"-DMAX_VIPS={max_vips}", f"-DFLOOD_SOURCES={flood_sources}"]
-        self.pins: pinning.PinDirectory | None = None
-        self.adopted = False
-        if pin_dir is None:
-            self._bpf = _compile(bcc, path, cflags)
-        else:
-            self._bpf = self._compile_pinned(bcc, path, cflags, pin_dir)
+        # Prepared here, so that mounting bpffs (and its warning) happens in this process, under its logging.
+        self.pins: pinning.PinDirectory | None = pinning.PinDirectory(pin_dir) if pin_dir is not None else None
+        request = loader_request(max_vips=max_vips, source=source, pin_dir=self.pins.path if self.pins else None,
+                                 flood_sources=flood_sources)
+        self._loaded = loaded = xdp_loader.load(request)
+        self.adopted = loaded.adopted
+        self.fd: int = loaded.prog_fd
+        self.prog_id: int = loaded.prog_id
+        maps = loaded.maps
         try:
-            self._function = self._bpf.load_func(FUNCTION_NAME.encode(), bcc.BPF.XDP)
-        except Exception as exc:
-            self._bpf.cleanup()
-            raise ResponderError(
-                f"xdp: the kernel refused to load {FUNCTION_NAME} ({exc}); needs CAP_BPF/CAP_SYS_ADMIN "
-                "and a kernel with XDP"
-            ) from exc
-        self.fd: int = self._function.fd
-        self.prog_id: int = bpfsys.prog_info_by_fd(self.fd).id
-        self._tables = {4: self._bpf[b"vips_v4"], 6: self._bpf[b"vips_v6"]}
-        self._counters = {4: self._bpf[b"counters_v4"], 6: self._bpf[b"counters_v6"]}
-        self._verdicts = self._bpf[b"verdicts"]
-        self._config = self._bpf[b"config"]
-        self._heartbeat_ifaces = self._bpf[b"heartbeat_ifaces"]
-        self._flood_config = self._bpf[b"flood_config"]
-        self._flood_buckets = self._bpf[b"flood_buckets"]
+            for name, bpf_map in maps.items():
+                xdp_maps.check(name, bpf_map.info)
+            self._log_adoption(loaded.found)
+            self._tables = {4: maps["vips_v4"], 6: maps["vips_v6"]}
+            self._counters = {4: maps["counters_v4"], 6: maps["counters_v6"]}
+            self._verdicts = maps["verdicts"]
+            self._config = maps["config"]
+            self._heartbeat_ifaces = maps["heartbeat_ifaces"]
+            self._flood_config = maps["flood_config"]
+            self._flood_buckets = maps["flood_buckets"]
+            self._deadline = self._config.slot(xdp_maps.INDEX.pack(wire.CONFIG_DEADLINE), xdp_maps.U64)
+            self._entries: dict[MapKey, bytes] = self._read_entries() if self.adopted else {}
+        except BaseException:
+            loaded.close()
+            raise
         self.flood_limit = FloodLimit.off()  # what flood_config holds (a fresh, unpinned map: zeros = off)
-        self._entries: dict[MapKey, bytes] = self._read_entries() if self.adopted else {}
         self._closed = False
 
-    def _compile_pinned(self, bcc: Any, path: Path, cflags: list[str], pin_dir: str | os.PathLike[str]) -> Any:
-        pins = pinning.PinDirectory(pin_dir)
-        cflags = [*cflags, f'-DPIN_DIR="{pins.path}"']
-        found = pins.names()
-        bpf = _compile(bcc, path, cflags)  # bcc opens the maps pinned under a table's name, pins the others
-        digest = pinning.layout_digest(_table_declaration(bcc, bpf, name) for name in pins.names())
-        if found and pins.stamp() == digest:
-            self.adopted = True
-            log.info("xdp: adopting the maps pinned in %s (%s)", pins.path, ", ".join(found))
+    def _log_adoption(self, found: list[str]) -> None:
+        where = self.pins.path if self.pins else "?"
+        if self.adopted:
+            log.info("xdp: adopting the maps pinned in %s (%s)", where, ", ".join(found))
         elif found:
             log.warning(
                 "xdp: the maps pinned in %s (%s) do not have this program's layout (an upgrade changed them, or a "
                 "run died while pinning): unpinning them and starting with empty maps; addresses are answered "
-                "again from the first sync", pins.path, ", ".join(found),
+                "again from the first sync", where, ", ".join(found),
             )
-            bpf.cleanup()
-            pins.clear()
-            pins = pinning.PinDirectory(pin_dir)
-            bpf = _compile(bcc, path, cflags)
-            digest = pinning.layout_digest(_table_declaration(bcc, bpf, name) for name in pins.names())
-        pins.write_stamp(digest)
-        self.pins = pins
-        return bpf
 
     def _read_entries(self) -> dict[MapKey, bytes]:
         """What the (adopted) address maps hold, markers included."""
-        entries: dict[MapKey, bytes] = {}
-        for table in self._tables.values():
-            for key, leaf in table.items():
-                entries[_key_fields(key)] = bytes(leaf.mac)
-        return entries
+        return {
+            xdp_maps.vip_key_fields(key): xdp_maps.mac_of(value)
+            for table in self._tables.values() for key, value in table.items()
+        }
 
     @property
     def entries(self) -> dict[MapKey, bytes]:
@@ -265,41 +198,39 @@ class XdpProgram:
         wanted = map_entries(desired)
         upserts, deletes = diff_entries(self._entries, wanted)
         for (address, ifindex), mac in upserts.items():
-            table = self._tables[address.version]
-            counters = self._counters[address.version]
+            key = xdp_maps.vip_key(address, ifindex)
             if ifindex != SOMEWHERE and (address, ifindex) not in self._entries:
                 # Counters first, so the program never finds an entry without its counters.
-                counters[_pack_key(counters, address, ifindex)] = counters.Leaf()
-            table[_pack_key(table, address, ifindex)] = _pack_mac(table, mac)
+                self._counters[address.version].put(key, _ZERO_COUNTERS)
+            self._tables[address.version].put(key, xdp_maps.MAC_VALUE.pack(mac))
             self._entries[(address, ifindex)] = mac
         for address, ifindex in deletes:
-            table = self._tables[address.version]
-            with contextlib.suppress(KeyError):
-                del table[_pack_key(table, address, ifindex)]
+            key = xdp_maps.vip_key(address, ifindex)
+            self._tables[address.version].delete(key)
             if ifindex != SOMEWHERE:
-                counters = self._counters[address.version]
-                with contextlib.suppress(KeyError):
-                    del counters[_pack_key(counters, address, ifindex)]
+                self._counters[address.version].delete(key)
             del self._entries[(address, ifindex)]
 
     def counters(self, address: IPAddress, ifindex: int) -> AddressCounters:
-        table = self._counters[address.version]
-        try:
-            per_cpu = table[_pack_key(table, address, ifindex)]
-        except KeyError:
+        per_cpu = self._counters[address.version].per_cpu_values(xdp_maps.vip_key(address, ifindex))
+        if per_cpu is None:
             return AddressCounters()
-        return AddressCounters(requests=sum(c.requests for c in per_cpu), replies=sum(c.replies for c in per_cpu))
+        counts = [xdp_maps.VIP_COUNTERS.unpack(value) for value in per_cpu]
+        return AddressCounters(requests=sum(c[0] for c in counts), replies=sum(c[1] for c in counts))
 
     def verdict_counts(self) -> dict[Verdict, int]:
         counts: dict[Verdict, int] = {}
         for index, verdict in enumerate(Verdict):
-            counts[verdict] = int(sum(self._verdicts[ctypes.c_int(index)]))
+            per_cpu = self._verdicts.per_cpu_values(xdp_maps.INDEX.pack(index)) or []
+            counts[verdict] = sum(xdp_maps.U64.unpack(value)[0] for value in per_cpu)
         return counts
 
     def set_deadline(self, deadline_ns: int | None) -> None:
         # 0 means "no deadline" to the program; an explicit deadline at 0 is simply in the past.
-        value = 0 if deadline_ns is None else max(int(deadline_ns), 1)
-        self._config[ctypes.c_int(wire.CONFIG_DEADLINE)] = ctypes.c_uint64(value)
+        self._deadline.write(0 if deadline_ns is None else max(int(deadline_ns), 1))
+
+    def _set_config(self, index: int, value: int) -> None:
+        self._config.put(xdp_maps.INDEX.pack(index), xdp_maps.U64.pack(value))
 
     def set_heartbeats(self, port: int, interfaces: Mapping[int, bytes]) -> None:
         """Reflect heartbeat requests to UDP `port` (0 = off) arriving on these ifindexes, each sent to its MAC."""
@@ -307,61 +238,53 @@ class XdpProgram:
         wanted = {ifindex: bytes(mac) for ifindex, mac in interfaces.items()} if port else {}
         current = self.heartbeats()[1]
         if not wanted:  # off first, then empty the table
-            self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(0)
+            self._set_config(wire.CONFIG_HEARTBEAT_PORT, 0)
         for ifindex in current.keys() - wanted.keys():
-            with contextlib.suppress(KeyError):
-                del table[table.Key(ifindex)]
+            table.delete(xdp_maps.IFINDEX.pack(ifindex))
         for ifindex, mac in wanted.items():
             if current.get(ifindex) != mac:
-                table[table.Key(ifindex)] = _pack_mac(table, mac)
+                table.put(xdp_maps.IFINDEX.pack(ifindex), xdp_maps.MAC_VALUE.pack(mac))
         if wanted:
-            self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)] = ctypes.c_uint64(port)
+            self._set_config(wire.CONFIG_HEARTBEAT_PORT, port)
 
     def heartbeats(self) -> tuple[int, dict[int, bytes]]:
         """(port, {ifindex: MAC}) as the maps hold them (an adopted program's: what the earlier run set)."""
-        port = int(self._config[ctypes.c_int(wire.CONFIG_HEARTBEAT_PORT)].value)
+        (port,) = xdp_maps.U64.unpack(self._config.get(xdp_maps.INDEX.pack(wire.CONFIG_HEARTBEAT_PORT)) or bytes(8))
         interfaces = {
-            int(key.value): bytes(leaf.mac) for key, leaf in self._heartbeat_ifaces.items()
+            xdp_maps.IFINDEX.unpack(key)[0]: xdp_maps.mac_of(value) for key, value in self._heartbeat_ifaces.items()
         }
         return port, interfaces
 
     def set_flood_limit(self, limit: FloodLimit | None) -> None:
         """Limit answered requests per source (None or rate 0: off); takes effect at the next frame, buckets kept."""
         limit = limit or FloodLimit.off()
-        config = self._flood_config.Leaf()
-        config.interval_ns = limit.interval_ns
-        config.tolerance_ns = limit.tolerance_ns
-        config.action = XDP_DROP if limit.drops else XDP_PASS
-        self._flood_config[ctypes.c_int(0)] = config
+        action = XDP_DROP if limit.drops else XDP_PASS
+        config = xdp_maps.FLOOD_CONFIG.pack(limit.interval_ns, limit.tolerance_ns, action)
+        self._flood_config.put(xdp_maps.INDEX.pack(0), config)
         self.flood_limit = limit
 
     def flood_buckets(self) -> dict[bytes, int]:
         """source key (floodlimit.source_key) -> its bucket's theoretical arrival time (bpf_ktime_get_ns)."""
         return {
-            floodlimit.key_bytes(bytes(key.mac), key.family, bytes(key.addr)): int(leaf.value)
-            for key, leaf in self._flood_buckets.items()
+            floodlimit.key_bytes(*xdp_maps.FLOOD_KEY.unpack(key)): xdp_maps.U64.unpack(value)[0]
+            for key, value in self._flood_buckets.items()
         }
 
     def set_flood_bucket(self, key: bytes, tat_ns: int) -> None:
         """Put one source's bucket in a chosen state: what tests use in place of a clock the kernel cannot be
         given (bpf_ktime_get_ns is time.monotonic_ns)."""
-        table = self._flood_buckets
         if len(key) != floodlimit.KEY_LEN:
             raise ValueError(f"flood bucket key of {len(key)} bytes: must be {floodlimit.KEY_LEN}")
         if not 0 <= tat_ns < 1 << 64:
             raise ValueError(f"flood bucket time {tat_ns}: must be a CLOCK_MONOTONIC time in ns (0 <= t < 2**64)")
-        mac, family, address = floodlimit.key_fields(key)
-        packed = table.Key()
-        packed.mac[:] = mac
-        packed.family = family
-        packed.addr[:] = address
-        table[packed] = ctypes.c_uint64(tat_ns)
+        packed = xdp_maps.FLOOD_KEY.pack(*floodlimit.key_fields(key))
+        self._flood_buckets.put(packed, xdp_maps.U64.pack(tat_ns))
 
     def close(self, keep_pins: bool = False) -> None:
-        """Unload (the kernel keeps what is still attached); unpin the maps too unless keep_pins."""
+        """Close the fds (the kernel keeps what is still attached); unpin the maps too unless keep_pins."""
         if not self._closed:
             self._closed = True
-            self._bpf.cleanup()
+            self._loaded.close()
             if self.pins is not None and not keep_pins:
                 self.pins.clear()
 

@@ -8,7 +8,7 @@
  * specified byte for byte in docs/fastpath.md; metallb_fast/dataplane/packets.py is the oracle this program is tested
  * against (with floodlimit.py for the flood limit).
  *
- * The loader (metallb_fast/dataplane/xdp.py) passes on the command line:
+ * The loader (metallb_fast/dataplane/xdp.py, through its child process xdp_loader.py) passes on the command line:
  *   the wire contract       wire.cflags(), metallb_fast/dataplane/wire.py: VERDICT_<NAME>=<index> for every member
  *                           of base.Verdict and VERDICT_COUNT, the frame lengths and offsets (ETH_LEN, NS_LEN,
  *                           MAX_NS_LEN, ...), the heartbeat layout (HB_*), the config slots (CONFIG_*). They are
@@ -35,7 +35,10 @@
 #define MAX_HEARTBEAT_IFACES 256
 #endif
 
-/* Key ifindex 0 marks "owned on some interface of this node": a miss on the ingress ifindex that hits the
+/* The map structs below are packed in Python by metallb_fast/dataplane/xdp_maps.py, byte for byte: change both
+ * (the loader refuses a map whose key or value size differs from its packer's).
+ *
+ * Key ifindex 0 marks "owned on some interface of this node": a miss on the ingress ifindex that hits the
  * marker is WRONG_INTERFACE rather than NOT_OWNED. */
 struct vip4_key {
     __be32 addr;

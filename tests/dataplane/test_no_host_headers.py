@@ -94,10 +94,10 @@ def test_the_shipped_tree_compiles_the_same_program_as_full_kernel_headers() -> 
 # bcc reads BCC_KERNEL_SOURCE at each compile; an empty value means bcc's own search (/lib/modules).
 DUMP = f"""
 import hashlib, os
-from metallb_fast.dataplane import wire, xdp
+from metallb_fast.dataplane import wire, xdp, xdp_loader
 if not os.environ["{kheaders.ENV}"]:
     del os.environ["{kheaders.ENV}"]
-bcc = xdp._import_bcc()
+bcc = xdp_loader.import_bcc()
 cflags = [*wire.cflags(), "-DMAX_VIPS=4096", "-DFLOOD_SOURCES=16384"]
 program = bcc.BPF(src_file=str(xdp.source_path()).encode(), cflags=cflags)
 print(hashlib.sha256(program.dump_func(xdp.FUNCTION_NAME.encode())).hexdigest())
