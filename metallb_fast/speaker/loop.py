@@ -125,6 +125,8 @@ class Speaker:
         )
         self.owned: dict[OwnedKey, bytes] = {}
         self.book = PlanBook()
+        self._synced: tuple[int, bool] | None = None  # (book revision, serving) of what the fast path holds
+        self._owned_changed = True  # since the gratuitous schedule last looked at `owned`
         self._context: election.ElectionContext | None = None
         self._side: layer2.NodeSide | None = None
         self._assessment: Assessment | None = None
@@ -422,17 +424,22 @@ class Speaker:
             change = self.book.put(key, None if config is None else self._plan_service(key, config))
             if change is not None:
                 changes.append(change)
-        plan_owned: Owned = self.book.owned if assessment.serving else {}  # a minority withdraws everything
         member_change = self.view.last_change if self.view is not None else None
         if self.view is not None:
             self.view.last_change = None
-        if plan_owned != self.owned:
+        # The book's revision says whether its table changed: comparing the tables would hash every owned
+        # address (ipaddress hashes in Python) on every reconcile.
+        target = (self.book.revision, assessment.serving)
+        plan_owned: Owned = self.book.owned if assessment.serving else {}  # a minority withdraws everything
+        if target != self._synced and plan_owned != self.owned:
             self.responder.sync(plan_owned)
             self._log_moves(self.owned, plan_owned, member_change)
             self.owned = dict(plan_owned)
+            self._owned_changed = True
             owned_ips = {str(ip) for ip, _ in self.owned}
             with self._lock:  # an address no longer answered loses its gratuitous series, as its other series
                 self._gratuitous_sent = {ip: n for ip, n in self._gratuitous_sent.items() if ip in owned_ips}
+        self._synced = target
         self._send_gratuitous()
         self._report(changes, assessment.serving)
 
@@ -441,7 +448,7 @@ class Speaker:
         if self._context is None:
             return set()
         before = self._context
-        changed = set(before.live ^ live)
+        changed = set() if live is before.live else set(before.live ^ live)
         if nodes is not before.nodes:
             changed.update(
                 name for name in nodes.keys() | before.nodes.keys() if nodes.get(name) != before.nodes.get(name)
@@ -475,7 +482,11 @@ class Speaker:
         )
 
     def _send_gratuitous(self) -> None:
-        result = announce.schedule(self._gratuitous, self.owned, time.monotonic(), self.options.gratuitous)
+        now = time.monotonic()
+        if not self._owned_changed and (self._gratuitous_wake is None or now + 1e-6 < self._gratuitous_wake):
+            return  # the same pairs and nothing due: schedule() would return what it returned last time
+        self._owned_changed = False
+        result = announce.schedule(self._gratuitous, self.owned, now, self.options.gratuitous)
         self._gratuitous = result.state
         self._gratuitous_wake = result.wake_at
         failed = announce.announce_due(self.responder, result.due)

@@ -36,6 +36,7 @@ class PlanBook:
         self._plans: dict[str, ServicePlan] = {}
         self._claims: dict[OwnedKey, dict[str, bytes]] = {}
         self.owned: dict[OwnedKey, bytes] = {}
+        self.revision = 0  # changes whenever `owned` does (and only then), so callers need not compare tables
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -76,7 +77,9 @@ class PlanBook:
         for pair, mac in owned.items():
             claims = self._claims.setdefault(pair, {})
             claims[key] = mac
-            self.owned[pair] = mac
+            if self.owned.get(pair) != mac:
+                self.owned[pair] = mac
+                self.revision += 1
 
     def _release(self, key: str, owned: Mapping[OwnedKey, bytes]) -> None:
         for pair in owned:
@@ -85,7 +88,11 @@ class PlanBook:
                 continue
             claims.pop(key, None)
             if claims:
-                self.owned[pair] = next(iter(claims.values()))
+                mac = next(iter(claims.values()))
+                if self.owned.get(pair) != mac:
+                    self.owned[pair] = mac
+                    self.revision += 1
             else:
                 del self._claims[pair]
-                self.owned.pop(pair, None)
+                if self.owned.pop(pair, None) is not None:
+                    self.revision += 1
