@@ -10,13 +10,33 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from metallb_fast.vocabulary import ANNOTATION_PREFIX, DEPRECATED_ANNOTATION_PREFIX, LABEL_SERVICE_NAME, object_key
 
+H = TypeVar("H")
+_SHARED_LIMIT = 1 << 16  # distinct values kept for sharing; past it the table starts over (memory stays bounded)
+_shared_values: dict[Any, Any] = {}
+
+
+def _one_of(value: H) -> H:
+    """One object for equal immutable values that many views repeat (the annotation naming the pool a Service's
+    address came from, a label, an endpoint on a node, port 80/TCP): at 10,000 Services each copy is memory
+    spent on nothing."""
+    found = _shared_values.get(value)
+    if found is None:
+        if len(_shared_values) >= _SHARED_LIMIT:
+            _shared_values.clear()
+        _shared_values[value] = found = value
+    return found
+
 
 def _labels(obj: Mapping[str, Any], key: str = "labels") -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((_shared(k), v) for k, v in (((obj.get("metadata") or {}).get(key) or {}).items())))
+    items = ((obj.get("metadata") or {}).get(key) or {}).items()
+    # A long value (kubectl's last-applied-configuration) is unique to its object: not worth a table entry.
+    return tuple(sorted(
+        _one_of((_shared(k), v)) if isinstance(v, str) and len(v) <= 253 else (_shared(k), v) for k, v in items
+    ))
 
 
 def _shared(text: str | None) -> Any:
@@ -75,32 +95,40 @@ class Service:
         return old, old is not None
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> Service:
+    def from_dict(cls, obj: Mapping[str, Any], *, announcing: bool = False) -> Service:
+        """announcing: the speaker's view, without what only the controller reads (cluster IPs, selector,
+        creation time, resourceVersion: left empty). It is smaller at 10,000 Services, and an update that
+        changes only those fields is no change to it, so its informer drops the event."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
-        cluster_ips = tuple(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
         ingress = ((status.get("loadBalancer") or {}).get("ingress")) or []
+        controller_only: dict[str, Any] = {}
+        if not announcing:
+            cluster_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+            controller_only = {
+                "cluster_ips": tuple(ip for ip in cluster_ips if ip and ip != "None"),
+                "selector": tuple(sorted((spec.get("selector") or {}).items())),
+                "resource_version": meta.get("resourceVersion") or "",
+                "creation_timestamp": meta.get("creationTimestamp") or "",
+            }
         return cls(
             namespace=_shared(meta.get("namespace") or "default"),
             name=meta.get("name") or "",
             type=_shared(spec.get("type") or "ClusterIP"),
             labels=_labels(obj),
             annotations=_labels(obj, "annotations"),
-            cluster_ips=tuple(ip for ip in cluster_ips if ip and ip != "None"),
             ip_family_policy=_shared(spec.get("ipFamilyPolicy")),
             load_balancer_ip=spec.get("loadBalancerIP") or "",
             load_balancer_class=spec.get("loadBalancerClass"),
             external_traffic_policy=_shared(spec.get("externalTrafficPolicy") or "Cluster"),
-            selector=tuple(sorted((spec.get("selector") or {}).items())),
             ports=tuple(
-                ServicePort(protocol=_shared(p.get("protocol") or "TCP"), port=int(p.get("port") or 0))
+                _one_of(ServicePort(protocol=_shared(p.get("protocol") or "TCP"), port=int(p.get("port") or 0)))
                 for p in spec.get("ports") or []
             ),
             ingress_ips=tuple(i["ip"] for i in ingress if i.get("ip")),
             uid=meta.get("uid") or "",
-            resource_version=meta.get("resourceVersion") or "",
-            creation_timestamp=meta.get("creationTimestamp") or "",
+            **controller_only,
         )
 
 
@@ -184,11 +212,8 @@ class EndpointSlice:
             conditions = ep.get("conditions") or {}
             node_name = ep.get("nodeName") or (ep.get("topology") or {}).get("kubernetes.io/hostname")
             endpoints.append(
-                Endpoint(
-                    node_name=_shared(node_name),
-                    ready=conditions.get("ready"),
-                    serving=conditions.get("serving"),
-                )
+                _one_of(Endpoint(node_name=_shared(node_name), ready=conditions.get("ready"),
+                                 serving=conditions.get("serving")))
             )
         return cls(
             namespace=_shared(meta.get("namespace") or "default"),

@@ -67,7 +67,12 @@ def object_key(namespace: str, name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- addresses
-@lru_cache(maxsize=1 << 16)  # every pass re-reads each Service's cluster and status addresses
+# A pass re-reads each Service's cluster and status addresses. Bounded below the address count of a large cluster:
+# at 65,536 entries these two caches held ~4 MiB in a speaker with 10,000 Services, to spare a 2 us parse.
+ADDRESS_CACHE_SIZE = 1 << 12
+
+
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
 def parse_ip(text: str) -> IPAddress | None:
     """Go's net.ParseIP followed by To4, as MetalLB reads every address: None when invalid.
 
@@ -86,7 +91,7 @@ def parse_ip(text: str) -> IPAddress | None:
     return ip.ipv4_mapped or ip
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
 def ip_text(ip: IPAddress | None) -> str:
     """Go's net.IP.String(): a nil address prints as <nil>."""
     return "<nil>" if ip is None else str(ip)

@@ -108,7 +108,9 @@ def election_key(service: Service, ip: IPAddress) -> str:
     """The text hashed with each node name: the Service's first ingress address, canonicalised like Go's
     net.IP.String(); `ip` only stands in when the Service has no parsable ingress yet."""
     first = parse_ip(service.ingress_ips[0]) if service.ingress_ips else None
-    return ip_text(first or parse_ip(str(ip)))  # Go prints an IPv4-mapped address as plain IPv4
+    text = ip_text(first or parse_ip(str(ip)))  # Go prints an IPv4-mapped address as plain IPv4
+    # The Service's own string when it is already canonical (nearly always): a Standing keeps it per Service.
+    return service.ingress_ips[0] if service.ingress_ips and service.ingress_ips[0] == text else text
 
 
 def node_hash(node_name: str, key: str) -> bytes:
@@ -151,7 +153,8 @@ class Standing:
     key: str  # election_key
     endpoint_nodes: frozenset[str] | None  # externalTrafficPolicy Local: only these may win
     winner: str | None
-    winner_rank: Rank | None
+    winner_score: int  # the winner's Rank, kept as its two parts (one tuple fewer per Service)
+    winner_hash: bytes | None
 
     def may_change(self, changed: Set[str], context: ElectionContext) -> bool:
         """Could the winner differ under `context` (the new nodes and live set) when only `changed` nodes differ
@@ -162,7 +165,9 @@ class Standing:
         for name in changed:
             if name not in candidates or (self.endpoint_nodes is not None and name not in self.endpoint_nodes):
                 continue
-            if self.winner_rank is None or (-scores.get(name, 0), node_hash(name, self.key)) < self.winner_rank:
+            if self.winner_hash is None or (-scores.get(name, 0), node_hash(name, self.key)) < (
+                -self.winner_score, self.winner_hash
+            ):
                 return True
         return False
 
@@ -293,5 +298,8 @@ def elect(
     else:
         order = ()
     winner = order[0] if order else None
-    standing = Standing(advertisements, key, endpoint_nodes, winner, rank(winner) if winner else None)
+    standing = Standing(
+        advertisements, key, endpoint_nodes, winner, scores.get(winner, 0) if winner else 0,
+        node_hash(winner, key) if winner else None,
+    )
     return Election(pool=pool, advertisements=advertisements, order=order, selected_nodes=selected, standing=standing)

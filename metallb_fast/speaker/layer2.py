@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from metallb_fast.config.model import Config, L2Advertisement
 from metallb_fast.dataplane.base import OwnedKey
@@ -148,6 +149,9 @@ class NodePlan:
     reasons: dict[str, str]  # service key -> why this node does not announce it
 
 
+NO_OWNED: Mapping[OwnedKey, bytes] = MappingProxyType({})  # shared by the plans of every Service not announced here
+
+
 @dataclass(frozen=True, slots=True)
 class ServicePlan:
     """One Service's share of a NodePlan: what it makes this node answer, or why it does not."""
@@ -185,7 +189,7 @@ def plan_service(
     """What this node announces for one Service (the per-Service step of plan_node)."""
     checked = election.service_addresses(service)
     if checked.withdraw is not None:
-        return ServicePlan({}, None, (), checked.withdraw)
+        return ServicePlan(NO_OWNED, None, (), checked.withdraw)
     addresses = checked.addresses
     result = election.elect(
         service,
@@ -200,7 +204,7 @@ def plan_service(
     standing = result.standing
     reason = result.reason_for(side.node_name)
     if reason is not None:
-        return ServicePlan({}, None, (), reason, standing)
+        return ServicePlan(NO_OWNED, None, (), reason, standing)
     choice = interface_choice(side.node_name, result.advertisements, context.nodes)
     owned: dict[OwnedKey, bytes] = {}
     warnings: list[ServiceEvent] = []
@@ -214,7 +218,7 @@ def plan_service(
         owned.update(owned_entries(ip, choice, side.links, side.exclusion))
         done.append(ip)
     if not done:
-        return ServicePlan({}, None, tuple(warnings), "announceFailed", standing)
+        return ServicePlan(NO_OWNED, None, tuple(warnings), "announceFailed", standing)
     announcement = ServiceAnnouncement(service=service, addresses=tuple(done), interfaces=choice)
     return ServicePlan(owned, announcement, tuple(warnings), None, standing)
 

@@ -68,6 +68,10 @@ class SpeakerOptions:
     on_sigterm: str = "auto"  # auto | handover | restart (see Speaker._hands_over)
 
 
+def announcing_view(obj: Json) -> Service:
+    return Service.from_dict(obj, announcing=True)
+
+
 def endpoint_slice_resource(client: KubeClient) -> Resource:
     """discovery.k8s.io/v1 where served (1.21+), else v1beta1 (1.17-1.24)."""
     for version in ("v1", "v1beta1"):
@@ -106,7 +110,7 @@ class Speaker:
         self._slices_of: dict[str, tuple[EndpointSlice, ...]] = {}
         self._slice_owner: dict[str, str] = {}  # slice key -> Service key
         self.services: Informer[Service] = Informer(
-            client, Resource(CORE_V1_PATH, "services"), self._on_service, parse=Service.from_dict, name="services"
+            client, Resource(CORE_V1_PATH, "services"), self._on_service, parse=announcing_view, name="services"
         )
         self.nodes: Informer[Node] = Informer(
             client, Resource(CORE_V1_PATH, "nodes"), self._on_node, parse=Node.from_dict, name="nodes"
