@@ -5,9 +5,11 @@ and the same for the heartbeat setting (serve_heartbeats). One definition, so th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import socket
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
@@ -164,18 +166,39 @@ def heartbeat_interfaces(port: int, interfaces: Collection[str], backend: str) -
 
 
 SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
 IFNAMSIZ = 16
 
 
-def interface_mac(name: str, backend: str) -> bytes:
-    """The hardware address of interface `name` in this thread's network namespace, or ResponderError naming it.
+def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
+    """An interface ioctl on `sock`: the kernel resolves `name` in the namespace the socket was opened in."""
+    return fcntl.ioctl(sock.fileno(), request, name.encode()[: IFNAMSIZ - 1].ljust(IFNAMSIZ + 16, b"\0"))
+
+
+def interface_mac(name: str, backend: str, sock: socket.socket | None = None) -> bytes:
+    """The hardware address of interface `name` in this thread's network namespace (or in `sock`'s), or
+    ResponderError naming it.
 
     Read afresh on every call (serve_heartbeats, sync), so a changed address is picked up at the next one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # opened here: the ioctl asks this namespace
+    with contextlib.ExitStack() as stack:
+        if sock is None:  # opened here: the ioctl asks this namespace
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         try:
-            ifreq = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, name.encode()[: IFNAMSIZ - 1].ljust(IFNAMSIZ + 16, b"\0"))
+            ifreq = _ifreq(sock, SIOCGIFHWADDR, name)
         except OSError as exc:
             if exc.errno == errno.ENODEV:
                 raise missing_interface(name, backend) from None
             raise base.ResponderError(f"{backend} backend: cannot read the MAC address of {name!r}: {exc}") from None
     return bytes(ifreq[IFNAMSIZ + 2 : IFNAMSIZ + 8])  # struct sockaddr: sa_family, then the address
+
+
+def index_in(sock: socket.socket, name: str) -> int | None:
+    """The ifindex of interface `name` in the namespace `sock` was opened in; None when there is none (a name too
+    long for the kernel is none: truncated, it could name another link)."""
+    if len(name.encode()) >= IFNAMSIZ:
+        return None
+    try:
+        ifreq = _ifreq(sock, SIOCGIFINDEX, name)
+    except OSError:
+        return None
+    return int.from_bytes(ifreq[IFNAMSIZ : IFNAMSIZ + 4], sys.byteorder)

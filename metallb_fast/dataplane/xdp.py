@@ -16,6 +16,7 @@ in the pinned config bounds how long the kernel answers for a run that never com
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import logging
 import os
@@ -319,16 +320,6 @@ def _links(ipr: Any) -> dict[str, Link]:
     return links
 
 
-def _link_macs(ipr: Any) -> dict[int, bytes]:
-    """{ifindex: hardware address} of the links with a 6-byte one."""
-    macs = {}
-    for msg in ipr.get_links():
-        address = msg.get_attr("IFLA_ADDRESS")
-        if address and len(address) == 17:
-            macs[msg["index"]] = bytes.fromhex(address.replace(":", ""))
-    return macs
-
-
 def attached_programs(ipr: Any, ifindex: int) -> list[tuple[int, int]]:
     """[(mode flag, program id)] of the XDP programs on `ifindex`, as netlink reports them."""
     (msg,) = ipr.link("get", index=ifindex)
@@ -627,7 +618,7 @@ class XdpResponder(SyncingResponder):
     def _apply(self, owned: Owned) -> dict[str, str]:
         port, beating = self._heartbeat  # served whether or not they own an address
         names = sorted(self._wanted(owned))
-        links = _links(self._ipr)
+        links = self._links_for(names)
         # Attach first, then program the maps, then detach: an address that stays is answered throughout.
         # An interface that is gone or refuses us holds back only its own entries (ownership.servable).
         _, failures = ownership.prepare(names, lambda name: self._attach(name, links))
@@ -636,12 +627,28 @@ class XdpResponder(SyncingResponder):
         self._owned = served
         # What stats() reads, replaced whole (never edited): a scrape during a sync sees one table or the other.
         self._counted = {(address, name): links[name].index for address, name in served}
-        macs = _link_macs(self._ipr) if beating else {}
-        reflecting = [links[name].index for name in beating if name not in failures]
-        self._program.set_heartbeats(port, {i: macs[i] for i in reflecting if i in macs})
+        macs: dict[int, bytes] = {}
+        for name in beating:
+            if name not in failures:
+                with contextlib.suppress(ResponderError):  # gone since the attach: it reflects nothing
+                    macs[links[name].index] = ownership.interface_mac(name, self.backend, self._packet_socket)
+        self._program.set_heartbeats(port, macs)
         for name in sorted(self._attached.keys() - {n for n in names if n not in failures}):
             detach(self._ipr, self._attached.pop(name))
         return failures
+
+    def _links_for(self, names: Iterable[str]) -> Mapping[str, Link]:
+        """The links a sync reads. While every wanted interface carries this run's program under the same index
+        (one ioctl each, on our own socket, so in our namespace), no netlink dump: on a node with hundreds of pod
+        links pyroute2 spends milliseconds on one, and most syncs only change which addresses are answered."""
+        known: dict[str, Link] = {}
+        for name in names:
+            current = self._attached.get(name)
+            if (current is None or current.prog_id != self._program.prog_id
+                    or ownership.index_in(self._packet_socket, name) != current.ifindex):
+                return _links(self._ipr)  # something to attach, or a link that changed: read them all
+            known[name] = Link(name, current.ifindex, None)  # the kind only matters to an attach
+        return known
 
     def _attach(self, name: str, links: Mapping[str, Link]) -> Attachment:
         """Our program on interface `name` (already there, or attached now), or ResponderError naming it."""

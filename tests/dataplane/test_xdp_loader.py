@@ -272,6 +272,47 @@ def test_heartbeat_interfaces_stay_attached_until_neither_owned_nor_served(lab: 
 
 
 @pytest.mark.root
+def test_syncs_on_attached_interfaces_read_no_link_dump_and_a_recreated_link_is_attached_again(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An address change on interfaces already carrying the program costs no netlink dump; a link deleted and made
+    again under the same name (a new ifindex) is noticed and gets the program again."""
+    from metallb_fast.dataplane import xdp
+
+    node = lab.nodes[0]
+    dumps: list[int] = []
+    real_links = xdp._links
+    monkeypatch.setattr(xdp, "_links", lambda ipr: dumps.append(1) or real_links(ipr))
+
+    def pair(action: str) -> None:
+        lab.run(node.netns, ["ip", "link", *(["add", "mlbt0", "type", "veth", "peer", "name", "mlbt1"]
+                                             if action == "add" else ["del", "mlbt0"])])
+        if action == "add":
+            for name in ("mlbt0", "mlbt1"):
+                lab.run(node.netns, ["ip", "link", "set", name, "up"])
+
+    pair("add")
+    r = responder(node.netns)
+    try:
+        r.sync({(lab.vip_v4(7), "eth0"): MAC, (lab.vip_v4(7), "mlbt0"): MAC})
+        before = len(dumps)
+        r.sync({(lab.vip_v4(8), "eth0"): MAC, (lab.vip_v4(8), "mlbt0"): MAC})
+        assert len(dumps) == before, "the interfaces were attached already: no dump"
+        assert arping(lab, lab.vip_v4(8)) and not arping(lab, lab.vip_v4(7), count=1)
+        old_index = r.attachments["mlbt0"].ifindex
+        pair("del")
+        pair("add")
+        r.sync({(lab.vip_v4(8), "eth0"): MAC, (lab.vip_v4(8), "mlbt0"): MAC})
+        assert len(dumps) == before + 1
+        attachment = r.attachments["mlbt0"]
+        assert attachment.ifindex != old_index and FUNCTION_NAME in xdp_on(lab, node.netns, "mlbt0")
+        assert arping(lab, lab.vip_v4(8))
+    finally:
+        r.close()
+        lab.run(node.netns, ["ip", "link", "del", "mlbt0"], check=False)
+
+
+@pytest.mark.root
 def test_native_mode_on_veth_reflects_heartbeats_the_sender_left_unfinished(lab: Lab) -> None:
     # Native XDP_TX on veth builds a new skb, so the receiver checks the UDP checksum, and a sender with checksum
     # offload sends it unfinished (the pseudo-header sum). An updated checksum would be wrong; a computed one is not.
