@@ -1,11 +1,11 @@
 """Give back memory the process no longer uses, once its start-up work is done.
 
-Starting leaves two kinds of garbage behind: bcc's compile of the XDP program (clang/LLVM allocate ~60 MiB of
-heap and free it, but glibc keeps the freed pages mapped) and the initial LIST of every watched object (raw JSON
-parsed into views, then dropped). Both stay resident as anonymous memory until something returns them to the
-kernel: malloc_trim does. Then the objects that live for the program's whole life (caches, views) are frozen out
-of the cyclic garbage collector, so its full collections do not walk tens of thousands of views on every pass
-(the pause would land in a watch event's latency).
+Starting leaves garbage behind: the initial LIST of every watched object (raw JSON parsed into views, then
+dropped) stays resident as anonymous memory, glibc keeping the freed pages mapped, until something returns them to
+the kernel: malloc_trim does. (bcc's compile of the XDP program, which left ~17 MiB that no trim returns, runs in a
+child process now: dataplane/xdp_loader.py.) Then the objects that live for the program's whole life (caches,
+views) are frozen out of the cyclic garbage collector, so its full collections do not walk tens of thousands of
+views on every pass (the pause would land in a watch event's latency).
 """
 
 from __future__ import annotations
