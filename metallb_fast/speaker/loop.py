@@ -479,7 +479,11 @@ class Speaker:
         return layer2.plan_service(self._side, service, config, self._context, slices)
 
     def _log_moves(self, before: Mapping[OwnedKey, bytes], after: Owned, change: MemberEvent | None) -> None:
-        """Announce/withdraw lines, naming membership as the reason when a membership change led to them."""
+        """Announce/withdraw lines, naming membership as the reason when a membership change led to them. Their
+        cost follows what moved (and nothing below INFO), not what the node answers: a node answering a thousand
+        addresses must not format a thousand of them on every sync."""
+        if not log.isEnabledFor(logging.INFO):
+            return
         reason = f"membership: {change.member.name} {change.kind} ({change.reason})" if change else "reconcile"
         gained = sorted(f"{ip}@{ifname}" for ip, ifname in after.keys() - before.keys())
         lost = sorted(f"{ip}@{ifname}" for ip, ifname in before.keys() - after.keys())
@@ -487,10 +491,7 @@ class Speaker:
             log.info("announcing", extra={"op": "setBalancer", "addresses": gained, "reason": reason})
         if lost:
             log.info("withdrawing", extra={"op": "deleteBalancer", "addresses": lost, "reason": reason})
-        log.info(
-            "fast path synced",
-            extra={"op": "syncDataplane", "owned": sorted(f"{ip}@{ifname}" for ip, ifname in after)},
-        )
+        log.info("fast path synced", extra={"op": "syncDataplane", "owned": len(after)})
 
     def _send_gratuitous(self) -> None:
         now = time.monotonic()
