@@ -1,3 +1,6 @@
 """Type stub of the compiled module built from ext/election.pyx."""
 
+OPENSSL: bool  # the hash is libcrypto's (else ext/sha256.h's)
+
 def lowest_hash(prefixes: list[bytes], key: bytes) -> int: ...
+def lowest_hash_portable(prefixes: list[bytes], key: bytes) -> int: ...
