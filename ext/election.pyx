@@ -3,8 +3,8 @@
 
 The speaker runs it for every Service it plans, over every candidate node (500 nodes: 500 hashes). The decision
 stays in metallb_fast/speaker/election.py; this only replaces `min(candidates, key=node_hash)` there, and a test
-checks both give the same node. The hash is OpenSSL's SHA256() when libcrypto can be opened (it uses the CPU's
-SHA instructions: ~0.1 us per node instead of ~0.55 here), else ext/sha256.h.
+checks both give the same node. The hash is libcrypto's SHA256_Init/Update/Final when it can be opened (they use
+the CPU's SHA instructions: ~0.1 us per node instead of ~0.55 here), else ext/sha256.h.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE

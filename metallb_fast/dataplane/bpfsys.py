@@ -315,8 +315,7 @@ def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
 
 class MapSlot:
     """One key of a map, written again and again with one syscall and no allocation: the buffers, the attribute
-    block and the value's packer are made once (the liveness deadline is written every second and on every
-    reconcile)."""
+    block and the value's packer are made once (the liveness deadline, written about every second)."""
 
     def __init__(self, fd: int, key: bytes, value: struct.Struct) -> None:
         self._key = ctypes.create_string_buffer(key, len(key))

@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 from metallb_fast.dataplane import base, heartbeat, packets
 
@@ -168,6 +168,7 @@ def heartbeat_interfaces(port: int, interfaces: Collection[str], backend: str) -
 SIOCGIFHWADDR = 0x8927
 SIOCGIFINDEX = 0x8933
 IFNAMSIZ = 16
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772  # the link types whose hardware address is a 6-byte MAC
 
 
 def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
@@ -175,9 +176,15 @@ def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
     return fcntl.ioctl(sock.fileno(), request, name.encode()[: IFNAMSIZ - 1].ljust(IFNAMSIZ + 16, b"\0"))
 
 
-def interface_mac(name: str, backend: str, sock: socket.socket | None = None) -> bytes:
+@overload
+def interface_mac(name: str, backend: str, sock: socket.socket | None = None) -> bytes: ...
+@overload
+def interface_mac(name: str, backend: str, sock: socket.socket | None, ethernet_only: Literal[True]) -> bytes | None:
+    ...
+def interface_mac(name: str, backend: str, sock: socket.socket | None = None, ethernet_only: bool = False
+                  ) -> bytes | None:
     """The hardware address of interface `name` in this thread's network namespace (or in `sock`'s), or
-    ResponderError naming it.
+    ResponderError naming it; with ethernet_only, None for a link whose address is no MAC (tun, wireguard, ipip).
 
     Read afresh on every call (serve_heartbeats, sync), so a changed address is picked up at the next one."""
     with contextlib.ExitStack() as stack:
@@ -189,7 +196,10 @@ def interface_mac(name: str, backend: str, sock: socket.socket | None = None) ->
             if exc.errno == errno.ENODEV:
                 raise missing_interface(name, backend) from None
             raise base.ResponderError(f"{backend} backend: cannot read the MAC address of {name!r}: {exc}") from None
-    return bytes(ifreq[IFNAMSIZ + 2 : IFNAMSIZ + 8])  # struct sockaddr: sa_family, then the address
+    family = int.from_bytes(ifreq[IFNAMSIZ : IFNAMSIZ + 2], sys.byteorder)  # struct sockaddr: sa_family, address
+    if ethernet_only and family not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        return None
+    return bytes(ifreq[IFNAMSIZ + 2 : IFNAMSIZ + 8])
 
 
 def index_in(sock: socket.socket, name: str) -> int | None:

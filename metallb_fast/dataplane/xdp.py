@@ -227,6 +227,8 @@ class XdpProgram:
         return counts
 
     def set_deadline(self, deadline_ns: int | None) -> None:
+        if self._closed:  # the slot keeps the map's fd number, which the process may have reused since
+            raise ResponderError("xdp: set_deadline() after close()")
         # 0 means "no deadline" to the program; an explicit deadline at 0 is simply in the past.
         self._deadline.write(0 if deadline_ns is None else max(int(deadline_ns), 1))
 
@@ -631,7 +633,9 @@ class XdpResponder(SyncingResponder):
         for name in beating:
             if name not in failures:
                 with contextlib.suppress(ResponderError):  # gone since the attach: it reflects nothing
-                    macs[links[name].index] = ownership.interface_mac(name, self.backend, self._packet_socket)
+                    mac = ownership.interface_mac(name, self.backend, self._packet_socket, ethernet_only=True)
+                    if mac is not None:  # a link without an Ethernet address (tun, wireguard) reflects nothing
+                        macs[links[name].index] = mac
         self._program.set_heartbeats(port, macs)
         for name in sorted(self._attached.keys() - {n for n in names if n not in failures}):
             detach(self._ipr, self._attached.pop(name))

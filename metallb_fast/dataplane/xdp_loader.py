@@ -94,6 +94,8 @@ def _receive(ours: socket.socket, proc: subprocess.Popen[bytes], who: str, timeo
     ours.settimeout(timeout_s)
     try:
         message, fds, flags, _ = socket.recv_fds(ours, _MAX_MESSAGE, _MAX_FDS)
+        for fd in fds:  # recv_fds does not ask for MSG_CMSG_CLOEXEC: a later child must not keep the maps alive
+            os.set_inheritable(fd, False)
     except TimeoutError:
         raise ResponderError(f"xdp: {who} did not hand over the program within {timeout_s:g} s: killed it") from None
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):

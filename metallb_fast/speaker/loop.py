@@ -268,6 +268,9 @@ class Speaker:
             self.responder.sync({})
             self.responder.close()
         else:
+            # A whole timeout from now, not what the last keep-alive left (up to an eighth less): the successor
+            # has that long to adopt the maps before the kernel stops answering.
+            self._keep_alive(force=True)
             self.responder.close(keep_serving=True)
         for informer in informers:
             informer.stop()
@@ -358,7 +361,7 @@ class Speaker:
         else:
             self.health.set_ready(True, f"answering for {len(self.owned)} address/interface pairs")
 
-    def _keep_alive(self) -> None:
+    def _keep_alive(self, force: bool = False) -> None:
         if self.view is not None and not self.view.settled:
             # A starting speaker may have adopted what its predecessor left answering: it lets that run on the
             # predecessor's deadline (a restart is hitless) but does not extend it until it knows the cluster
@@ -366,9 +369,10 @@ class Speaker:
             return
         now = time.monotonic_ns()
         timeout_ns = int(self.options.liveness_timeout_s * 1e9)
-        # Refreshed when an eighth of the timeout has passed, not on every watch event: the deadline stays at
-        # least 7/8 of the timeout ahead while the loop runs, and a burst of events costs no syscall each.
-        if self._deadline_set_at is not None and now - self._deadline_set_at < timeout_ns // 8:
+        # Refreshed when an eighth of the timeout has passed, not on every watch event: a burst of events costs no
+        # syscall each, and while the loop runs the deadline stays at least 7/8 of the timeout minus one wake-up
+        # period (and one reconcile) ahead.
+        if not force and self._deadline_set_at is not None and now - self._deadline_set_at < timeout_ns // 8:
             return
         self.responder.set_liveness_deadline(now + timeout_ns)
         self._deadline_set_at = now
@@ -479,9 +483,9 @@ class Speaker:
         return layer2.plan_service(self._side, service, config, self._context, slices)
 
     def _log_moves(self, before: Mapping[OwnedKey, bytes], after: Owned, change: MemberEvent | None) -> None:
-        """Announce/withdraw lines, naming membership as the reason when a membership change led to them. Their
-        cost follows what moved (and nothing below INFO), not what the node answers: a node answering a thousand
-        addresses must not format a thousand of them on every sync."""
+        """Announce/withdraw lines, naming membership as the reason when a membership change led to them. They
+        list what moved, and the synced line counts the owned pairs instead of listing them: a node answering a
+        thousand addresses does not format a thousand on every sync (and nothing is formatted below INFO)."""
         if not log.isEnabledFor(logging.INFO):
             return
         reason = f"membership: {change.member.name} {change.kind} ({change.reason})" if change else "reconcile"
@@ -497,8 +501,8 @@ class Speaker:
         now = time.monotonic()
         if not self._owned_changed and (self._gratuitous_wake is None or now + 1e-6 < self._gratuitous_wake):
             return  # the same pairs and nothing due: schedule() would return what it returned last time
-        self._owned_changed = False
         result = announce.schedule(self._gratuitous, self.owned, now, self.options.gratuitous)
+        self._owned_changed = False
         self._gratuitous = result.state
         self._gratuitous_wake = result.wake_at
         failed = announce.announce_due(self.responder, result.due)

@@ -116,6 +116,21 @@ def test_the_packers_agree_with_the_kernels_key_and_value_sizes_for_every_map() 
         loaded.close()
 
 
+@pytest.mark.root
+def test_handed_over_fds_are_not_inherited_and_a_closed_program_refuses_the_deadline() -> None:
+    """A later child of the process (a fork and exec) must not keep the maps alive; after close() the deadline slot's
+    fd number may belong to something else."""
+    require_root()
+    program = load_program()
+    try:
+        fds = [program.fd, *(table.fd for table in program._loaded.maps.values())]
+        assert not any(os.get_inheritable(fd) for fd in fds)
+    finally:
+        program.close()
+    with pytest.raises(ResponderError, match="after close"):
+        program.set_deadline(1)
+
+
 def test_a_map_of_other_sizes_than_the_packers_is_refused_by_name() -> None:
     info = bpfsys.MapInfo(id=1, type=bpfsys.BPF_MAP_TYPE_HASH, key_size=8, value_size=16, max_entries=4,
                           name="vips_v4")

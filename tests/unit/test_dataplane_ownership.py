@@ -147,5 +147,6 @@ def test_heartbeat_interfaces_checks_the_setting() -> None:
 
 def test_interface_mac_reads_this_namespace_and_names_a_missing_interface() -> None:
     assert ownership.interface_mac("lo", "python") == bytes(6)
+    assert ownership.interface_mac("lo", "xdp", None, ethernet_only=True) == bytes(6)  # loopback: a 6-byte address
     with pytest.raises(ResponderError, match="python backend: interface 'nope0' does not exist"):
         ownership.interface_mac("nope0", "python")
