@@ -36,7 +36,8 @@ class PlanBook:
         self._plans: dict[str, ServicePlan] = {}
         self._claims: dict[OwnedKey, dict[str, bytes]] = {}
         self.owned: dict[OwnedKey, bytes] = {}
-        self.revision = 0  # changes whenever `owned` does (and only then), so callers need not compare tables
+        self.revision = 0  # changes whenever `owned` does (also when a plan is swapped for one owning the same), so
+        # a caller that sees the same revision knows the table is unchanged without comparing it
 
     def __len__(self) -> int:
         return len(self._plans)
