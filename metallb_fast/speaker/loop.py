@@ -150,7 +150,6 @@ class Speaker:
         self._announced: dict[str, tuple[metrics.Announced, ...]] = {}
         self.view: ClusterView | None = None
         self._recheck_at: float | None = None
-        self._deadline_set_at: int | None = None  # monotonic ns of the last liveness deadline written
         metrics.watch_speaker(self.metric_figures)
 
     def _start_membership(self) -> None:
@@ -268,9 +267,7 @@ class Speaker:
             self.responder.sync({})
             self.responder.close()
         else:
-            # A whole timeout from now, not what the last keep-alive left (up to an eighth less): the successor
-            # has that long to adopt the maps before the kernel stops answering.
-            self._keep_alive(force=True)
+            self._keep_alive()  # a whole timeout from now: the successor has that long to adopt the maps
             self.responder.close(keep_serving=True)
         for informer in informers:
             informer.stop()
@@ -361,21 +358,17 @@ class Speaker:
         else:
             self.health.set_ready(True, f"answering for {len(self.owned)} address/interface pairs")
 
-    def _keep_alive(self, force: bool = False) -> None:
+    def _keep_alive(self) -> None:
         if self.view is not None and not self.view.settled:
             # A starting speaker may have adopted what its predecessor left answering: it lets that run on the
             # predecessor's deadline (a restart is hitless) but does not extend it until it knows the cluster
             # (after a crash the others may have taken those addresses over meanwhile).
             return
-        now = time.monotonic_ns()
-        timeout_ns = int(self.options.liveness_timeout_s * 1e9)
-        # Refreshed when an eighth of the timeout has passed, not on every watch event: a burst of events costs no
-        # syscall each, and while the loop runs the deadline stays at least 7/8 of the timeout minus one wake-up
-        # period (and one reconcile) ahead.
-        if not force and self._deadline_set_at is not None and now - self._deadline_set_at < timeout_ns // 8:
-            return
-        self.responder.set_liveness_deadline(now + timeout_ns)
-        self._deadline_set_at = now
+        # Written on every pass (one bpf syscall on a preallocated slot): after a SIGKILL the kernel answers for
+        # the whole timeout less at most one pass, which is what --liveness-timeout promises and what the peers'
+        # failover waits for.
+        deadline = time.monotonic_ns() + int(self.options.liveness_timeout_s * 1e9)
+        self.responder.set_liveness_deadline(deadline)
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self) -> None:
