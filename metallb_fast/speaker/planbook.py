@@ -36,8 +36,7 @@ class PlanBook:
         self._plans: dict[str, ServicePlan] = {}
         self._claims: dict[OwnedKey, dict[str, bytes]] = {}
         self.owned: dict[OwnedKey, bytes] = {}
-        self.revision = 0  # changes whenever `owned` does (also when a plan is swapped for one owning the same), so
-        # a caller that sees the same revision knows the table is unchanged without comparing it
+        self.revision = 0  # changes when `owned` does, and only then: callers need not compare tables
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -53,13 +52,16 @@ class PlanBook:
         before = self._plans.get(key)
         if before == plan:
             return None
-        if before is not None:
+        # A new plan that owns what the old one did (new warnings, a new Standing) leaves the claims as they are.
+        same_owned = before is not None and plan is not None and before.owned == plan.owned
+        if before is not None and not same_owned:
             self._release(key, before.owned)
         if plan is None:
             self._plans.pop(key, None)
         else:
             self._plans[key] = plan
-            self._claim(key, plan.owned)
+            if not same_owned:
+                self._claim(key, plan.owned)
         return PlanChange(key, before, plan)
 
     def affected_by(self, changed: Set[str], context: ElectionContext) -> set[str]:

@@ -49,7 +49,10 @@ def test_replanning_only_what_changed_gives_the_whole_plan(events: list) -> None
         plan = None
         if key in services:
             plan = layer2.plan_service(side, services[key], CONFIG, context, (slices[key],))
+        owned_before, revision_before = dict(book.owned), book.revision
         book.put(key, plan)
+        # The revision moves when the table does, and only then: the speaker syncs on it without comparing tables.
+        assert (book.revision != revision_before) == (book.owned != owned_before)
         whole = layer2.plan_node("n1", services.values(), CONFIG, NODES, slices.values(), LINKS)
         assert book.owned == whole.owned
         assert sorted(a.service.key for a in book.announcements()) == sorted(a.service.key for a in whole.announced)
@@ -161,3 +164,18 @@ def test_replanning_what_changed_nodes_can_move_gives_the_whole_plan(changes: li
             fresh.reason,
             fresh.standing and fresh.standing.winner,
         ), s.key
+
+
+def test_a_plan_swapped_for_one_owning_the_same_leaves_the_revision() -> None:
+    """A Local Service's endpoints change (a new Standing) while this node still answers the same pairs."""
+    side = layer2.NodeSide.of("n1", LINKS)
+    context = election.ElectionContext({"n1": make_node("n1")})
+    service = make_service("a", policy="Local")
+    book = PlanBook()
+    book.put(service.key, layer2.plan_service(side, service, CONFIG, context, (make_slice(service, "n1"),)))
+    owned, revision = dict(book.owned), book.revision
+    assert owned
+    change = book.put(service.key, layer2.plan_service(side, service, CONFIG, context,
+                                                       (make_slice(service, "n1", "n9"),)))
+    assert change is not None and change.before != change.after  # the plan did change
+    assert (book.owned, book.revision) == (owned, revision)
